@@ -1,0 +1,30 @@
+# The two commands a new user needs: `make demo` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU machines get the CPU build of torch; GPU users install their CUDA torch into .venv first
+# (or pass TORCH_SPEC), and the install below keeps it.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install test demo lint audit score bench clean-venv table1 table2 table3 table4 table5 table6
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check solo e2e_eval tests bench scripts
+
+demo: install
+	$(PY) -m solo.demo
+
+clean-venv:
+	rm -rf $(VENV)
