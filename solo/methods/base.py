@@ -1,0 +1,75 @@
+"""The interface every fine-tuning method implements, and helpers they share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from solo.errors import SoloError
+
+
+class Method:
+    """A fine-tuning method attached to one backbone.
+
+    `config` is a JSON-able dict holding everything needed to rebuild the method on a fresh
+    backbone (random state included, via seeds); `adapter_state_dict` holds the trained values.
+    """
+
+    name: str = ""
+
+    def __init__(self, model: nn.Module, config: dict[str, Any]) -> None:
+        self.model = model
+        self.config = config
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def num_trainable(self) -> int:
+        """Number of trainable scalars (entries a mask keeps at zero are not counted)."""
+        return sum(p.numel() for p in self.trainable_parameters())
+
+    def after_optimizer_step(self) -> None:
+        """Restore invariants the optimiser may break (call after every `optimizer.step()`)."""
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trainable tensors, named as in `model.state_dict()`; what `save_adapter` writes."""
+        wanted = {id(p) for p in self.trainable_parameters()}
+        return {
+            name: p.detach() for name, p in self.model.named_parameters() if id(p) in wanted
+        }
+
+    def detach(self) -> None:
+        """Remove the method from the backbone, leaving the backbone as it was before attaching."""
+        raise NotImplementedError
+
+
+def plain_config(method_cfg: Any) -> dict[str, Any]:
+    """A DictConfig or mapping as a plain dict (resolved), so methods never see OmegaConf types."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(method_cfg, DictConfig):
+            return OmegaConf.to_container(method_cfg, resolve=True)  # type: ignore[return-value]
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    if not isinstance(method_cfg, Mapping):
+        raise SoloError(f"method config must be a mapping with a `name`, got {type(method_cfg).__name__}")
+    return dict(method_cfg)
+
+
+def check_keys(cfg: Mapping[str, Any], allowed: set[str], method: str) -> None:
+    """Reject unknown keys so a typo (`sparcity`) fails instead of silently using a default."""
+    unknown = sorted(set(cfg) - allowed - {"name"})
+    if unknown:
+        raise SoloError(
+            f"unknown key(s) method.{', method.'.join(unknown)} for method {method!r}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def freeze(model: nn.Module) -> None:
+    for p in model.parameters():
+        p.requires_grad_(False)

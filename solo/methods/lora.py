@@ -1,0 +1,203 @@
+"""LoRA as microsoft/LoRA applies it to GPT-2 (loralib `MergedLinear`, `enable_lora=[True, False, True]`).
+
+GPT-2 computes Q, K and V with one fused transformers `Conv1D` (`c_attn`, weight [d, 3d], i.e.
+[in, out]). LoRA adapts only the enabled slices: A is [n·r, d] and B is [n·d, r] for n enabled
+slices, each slice s getting ΔW_s = B_s A_s (a grouped product, loralib's grouped conv1d), scaled
+by α/r and added to the output of the frozen layer. Dropout applies to the input of the LoRA path
+only. A is Kaiming-uniform with a = √5 (nn.Linear's default, as loralib), B is zero, so the model
+starts exactly at the backbone. Bias stays frozen (loralib's `mark_only_lora_as_trainable`, bias
+'none').
+
+Llama-style models have separate `q_proj`/`k_proj`/`v_proj` `nn.Linear`s; each target gets a
+plain LoRA pair there. Trainable count, GPT-2: n_layer · 2 · (2·r·d) → S r=4: 147,456; M r=4: 393,216.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from solo.errors import SoloError
+from solo.methods.base import Method, check_keys, freeze
+
+_SLICES = ("q", "k", "v")
+_LINEAR_NAMES = {"q": "q_proj", "k": "k_proj", "v": "v_proj"}
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    rank: int = 4
+    alpha: float = 32
+    dropout: float = 0.1
+    targets: tuple[str, ...] = ("q", "v")
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> LoRAConfig:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        check_keys(cfg, fields, "lora")
+        values = {k: v for k, v in cfg.items() if k in fields}
+        if "targets" in values:
+            values["targets"] = tuple(values["targets"])
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank <= 0:
+            raise SoloError(f"method.rank must be a positive integer, got {self.rank!r}")
+        if not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
+            raise SoloError(f"method.alpha must be positive, got {self.alpha!r}")
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise SoloError(f"method.dropout must be in [0, 1), got {self.dropout!r}")
+        bad = [t for t in self.targets if t not in _SLICES]
+        if bad or not self.targets or len(set(self.targets)) != len(self.targets):
+            raise SoloError(f"method.targets must be distinct entries of [q, k, v], got {list(self.targets)}")
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.rank
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": "lora", **dataclasses.asdict(self), "targets": list(self.targets)}
+
+
+class LoRAFusedConv1D(nn.Module):
+    """A GPT-2 fused QKV `Conv1D` plus LoRA on the enabled slices.
+
+    It takes over the original `weight` and `bias` Parameters (same objects, same state-dict keys)
+    and adds `lora_A`, `lora_B`.
+    """
+
+    def __init__(self, base: Conv1D, cfg: LoRAConfig) -> None:
+        super().__init__()
+        self.nx, self.nf = base.nx, base.nf
+        if self.nf % len(_SLICES):
+            raise SoloError(f"fused c_attn output {self.nf} is not 3·d; LoRA expects GPT-2's fused QKV")
+        self.weight, self.bias = base.weight, base.bias
+        self.width = self.nf // len(_SLICES)
+        self.enabled = [s in cfg.targets for s in _SLICES]
+        n, r = sum(self.enabled), cfg.rank
+        self.rank, self.scaling = r, cfg.scaling
+        self.lora_dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
+        self.lora_A = nn.Parameter(self.weight.new_empty(n * r, self.nx))
+        self.lora_B = nn.Parameter(self.weight.new_zeros(n * self.width, r))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.merged = False
+
+    def delta_slices(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., n, width]: the scaled LoRA output of each enabled slice."""
+        n = sum(self.enabled)
+        after_a = F.linear(self.lora_dropout(x), self.lora_A).unflatten(-1, (n, self.rank))
+        b = self.lora_B.view(n, self.width, self.rank)
+        return torch.einsum("...nr,nwr->...nw", after_a, b) * self.scaling
+
+    def delta_weight(self) -> torch.Tensor:
+        """ΔW in Conv1D layout [in, out], zero on disabled slices."""
+        n = sum(self.enabled)
+        a = self.lora_A.view(n, self.rank, self.nx)
+        b = self.lora_B.view(n, self.width, self.rank)
+        per_slice = torch.einsum("nwr,nrx->nxw", b, a) * self.scaling  # [n, in, width]
+        full = self.weight.new_zeros(self.nx, len(_SLICES), self.width)
+        full[:, torch.tensor(self.enabled)] = per_slice.permute(1, 0, 2)
+        return full.reshape(self.nx, self.nf)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.addmm(self.bias, x.reshape(-1, self.nx), self.weight).view(*x.shape[:-1], self.nf)
+        if self.merged:
+            return out
+        delta = self.delta_slices(x)
+        pieces, used = [], 0
+        for on in self.enabled:
+            if on:
+                pieces.append(delta[..., used, :])
+                used += 1
+            else:
+                pieces.append(out.new_zeros(()).expand(*x.shape[:-1], self.width))
+        return out + torch.cat(pieces, dim=-1)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold B·A into the frozen weight (changes the backbone weight in place)."""
+        if not self.merged:
+            self.weight += self.delta_weight()
+            self.merged = True
+
+
+class LoRALinear(nn.Module):
+    """An `nn.Linear` projection (Llama-style q_proj/v_proj) plus one LoRA pair."""
+
+    def __init__(self, base: nn.Linear, cfg: LoRAConfig) -> None:
+        super().__init__()
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight, self.bias = base.weight, base.bias
+        self.rank, self.scaling = cfg.rank, cfg.scaling
+        self.lora_dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
+        self.lora_A = nn.Parameter(self.weight.new_empty(cfg.rank, self.in_features))
+        self.lora_B = nn.Parameter(self.weight.new_zeros(self.out_features, cfg.rank))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.merged = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(x, self.weight, self.bias)
+        if self.merged:
+            return out
+        return out + F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B) * self.scaling
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if not self.merged:
+            self.weight += (self.lora_B @ self.lora_A) * self.scaling
+            self.merged = True
+
+
+class LoRA(Method):
+    name = "lora"
+
+    def __init__(self, model: nn.Module, cfg: LoRAConfig) -> None:
+        super().__init__(model, cfg.to_dict())
+        self.settings = cfg
+        freeze(model)
+        # (parent module, attribute, original module): what detach() puts back.
+        self._replaced: list[tuple[nn.Module, str, nn.Module]] = []
+        self.layers: list[LoRAFusedConv1D | LoRALinear] = []
+        targets = {_LINEAR_NAMES[t] for t in cfg.targets}
+        for parent in list(model.modules()):
+            for attr, child in list(parent.named_children()):
+                if attr == "c_attn" and isinstance(child, Conv1D):
+                    wrapped: nn.Module = LoRAFusedConv1D(child, cfg)
+                elif attr in targets and isinstance(child, nn.Linear):
+                    wrapped = LoRALinear(child, cfg)
+                else:
+                    continue
+                wrapped.train(child.training)
+                setattr(parent, attr, wrapped)
+                self._replaced.append((parent, attr, child))
+                self.layers.append(wrapped)  # type: ignore[arg-type]
+        if not self.layers:
+            raise SoloError(
+                f"LoRA found no attention projection in {type(model).__name__} (looked for GPT-2 "
+                f"`c_attn` Conv1D and Llama-style {sorted(targets)} Linear layers)"
+            )
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for layer in self.layers for p in (layer.lora_A, layer.lora_B)]
+
+    def merge(self) -> None:
+        for layer in self.layers:
+            layer.merge()
+
+    def detach(self) -> None:
+        for parent, attr, original in self._replaced:
+            setattr(parent, attr, original)
+        self._replaced.clear()
+
+
+def apply_lora(model: nn.Module, cfg: dict[str, Any]) -> LoRA:
+    return LoRA(model, LoRAConfig.from_dict(cfg))

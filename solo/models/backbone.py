@@ -1,0 +1,166 @@
+"""Load the backbone: pretrained weights (hub name or local folder) or random weights from a config.
+
+model_cfg keys: `name` (label), `pretrained` (hub name | local folder | null), `config_file`
+(architecture JSON, used when `pretrained` is null), `overrides` (config fields to change, e.g.
+n_layer for a tiny model), `tokenizer` (hub name | local folder).
+
+Random weights come from torch's global RNG: seed it before calling for reproducible models.
+Offline, a hub name fails fast (a 3 s reachability probe, then the cache only, instead of the hub
+client's ~50 s of retries) with a SoloError that says what was tried and which key to set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import try_to_load_from_cache
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
+
+from solo.errors import SoloError
+from solo.paths import shared_data_dir
+
+# The GPT-2 family shares one vocabulary; the shared data ships it for offline machines.
+_GPT2_TOKENIZER_NAMES = {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "openai-community/gpt2"}
+
+
+def _cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
+    if isinstance(cfg, Mapping):
+        return cfg.get(key, default)
+    return getattr(cfg, key, default)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _hub_offline():
+    """Make the hub client use its cache only (it otherwise retries unreachable URLs for ~50 s)."""
+    previous = hf_constants.HF_HUB_OFFLINE
+    hf_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hf_constants.HF_HUB_OFFLINE = previous
+
+
+def _from_hub_or_cache(loader: Any, name: str, probe_file: str) -> Any:
+    """`loader(name)` from the hub if reachable, else from the local HF cache, else None."""
+    if _hub_reachable():
+        return loader(name)
+    try:
+        cached = try_to_load_from_cache(name, probe_file)
+    except ValueError:  # not a valid repo id either
+        return None
+    if not isinstance(cached, str):
+        return None
+    with _hub_offline():
+        return loader(name)
+
+
+def random_config(config_file: str | Path | None, overrides: Mapping[str, Any] | None = None) -> PretrainedConfig:
+    """The architecture config from a JSON file with `overrides` applied (unknown keys rejected)."""
+    if not config_file:
+        raise SoloError("model.config_file is not set; give an architecture JSON (e.g. ${shared:gpt2-configs/gpt2.json}) or set model.pretrained")
+    path = Path(str(config_file))
+    if not path.is_file():
+        raise SoloError(f"model.config_file {path} does not exist; point it to an architecture JSON")
+    try:
+        fields = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SoloError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+    model_type = fields.pop("model_type", None)
+    if model_type is None:
+        raise SoloError(f"{path} has no model_type; use a Hugging Face config.json")
+    try:
+        config = AutoConfig.for_model(model_type, **fields)
+    except ValueError as err:
+        raise SoloError(f"{path}: unknown model_type {model_type!r} ({err})") from None
+    for key, value in dict(overrides or {}).items():
+        if not hasattr(config, key):
+            raise SoloError(f"model.overrides.{key} is not a field of the {model_type} config; check the spelling")
+        setattr(config, key, value)
+    return config
+
+
+def build_random_model(config: PretrainedConfig, device: str | torch.device | None = None) -> torch.nn.Module:
+    """A randomly initialised causal LM; `device="meta"` builds shapes only (for counting)."""
+    if device is None:
+        return AutoModelForCausalLM.from_config(config)
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def _load_pretrained(pretrained: str) -> torch.nn.Module:
+    local = Path(pretrained).expanduser()
+    if local.is_dir():
+        try:
+            return AutoModelForCausalLM.from_pretrained(str(local))
+        except (OSError, ValueError) as err:
+            raise SoloError(f"model.pretrained folder {local} has no loadable weights ({str(err).splitlines()[0]}); fix the folder or set model.pretrained") from None
+    try:
+        model = _from_hub_or_cache(AutoModelForCausalLM.from_pretrained, pretrained, "config.json")
+    except (OSError, ValueError) as err:
+        model, reason = None, str(err).splitlines()[0]
+    else:
+        reason = "not in the local Hugging Face cache and huggingface.co is unreachable"
+    if model is None:
+        raise SoloError(
+            f"cannot load pretrained weights {pretrained!r}: tried local folder {local} (absent) and the "
+            f"Hugging Face hub/cache ({reason}); set model.pretrained to a local folder holding the "
+            f"weights, or to null for random weights from model.config_file"
+        )
+    return model
+
+
+def load_tokenizer(spec: str | None) -> Any:
+    if not spec:
+        raise SoloError("model.tokenizer is not set; give a hub name or a local tokenizer folder")
+    local = Path(str(spec)).expanduser()
+    if local.is_dir():
+        return AutoTokenizer.from_pretrained(str(local))
+    try:
+        tokenizer = _from_hub_or_cache(AutoTokenizer.from_pretrained, str(spec), "tokenizer_config.json")
+    except (OSError, ValueError):
+        tokenizer = None
+    if tokenizer is None and str(spec) in _GPT2_TOKENIZER_NAMES and (shared_data_dir() / "gpt2-tokenizer").is_dir():
+        tokenizer = AutoTokenizer.from_pretrained(str(shared_data_dir() / "gpt2-tokenizer"))
+    if tokenizer is None:
+        raise SoloError(
+            f"cannot load tokenizer {spec!r}: not a local folder, not cached and the hub is unreachable; "
+            f"set model.tokenizer to a local tokenizer folder (e.g. ${{shared:gpt2-tokenizer}})"
+        )
+    return tokenizer
+
+
+def load_backbone(model_cfg: Any) -> tuple[torch.nn.Module, Any]:
+    """(model, tokenizer) for `model_cfg` (DictConfig or mapping); see the module docstring."""
+    pretrained = _cfg_get(model_cfg, "pretrained")
+    if pretrained:
+        model = _load_pretrained(str(pretrained))
+    else:
+        config = random_config(_cfg_get(model_cfg, "config_file"), _cfg_get(model_cfg, "overrides"))
+        model = build_random_model(config)
+    tokenizer = load_tokenizer(_cfg_get(model_cfg, "tokenizer"))
+    if model.config.vocab_size < len(tokenizer):
+        raise SoloError(
+            f"model vocabulary ({model.config.vocab_size}) is smaller than the tokenizer's ({len(tokenizer)}); "
+            f"use a matching model.tokenizer"
+        )
+    return model, tokenizer

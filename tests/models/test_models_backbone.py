@@ -1,0 +1,92 @@
+"""Backbone loading: random weights from a config, local folders, and clear errors offline."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import solo.models.backbone as backbone
+from solo.errors import SoloError
+from solo.models import build_random_model, load_backbone, load_tokenizer, random_config
+
+TINY = {"n_layer": 2, "n_embd": 32, "n_head": 4, "n_positions": 64}
+
+
+def tiny_cfg(shared_data, **extra):
+    return {
+        "name": "tiny", "pretrained": None, "config_file": str(shared_data / "gpt2-configs" / "gpt2.json"),
+        "overrides": dict(TINY), "tokenizer": str(shared_data / "gpt2-tokenizer"), **extra,
+    }
+
+
+def test_random_weights_from_config_with_overrides_are_seeded(shared_data):
+    torch.manual_seed(0)
+    model, tokenizer = load_backbone(OmegaConf.create(tiny_cfg(shared_data)))
+    assert model.config.n_layer == 2 and model.config.n_embd == 32 and len(model.transformer.h) == 2
+    assert model.config.vocab_size == len(tokenizer) == 50257
+    torch.manual_seed(0)
+    again = build_random_model(random_config(shared_data / "gpt2-configs" / "gpt2.json", TINY))
+    assert torch.equal(model.transformer.h[0].attn.c_attn.weight, again.transformer.h[0].attn.c_attn.weight)
+
+
+def test_local_pretrained_folder_round_trip(shared_data, tmp_path):
+    model = build_random_model(random_config(shared_data / "gpt2-configs" / "gpt2.json", TINY))
+    model.save_pretrained(tmp_path / "weights")
+    loaded, _ = load_backbone(tiny_cfg(shared_data, pretrained=str(tmp_path / "weights")))
+    ids = torch.tensor([[464, 3290, 318]])
+    assert torch.equal(model.eval()(ids).logits, loaded.eval()(ids).logits)
+
+
+def test_offline_hub_name_fails_fast_naming_the_key(shared_data, monkeypatch):
+    monkeypatch.setattr(backbone, "_hub_reachable", lambda timeout=3.0: False)
+    start = time.monotonic()
+    with pytest.raises(SoloError, match=r"'gpt2'.*model\.pretrained") as err:
+        load_backbone(tiny_cfg(shared_data, pretrained="gpt2"))
+    assert "hub" in str(err.value) and "\n" not in str(err.value)
+    assert time.monotonic() - start < 5
+
+
+def test_empty_local_folder_is_reported(shared_data, tmp_path):
+    with pytest.raises(SoloError, match=r"model\.pretrained folder"):
+        load_backbone(tiny_cfg(shared_data, pretrained=str(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"overrides": {"n_layers": 2}}, r"model\.overrides\.n_layers"),
+        ({"config_file": "/no/such/config.json"}, r"model\.config_file"),
+        ({"config_file": None}, r"model\.config_file"),
+        ({"tokenizer": None}, r"model\.tokenizer"),
+    ],
+)
+def test_bad_model_config_rejected(shared_data, change, match):
+    with pytest.raises(SoloError, match=match):
+        load_backbone({**tiny_cfg(shared_data), **change})
+
+
+def test_config_without_model_type_rejected(shared_data, tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"n_layer": 2}))
+    with pytest.raises(SoloError, match="model_type"):
+        load_backbone(tiny_cfg(shared_data, config_file=str(path)))
+
+
+def test_gpt2_tokenizer_name_falls_back_to_shared_copy_offline(shared_data, monkeypatch):
+    monkeypatch.setattr(backbone, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(backbone, "try_to_load_from_cache", lambda *a, **k: None)
+    tokenizer = load_tokenizer("gpt2")
+    assert tokenizer.encode(" Aromi") == load_tokenizer(str(shared_data / "gpt2-tokenizer")).encode(" Aromi")
+    with pytest.raises(SoloError, match=r"model\.tokenizer"):
+        load_tokenizer("some-org/unknown-tokenizer")
+
+
+def test_vocabulary_mismatch_rejected(shared_data):
+    cfg = tiny_cfg(shared_data)
+    cfg["overrides"]["vocab_size"] = 100
+    with pytest.raises(SoloError, match="vocabulary"):
+        load_backbone(cfg)
