@@ -26,5 +26,12 @@ lint: install
 demo: install
 	$(PY) -m solo.demo
 
+audit: install
+	$(PY) -m solo.methods.audit
+
+# make table2 [profile=tiny] [seeds=1,2,3] [ARGS="launcher=slurm hydra.launcher.partition=gpu"]
+table1 table2 table3 table4 table5 table6: install
+	$(PY) -m solo.experiments.run_table $(@:table%=%) $(if $(profile),profile=$(profile)) $(if $(seeds),seeds=$(seeds)) $(ARGS)
+
 clean-venv:
 	rm -rf $(VENV)

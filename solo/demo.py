@@ -1,11 +1,6 @@
-"""Placeholder demo until the full chain lands: reads the shared E2E data end to end."""
+"""`python -m solo.demo` (`make demo`): the end-to-end CPU demo; see solo/experiments/demo.py."""
 
-from solo.paths import shared_data_dir
-
-
-def main() -> None:
-    print(f"shared data: {shared_data_dir()}")
-
+from solo.experiments.demo import main
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,349 @@
+"""Run dirs -> results/tableN.md, tableN.csv (and tableN.png for Tables 2-3).
+
+Each printed row of the paper is matched to the finished run dirs (those with DONE) whose
+config.yaml carries the row's `experiment_id` and the same smoke flag; our numbers are the mean
+± sample std over their seeds, shown beside the paper's with the difference, and every number
+names the run dirs it came from. A row with no finished run is shown as missing, never filled
+in; rows the paper cites from the LoRA paper are shown as cited.
+
+When several finished run dirs share an experiment and seed (a rerun after the config changed),
+the one finished last is used and the others are listed as superseded in the sources.
+
+Results are never overwritten silently: every output is rendered first, then each file is
+swapped in atomically; an existing file whose content differs is first kept beside it as
+`<name>.<its mtime>.bak` (and the message says so); identical content is left untouched.
+
+CLI: python -m solo.experiments.aggregate TABLE [--runs runs] [--out results] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from solo.errors import SoloError, exit_on_solo_error
+from solo.experiments.plot import params_vs_bleu_png, parse_printed_params
+from solo.experiments.tables import (
+    METRICS,
+    PERCENT_METRICS,
+    TABLE_TITLES,
+    PaperRow,
+    experiment_id_of,
+    table_rows,
+)
+from solo.paths import REPO_ROOT
+
+PLOTTED_TABLES = frozenset({2, 3})
+DONE_FILE = "DONE"  # docs/DESIGN.md run-dir contract: written last by solo.train
+SMOKE_BANNER = (
+    "> **SMOKE RUN — NOT RESULTS.** Built from `profile=tiny` runs: a tiny random GPT-2, the dev "
+    "set standing in for the training set, a handful of steps and a few test MRs. It checks the "
+    "table machinery end to end; its numbers say nothing about the paper."
+)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What aggregation needs from one finished run dir."""
+
+    run_dir: Path
+    experiment_id: str | None
+    seed: int
+    smoke: bool
+    setup: str
+    model: str
+    trainable: int | None
+    scores: dict[str, float] | None  # paper scale (percent for BLEU/METEOR/ROUGE_L); None if absent
+    finished: str
+
+
+@dataclass
+class RowResult:
+    row: PaperRow
+    experiment_id: str
+    runs: list[RunRecord] = field(default_factory=list)  # one per seed, the ones averaged
+    superseded: list[RunRecord] = field(default_factory=list)
+    unscored: list[RunRecord] = field(default_factory=list)  # DONE but no scores.json
+
+    @property
+    def status(self) -> str:
+        if self.row.cited:
+            return "cited"
+        return "ok" if self.runs else "missing"
+
+    def mean(self, metric: str) -> float | None:
+        values = [r.scores[metric] for r in self.runs if r.scores]
+        return statistics.fmean(values) if values else None
+
+    def std(self, metric: str) -> float | None:
+        values = [r.scores[metric] for r in self.runs if r.scores]
+        return statistics.stdev(values) if len(values) >= 2 else None
+
+    @property
+    def params(self) -> str:
+        counts = sorted({r.trainable for r in self.runs if r.trainable is not None})
+        return "/".join(str(c) for c in counts)
+
+
+def _to_paper_scale(scores: dict) -> dict[str, float]:
+    return {m: float(scores[m]) * (100.0 if m in PERCENT_METRICS else 1.0) for m in METRICS}
+
+
+def _setup_label(cfg) -> str:
+    setup = OmegaConf.select(cfg, "data.setup", default="?")
+    split = OmegaConf.select(cfg, "data.train_split", default="train")
+    label = f"{setup}" + ("" if split == "train" else f", {split} as train")
+    return label + (", smoke" if cfg.get("smoke") else "")
+
+
+def read_run(run_dir: Path) -> RunRecord | None:
+    """The record of a finished run dir, or None if it is not finished (no DONE)."""
+    if not (run_dir / DONE_FILE).exists():
+        return None
+    config_path = run_dir / "config.yaml"
+    if not config_path.exists():
+        raise SoloError(f"{config_path} missing in a finished run dir; the run dir is damaged, move it out of the run root")
+    cfg = OmegaConf.load(config_path)
+    scores_path, params_path, meta_path = (run_dir / n for n in ("scores.json", "params.json", "meta.json"))
+    scores = None
+    if scores_path.exists():
+        raw = json.loads(scores_path.read_text())
+        missing = [m for m in METRICS if m not in raw]
+        if missing:
+            raise SoloError(f"{scores_path} lacks {', '.join(missing)}; rescore the run (python -m e2e_eval)")
+        scores = _to_paper_scale(raw)
+    trainable = json.loads(params_path.read_text()).get("trainable") if params_path.exists() else None
+    finished = json.loads(meta_path.read_text()).get("finished", "") if meta_path.exists() else ""
+    experiment_id = cfg.get("experiment_id")
+    return RunRecord(
+        run_dir=run_dir,
+        experiment_id=str(experiment_id) if experiment_id is not None else None,
+        seed=int(cfg.get("seed", 0)),
+        smoke=bool(cfg.get("smoke", False)),
+        setup=_setup_label(cfg),
+        model=str(OmegaConf.select(cfg, "model.name", default="?")),
+        trainable=int(trainable) if trainable is not None else None,
+        scores=scores,
+        finished=str(finished or ""),
+    )
+
+
+def find_runs(run_root: Path) -> list[RunRecord]:
+    """Every finished run dir below `run_root` (names may nest, so search for DONE files)."""
+    if not run_root.exists():
+        return []
+    records = (read_run(done.parent) for done in sorted(run_root.rglob(DONE_FILE)))
+    return [r for r in records if r is not None]
+
+
+def match_row(row: PaperRow, runs: list[RunRecord], smoke: bool) -> RowResult:
+    result = RowResult(row=row, experiment_id=experiment_id_of(row.experiment))
+    if row.cited:
+        return result
+    by_seed: dict[int, list[RunRecord]] = {}
+    for run in runs:
+        if run.experiment_id == result.experiment_id and run.smoke == smoke:
+            if run.scores is None:
+                result.unscored.append(run)
+            else:
+                by_seed.setdefault(run.seed, []).append(run)
+    for seed in sorted(by_seed):
+        candidates = sorted(by_seed[seed], key=lambda r: (r.finished, str(r.run_dir)))
+        result.runs.append(candidates[-1])
+        result.superseded.extend(candidates[:-1])
+    return result
+
+
+def aggregate_table(table: int, run_root: Path, smoke: bool) -> list[RowResult]:
+    runs = find_runs(run_root)
+    return [match_row(row, runs, smoke) for row in table_rows(table)]
+
+
+def _fmt(metric: str, value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _metric_cell(result: RowResult, metric: str) -> str:
+    paper = result.row.metrics[metric]
+    printed = f"{paper:g}"  # as the paper prints it
+    if result.status == "cited":
+        return f"cited / {printed}"
+    mean = result.mean(metric)
+    if mean is None:
+        return f"missing / {printed}"
+    std = result.std(metric)
+    ours = _fmt(metric, mean) + (f" ± {_fmt(metric, std)}" if std is not None else "")
+    diff = mean - paper
+    return f"{ours} / {printed} ({'+' if diff >= 0 else '−'}{_fmt(metric, abs(diff))})"
+
+
+def render_markdown(table: int, results: list[RowResult], run_root: Path, smoke: bool) -> str:
+    lines = [f"# {TABLE_TITLES[table]}" + (" — SMOKE RUN" if smoke else ""), ""]
+    if smoke:
+        lines += [SMOKE_BANNER, ""]
+    lines += [
+        f"Built by `python -m solo.experiments.aggregate {table}` from the finished run dirs under "
+        f"`{_display_path(run_root)}`. Each metric cell is **ours / paper (ours − paper)**; ours is "
+        "the mean ± sample std over seeds (no ± with one seed). BLEU, METEOR and ROUGE-L are in "
+        "percent, NIST and CIDEr raw, as the paper prints them. *missing*: no finished run, nothing "
+        "is filled in. *cited*: the paper copies the row from the LoRA paper; it is not re-run.",
+        "",
+        "| # | row | params paper | params ours | BLEU | NIST | METEOR | ROUGE-L | CIDEr | seeds | setup |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for index, res in enumerate(results, start=1):
+        seeds = ",".join(str(r.seed) for r in res.runs) or "—"
+        setup = "; ".join(sorted({f"{r.setup} ({r.model})" for r in res.runs})) or "—"
+        cells = [_metric_cell(res, m) for m in METRICS]
+        lines.append(
+            f"| {index} | {res.row.label} | {res.row.params_printed} | {res.params or '—'} | "
+            + " | ".join(cells) + f" | {seeds} | {setup} |"
+        )
+    lines += ["", "## Sources", ""]
+    for index, res in enumerate(results, start=1):
+        head = f"{index}. `{res.row.experiment}` (experiment_id `{res.experiment_id}`): "
+        if res.status == "cited":
+            lines.append(head + f"cited — {res.row.note or 'LoRA paper'}")
+            continue
+        if not res.runs:
+            lines.append(head + "missing — no finished run dir")
+        else:
+            lines.append(head + ", ".join(f"`{_display_path(r.run_dir)}` (seed {r.seed})" for r in res.runs))
+        for run in res.superseded:
+            lines.append(f"   - superseded (same seed, finished earlier): `{_display_path(run.run_dir)}`")
+        for run in res.unscored:
+            lines.append(f"   - finished without scores.json, not used: `{_display_path(run.run_dir)}`")
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(table: int, results: list[RowResult], smoke: bool) -> str:
+    header = ["table", "row", "experiment", "experiment_id", "label", "status", "smoke", "n_seeds", "seeds",
+              "params_printed", "params_ours"]
+    for m in METRICS:
+        header += [f"{m}_ours_mean", f"{m}_ours_std", f"{m}_paper", f"{m}_diff"]
+    header += ["setup", "run_dirs"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for index, res in enumerate(results, start=1):
+        row = [table, index, res.row.experiment, res.experiment_id, res.row.label, res.status, smoke,
+               len(res.runs), " ".join(str(r.seed) for r in res.runs), res.row.params_printed, res.params]
+        for m in METRICS:
+            mean, std, paper = res.mean(m), res.std(m), res.row.metrics[m]
+            row += ["" if mean is None else round(mean, 4), "" if std is None else round(std, 4), paper,
+                    "" if mean is None else round(mean - paper, 4)]
+        row += ["; ".join(sorted({r.setup for r in res.runs})),
+                " ".join(_display_path(r.run_dir) for r in res.runs)]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def plot_points(results: list[RowResult]) -> list[dict]:
+    points = []
+    for res in results:
+        point = {
+            "label": res.row.label.split(" ", 2)[-1] if res.row.method != "lora" else "LoRA",
+            "paper_params": parse_printed_params(res.row.params_printed),
+            "paper_bleu": res.row.metrics["BLEU"],
+        }
+        bleu = res.mean("BLEU")
+        if bleu is not None and res.params and "/" not in res.params:
+            point.update(our_params=int(res.params), our_bleu=bleu, our_std=res.std("BLEU"))
+        points.append(point)
+    return points
+
+
+def render_outputs(table: int, run_root: Path, out_dir: Path, smoke: bool) -> dict[Path, bytes]:
+    results = aggregate_table(table, run_root, smoke)
+    outputs = {
+        out_dir / f"table{table}.md": render_markdown(table, results, run_root, smoke).encode(),
+        out_dir / f"table{table}.csv": render_csv(table, results, smoke).encode(),
+    }
+    if table in PLOTTED_TABLES:
+        outputs[out_dir / f"table{table}.png"] = params_vs_bleu_png(plot_points(results), TABLE_TITLES[table], smoke)
+    return outputs
+
+
+def backup_path(path: Path) -> Path:
+    """Where the earlier version of `path` is kept: `<name>.<its mtime>.bak`, never reused."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(path.stat().st_mtime))
+    candidate = path.with_name(f"{path.name}.{stamp}.bak")
+    counter = 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.name}.{stamp}-{counter}.bak")
+        counter += 1
+    return candidate
+
+
+def publish(outputs: dict[Path, bytes]) -> list[str]:
+    """Write every output atomically; keep differing earlier files as .bak. Returns one message per file."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data in outputs.items():  # stage all first: a failure leaves results/ untouched
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(data)
+            staged.append((path, tmp))
+    except BaseException:
+        for _, tmp in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    messages = []
+    for path, tmp in staged:
+        if path.exists() and path.read_bytes() == tmp.read_bytes():
+            tmp.unlink()
+            messages.append(f"unchanged {_display_path(path)}")
+            continue
+        if path.exists():
+            kept = backup_path(path)
+            os.link(path, kept)  # the old bytes stay reachable before the new file replaces them
+            messages.append(f"wrote {_display_path(path)} (earlier version kept as {_display_path(kept)})")
+        else:
+            messages.append(f"wrote {_display_path(path)}")
+        os.replace(tmp, path)
+    return messages
+
+
+def default_out_dir(smoke: bool) -> Path:
+    return REPO_ROOT / "results" / ("smoke" if smoke else "")
+
+
+def aggregate(table: int, run_root: Path, out_dir: Path | None = None, smoke: bool = False) -> list[str]:
+    out = out_dir if out_dir is not None else default_out_dir(smoke)
+    return publish(render_outputs(table, run_root, out, smoke))
+
+
+@exit_on_solo_error
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Aggregate run dirs into results/tableN.{md,csv,png}.")
+    parser.add_argument("table", type=int, help="paper table number, 1-6")
+    parser.add_argument("--runs", type=Path, default=None, help="run root (default: runs, or runs/smoke with --smoke)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: results, or results/smoke with --smoke)")
+    parser.add_argument("--smoke", action="store_true", help="aggregate profile=tiny smoke runs instead of real ones")
+    args = parser.parse_args(argv)
+    run_root = args.runs or (REPO_ROOT / "runs" / ("smoke" if args.smoke else ""))
+    for message in aggregate(args.table, run_root, args.out, args.smoke):
+        print(message)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

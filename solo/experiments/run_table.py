@@ -1,0 +1,136 @@
+"""`python -m solo.experiments.run_table TABLE [seeds=1,2,3] [profile=tiny] [--dry-run] [overrides...]`
+
+Runs what one paper table needs, then aggregates it. Each non-cited row's experiment is composed
+for every seed exactly as `python -m solo.train` would compose it; rows whose run dir is already
+finished (DONE) are skipped, the rest are launched as Hydra multiruns of solo.train (so any
+launcher works: launcher=joblib, launcher=slurm ...). Rows shared between tables run once.
+Finally results/tableN.{md,csv,png} are built (results/smoke/ for smoke profiles).
+
+Other arguments are Hydra overrides handed to solo.train unchanged. seeds defaults to 1; give
+several (seeds=1,2,3) for mean ± std. A smoke profile (profile=tiny) puts its runs under
+runs/smoke unless run_root is given.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from solo.errors import SoloError, exit_on_solo_error
+from solo.experiments.aggregate import aggregate
+from solo.experiments.compose import compose_train_config
+from solo.experiments.tables import table_rows
+from solo.paths import REPO_ROOT
+
+SMOKE_RUN_ROOT = "runs/smoke"
+
+
+@dataclass
+class TablePlan:
+    table: int
+    smoke: bool
+    run_root: Path  # absolute
+    overrides: list[str]  # handed to every solo.train call
+    seeds: list[int]
+    finished: list[tuple[str, int, Path]] = field(default_factory=list)
+    todo: list[tuple[str, int]] = field(default_factory=list)
+    cited: list[str] = field(default_factory=list)
+
+    def commands(self) -> list[list[str]]:
+        """solo.train multiruns covering `todo`: one in all when it is a full grid, else one per seed."""
+        if not self.todo:
+            return []
+        experiments = list(dict.fromkeys(e for e, _ in self.todo))
+        seeds = list(dict.fromkeys(s for _, s in self.todo))
+        base = [sys.executable, "-m", "solo.train", "-m", *self.overrides]
+        if len(self.todo) == len(experiments) * len(seeds):
+            return [[*base, f"experiment={','.join(experiments)}", f"seed={','.join(map(str, seeds))}"]]
+        return [
+            [*base, f"experiment={','.join(e for e, s in self.todo if s == seed)}", f"seed={seed}"]
+            for seed in seeds
+        ]
+
+
+def _split_arguments(arguments: list[str]) -> tuple[list[int], list[str], bool]:
+    seeds, overrides, dry_run = [1], [], False
+    for arg in arguments:
+        if arg == "--dry-run":
+            dry_run = True
+        elif arg.startswith("seeds="):
+            try:
+                seeds = [int(s) for s in arg.split("=", 1)[1].split(",") if s.strip()]
+            except ValueError:
+                raise SoloError(f"{arg!r}: seeds must be comma-separated integers, e.g. seeds=1,2,3") from None
+            if not seeds:
+                raise SoloError("seeds= is empty; give e.g. seeds=1 or seeds=1,2,3")
+        elif arg.startswith(("experiment=", "seed=", "-m", "--multirun")):
+            raise SoloError(f"{arg!r}: run_table chooses the experiments and seeds itself; use seeds=1,2,3")
+        else:
+            overrides.append(arg)
+    return seeds, overrides, dry_run
+
+
+def plan_table(table: int, seeds: list[int], overrides: list[str]) -> TablePlan:
+    """Which (experiment, seed) runs the table still needs, by the run dirs solo.train would use."""
+    from solo.train.rundir import is_finished, run_dir_for
+
+    rows = table_rows(table)
+    probe = compose_train_config([f"experiment={rows[0].experiment}", *overrides])
+    smoke = bool(probe.get("smoke", False))
+    if smoke and not any(o.startswith("run_root=") for o in overrides):
+        overrides = [*overrides, f"run_root={SMOKE_RUN_ROOT}"]
+    run_root = compose_train_config(overrides).run_root
+    plan = TablePlan(table, smoke, (REPO_ROOT / str(run_root)).resolve(), overrides, seeds)
+    seen_ids: set[tuple[str, int]] = set()
+    for row in rows:
+        if row.cited:
+            plan.cited.append(row.experiment)
+            continue
+        for seed in seeds:
+            cfg = compose_train_config([f"experiment={row.experiment}", f"seed={seed}", *overrides])
+            if (cfg.experiment_id, seed) in seen_ids:
+                continue  # an alias of a row already planned
+            seen_ids.add((cfg.experiment_id, seed))
+            run_dir = REPO_ROOT / run_dir_for(cfg)
+            if is_finished(run_dir):
+                plan.finished.append((row.experiment, seed, run_dir))
+            else:
+                plan.todo.append((row.experiment, seed))
+    return plan
+
+
+def run_table(table: int, arguments: list[str]) -> int:
+    seeds, overrides, dry_run = _split_arguments(arguments)
+    plan = plan_table(table, seeds, overrides)
+    label = "SMOKE run (profile is not for results)" if plan.smoke else "run"
+    print(f"table {table}: {len(plan.todo)} runs to do, {len(plan.finished)} finished, "
+          f"{len(plan.cited)} cited rows (not re-run); {label} root {plan.run_root}")
+    for experiment, seed, run_dir in plan.finished:
+        print(f"  finished, skipped: {experiment} seed {seed} -> {run_dir}")
+    failures = 0
+    for command in plan.commands():
+        print("  $ " + " ".join(command[1:]), flush=True)
+        if not dry_run:
+            failures += subprocess.run(command, cwd=REPO_ROOT).returncode != 0
+    if dry_run:
+        return 0
+    for message in aggregate(table, plan.run_root, smoke=plan.smoke):
+        print(message)
+    if failures:
+        print(f"table {table}: {failures} launch(es) failed; their rows show as missing", file=sys.stderr)
+        return 1
+    return 0
+
+
+@exit_on_solo_error
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or not argv[0].isdigit():
+        raise SoloError("usage: python -m solo.experiments.run_table TABLE [seeds=1,2,3] [profile=tiny] [--dry-run] [overrides...]")
+    raise SystemExit(run_table(int(argv[0]), argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""run_table: plans the missing (experiment, seed) runs by solo.train's run dirs, launches, aggregates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from solo.errors import SoloError
+from solo.experiments import run_table as rt
+from solo.experiments.compose import compose_train_config
+from solo.train.rundir import run_dir_for
+
+
+def _finish(cfg_overrides: list[str], bleu: float = 0.5) -> Path:
+    """Lay down a finished run dir exactly where solo.train would put this config's run."""
+    cfg = compose_train_config(cfg_overrides)
+    run_dir = run_dir_for(cfg)
+    run_dir.mkdir(parents=True)
+    from omegaconf import OmegaConf
+
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run_dir / "scores.json").write_text(json.dumps({"BLEU": bleu, "NIST": 1.0, "METEOR": 0.1, "ROUGE_L": 0.2, "CIDEr": 0.3}))
+    (run_dir / "params.json").write_text(json.dumps({"trainable": 99, "total": 999}))
+    (run_dir / "DONE").write_text("")
+    return run_dir
+
+
+def test_plan_skips_finished_rows_and_runs_shared_rows_once(tmp_path: Path):
+    overrides = ["profile=tiny", f"run_root={tmp_path}"]
+    done = _finish(["experiment=table2/lora_r8", "seed=2", *overrides])
+    plan = rt.plan_table(1, [1, 2], overrides)
+    assert plan.smoke and plan.cited == ["table1/full_ft_gpt2-medium"]
+    assert plan.finished == [("table1/lora_gpt2", 2, done)]
+    assert len(plan.todo) == 4 * 2 - 1  # four re-run rows (full FT is cited) x two seeds, one done
+    (first, *rest) = plan.commands()
+    # not a full grid any more: one multirun per seed, seed 2 without the finished row
+    assert len(rest) == 1 and "seed=1" in first and "seed=2" in rest[0]
+    second = next(a for a in rest[0] if a.startswith("experiment=")).split("=", 1)[1].split(",")
+    assert "table1/lora_gpt2" not in second and len(second) == 3
+
+
+def test_full_grid_is_one_multirun(tmp_path: Path):
+    plan = rt.plan_table(6, [1, 2, 3], ["profile=tiny", f"run_root={tmp_path}"])
+    (command,) = plan.commands()
+    assert command[2:4] == ["solo.train", "-m"]
+    assert "experiment=table6/solo_r128_s0.6_homotopy,table6/solo_r128_s0.6_plain_vector" in command
+    assert "seed=1,2,3" in command
+
+
+def test_smoke_profile_defaults_to_smoke_run_root():
+    plan = rt.plan_table(6, [1], ["profile=tiny"])
+    assert plan.run_root.parts[-2:] == ("runs", "smoke")
+    assert f"run_root={rt.SMOKE_RUN_ROOT}" in plan.overrides
+
+
+def test_run_table_launches_then_aggregates_into_smoke_results(tmp_path: Path, monkeypatch):
+    overrides = ["profile=tiny", f"run_root={tmp_path / 'runs'}"]
+    launched: list[list[str]] = []
+
+    def fake_train(command, cwd):  # stands in for `python -m solo.train -m ...`
+        launched.append(command)
+        experiments = next(a for a in command if a.startswith("experiment=")).split("=", 1)[1].split(",")
+        seeds = next(a for a in command if a.startswith("seed=")).split("=", 1)[1].split(",")
+        passed = [a for a in command[4:] if not a.startswith(("experiment=", "seed="))]
+        for experiment in experiments:
+            for seed in seeds:
+                _finish([f"experiment={experiment}", f"seed={seed}", *passed], bleu=0.1 * int(seed))
+
+        class Done:
+            returncode = 0
+        return Done()
+
+    monkeypatch.setattr(rt.subprocess, "run", fake_train)
+    out = tmp_path / "results"
+    monkeypatch.setattr(rt, "aggregate", lambda t, root, smoke: rt_aggregate(t, root, out, smoke))
+    from solo.experiments.aggregate import aggregate as rt_aggregate
+
+    assert rt.run_table(6, [*overrides, "seeds=1,2"]) == 0
+    assert len(launched) == 1
+    md = (out / "table6.md").read_text()
+    assert "SMOKE RUN — NOT RESULTS" in md and "missing /" not in md
+    assert "15.00 ± 7.07" in md  # BLEU 10 and 20 (percent) over seeds 1 and 2
+    # a second call finds everything finished and launches nothing
+    assert rt.run_table(6, [*overrides, "seeds=1,2"]) == 0 and len(launched) == 1
+
+
+@pytest.mark.parametrize("bad", [["seeds=a"], ["seed=3"], ["experiment=table2/lora_r8"], ["seeds="]])
+def test_bad_arguments_are_one_line_errors(bad):
+    with pytest.raises(SoloError):
+        rt._split_arguments(bad)
