@@ -1,0 +1,26 @@
+"""Decoding: exact batched beam search with a KV cache, MR-to-text prediction, scorer file writers.
+
+Typical use (after training):
+    texts, stats = decode_mrs_with_stats(model, tokenizer, [g.mr for g in groups], cfg.decode)
+    write_predictions(run_dir / "predictions.txt", texts)
+    write_references(run_dir / "references.txt", groups)
+"""
+
+from solo.decode.beam_search import BeamSettings, beam_search, top_k_low_index_first
+from solo.decode.ngram import ban_repeated_ngrams
+from solo.decode.predict import DecodeStats, decode_mrs, decode_mrs_with_stats, settings_from_config
+from solo.decode.writers import one_line, write_predictions, write_references
+
+__all__ = [
+    "BeamSettings",
+    "DecodeStats",
+    "ban_repeated_ngrams",
+    "beam_search",
+    "decode_mrs",
+    "decode_mrs_with_stats",
+    "one_line",
+    "settings_from_config",
+    "top_k_low_index_first",
+    "write_predictions",
+    "write_references",
+]

@@ -1,0 +1,291 @@
+"""Batched beam search with a KV cache for any Hugging Face decoder-only causal LM.
+
+The search is defined exactly (the tests check it token for token against a slow one-prompt
+implementation in `tests/decode/decode_reference.py`); per prompt, with K = num_beams:
+
+* Scores. A hypothesis' score is the sum of its tokens' log-probabilities, each the fp32
+  `log_softmax` of the model's logits (cast to fp32 first, whatever the model's dtype); additions
+  are fp32. A token that would repeat an n-gram of the sequence (prompt included; see `ngram.py`)
+  gets -inf. Candidates with score -inf are impossible and never kept.
+* Step. Starting from one live hypothesis (the empty one, score 0), every step expands each live
+  hypothesis by every token and ranks the candidates by score, ties broken by lower beam index
+  (beams are ordered by rank at the previous step), then lower token id. Of the best 2K:
+  - a candidate "finishes" if its token is eos, or if this step is the last one allowed
+    (max_new_tokens); it joins the finished set only if it is among the best K (HF's rule);
+    its final score is score / L**length_penalty, L = number of generated tokens *including the
+    eos* (HF's convention), computed in fp32 as fp32(score) / fp32(L**length_penalty);
+  - the first K candidates that do not finish, in rank order, are the next live hypotheses.
+* Finished set. At most K hypotheses, kept sorted by final score; ties go to the one that
+  finished earlier (older step first, then better rank within a step).
+* Stopping. A prompt is done after max_new_tokens steps, when no live hypothesis remains, or by
+  HF's `early_stopping=False` heuristic: once the finished set is full and the best live score
+  divided by (tokens generated so far)**length_penalty is <= the worst finished score. A done
+  prompt never changes again.
+* Result. The best finished hypothesis without its eos (empty if none finished).
+
+With a vocabulary of at least 2K tokens this is what `model.generate(num_beams=K,
+length_penalty=..., no_repeat_ngram_size=..., early_stopping=False)` does (on a single prompt:
+HF includes padding in its n-grams); HF leaves ties in an unspecified order.
+
+Batching: prompts are sorted by length and run in batches with left padding; the attention mask
+and position ids make padding invisible, so a prompt's result does not depend on its batch.
+That holds exactly in exact arithmetic (the tests use float64 models); in fp32/bf16 the model's
+kernels may round differently for other batch shapes, which can flip a near-tie.
+
+Speed: the prompt pass runs once per prompt and its cache is repeated K times; each step runs one
+token per beam and reorders the cache (`Cache.reorder_cache`) with tensor ops; prompts that are
+done leave the batch (`Cache.batch_select_indices`). Host syncs per step: "is the top-k superset
+tie-free?" and "is any prompt done?".
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from solo.decode.ngram import ban_repeated_ngrams
+from solo.errors import SoloError
+
+
+@dataclass(frozen=True)
+class BeamSettings:
+    """The search settings, as in `configs/decode/default.yaml` (batch_size only affects speed)."""
+
+    num_beams: int = 10
+    length_penalty: float = 0.9
+    no_repeat_ngram_size: int = 4
+    max_new_tokens: int = 64
+    batch_size: int = 32
+
+    def validate(self) -> None:
+        for field, low in (("num_beams", 1), ("no_repeat_ngram_size", 0), ("max_new_tokens", 0),
+                           ("batch_size", 1)):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < low:
+                raise SoloError(f"decode.{field}={value!r} must be an integer >= {low}")
+
+
+def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: int, pad_id: int,
+                num_beams: int = 10, length_penalty: float = 0.9, no_repeat_ngram_size: int = 4,
+                max_new_tokens: int = 64, batch_size: int = 32,
+                progress: bool = False) -> list[list[int]]:
+    """One generated token list per prompt (no prompt, no eos), in the order of `prompts`.
+
+    See the module doc for the exact search. The model is put in eval mode for the search and
+    restored afterwards; results do not depend on batch_size or on which prompts share a batch.
+    """
+    settings = BeamSettings(num_beams, float(length_penalty), no_repeat_ngram_size, max_new_tokens,
+                            batch_size)
+    settings.validate()
+    for i, prompt in enumerate(prompts):
+        if len(prompt) == 0:
+            raise SoloError(f"prompt {i} is empty; a decoder-only model needs at least one token")
+    _check_positions(model, prompts, max_new_tokens)
+
+    results: list[list[int]] = [[] for _ in prompts]
+    if max_new_tokens == 0 or not prompts:
+        return results
+    # Similar lengths share a batch, so little compute goes to padding; stable for determinism.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc="decode", unit="batch")
+    caller = _ModelCaller(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                outs = _search_batch(caller, [list(prompts[i]) for i in batch], eos_id, pad_id,
+                                     settings)
+                for i, out in zip(batch, outs, strict=True):
+                    results[i] = out
+    finally:
+        model.train(was_training)
+    return results
+
+
+class _ModelCaller:
+    """Calls any HF causal LM for one decoding step, whatever its transformers version names the cache."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        params = _forward_parameters(model)
+        # transformers 5.x renamed `past_key_values` to `cache` (old name deprecated).
+        self.cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self.keep_last_logits_only = "logits_to_keep" in params
+        self.device = next(model.parameters()).device
+
+    def new_cache(self):
+        from transformers import DynamicCache
+
+        try:
+            return DynamicCache(config=self.model.config)
+        except TypeError:  # transformers 4.x
+            return DynamicCache()
+
+    def last_logits(self, input_ids, attention_mask, position_ids, cache) -> torch.Tensor:
+        kwargs = {self.cache_kwarg: cache}
+        if self.keep_last_logits_only:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                         position_ids=position_ids, use_cache=True, **kwargs)
+        return out.logits[:, -1, :]
+
+
+def _forward_parameters(model: nn.Module) -> set[str]:
+    # Wrappers such as peft's PeftModel take **kwargs and pass them to the HF model they hold.
+    seen = model
+    for _ in range(4):
+        params = set(inspect.signature(seen.forward).parameters)
+        if "cache" in params or "past_key_values" in params or not hasattr(seen, "get_base_model"):
+            return params
+        seen = seen.get_base_model()
+    return params
+
+
+def _check_positions(model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    longest = max((len(p) for p in prompts), default=0)
+    if isinstance(limit, int) and prompts and longest + max_new_tokens > limit:
+        raise SoloError(
+            f"a prompt of {longest} tokens plus decode.max_new_tokens={max_new_tokens} exceeds the "
+            f"model's {limit} positions; lower decode.max_new_tokens"
+        )
+
+
+def top_k_low_index_first(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top k of each row of fp32 `scores`, sorted by value, equal values by lower column first.
+
+    torch.topk leaves the order of ties unspecified, so the final choice and order come from
+    unique int64 keys (see `_tie_free_keys`). Building keys for a whole 500k-wide row is slow,
+    so a plain topk first takes a few more than k; that superset holds every element tied with
+    the k-th one unless its last value still equals the k-th (rare outside tiny vocabularies),
+    in which case the keys are built for the whole row.
+    """
+    if scores.dtype != torch.float32:
+        raise TypeError(f"scores must be float32, got {scores.dtype}")
+    width = scores.shape[-1]
+    wide = min(width, 2 * k + 8)
+    if wide < width:
+        values, columns = scores.topk(wide, dim=-1)
+        if bool((values[:, -1] < values[:, k - 1]).all()):
+            best = _tie_free_keys(values, columns).topk(k, dim=-1).indices
+            return values.gather(-1, best), columns.gather(-1, best)
+    columns = torch.arange(width, device=scores.device).expand_as(scores)
+    best = _tie_free_keys(scores, columns).topk(k, dim=-1).indices
+    return scores.gather(-1, best), best
+
+
+def _tie_free_keys(values: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """int64 keys ordered like (value, -column): an order-preserving integer image of the fp32
+    value in the high half, the reversed column in the low half. All keys of a row differ."""
+    bits = (values + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0 so they tie
+    monotone = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    return monotone.to(torch.int64) * (1 << 32) + ((1 << 32) - 1 - columns)
+
+
+def _search_batch(caller: _ModelCaller, prompts: list[list[int]], eos_id: int, pad_id: int,
+                  settings: BeamSettings) -> list[list[int]]:
+    device = caller.device
+    num_prompts, beams = len(prompts), settings.num_beams
+    steps, ngram = settings.max_new_tokens, settings.no_repeat_ngram_size
+    prompt_width = max(len(p) for p in prompts)
+    neg_inf = torch.tensor(float("-inf"), device=device)
+
+    lengths = torch.tensor([len(p) for p in prompts], device=device)
+    ids = torch.full((num_prompts, prompt_width + steps), pad_id, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, prompt_width - len(prompt):prompt_width] = torch.tensor(prompt)
+    ids = ids.to(device)
+    mask = torch.ones_like(ids)
+    mask[:, :prompt_width] = torch.arange(prompt_width, device=device) >= (prompt_width - lengths)[:, None]
+    positions = (mask[:, :prompt_width].cumsum(-1) - 1).clamp(min=0)
+
+    cache = caller.new_cache()
+    logits = caller.last_logits(ids[:, :prompt_width], mask[:, :prompt_width], positions, cache)
+    # One prompt pass, then each beam gets its own copy of the prompt's cache.
+    cache.batch_repeat_interleave(beams)
+    logits = logits.repeat_interleave(beams, dim=0)
+    tokens = ids.repeat_interleave(beams, dim=0)  # [rows, prompt_width + steps], row = prompt*K + beam
+    mask = mask.repeat_interleave(beams, dim=0)
+    first_real = (prompt_width - lengths).repeat_interleave(beams)
+    next_position = lengths.repeat_interleave(beams)
+
+    alive = torch.arange(num_prompts, device=device)  # prompts still searching
+    live_scores = torch.full((num_prompts, beams), float("-inf"), device=device)
+    live_scores[:, 0] = 0.0  # only the empty hypothesis is live at the start
+    kept_scores = torch.full((num_prompts, beams), float("-inf"), device=device)
+    kept_tokens = torch.full((num_prompts, beams, steps), pad_id, dtype=torch.long, device=device)
+    kept_lengths = torch.zeros((num_prompts, beams), dtype=torch.long, device=device)
+
+    for step in range(steps):
+        num_alive = alive.shape[0]
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        ban_repeated_ngrams(log_probs, tokens[:, :prompt_width + step], first_real, ngram)
+        vocab = log_probs.shape[-1]
+        totals = log_probs.add_(live_scores.reshape(-1, 1)).view(num_alive, beams * vocab)
+        width = min(2 * beams, beams * vocab)
+        cand_scores, flat = top_k_low_index_first(totals, width)
+        cand_beams, cand_tokens = flat // vocab, flat % vocab
+        possible = cand_scores > neg_inf
+        is_eos = cand_tokens == eos_id
+        finishes = is_eos | (step == steps - 1)
+        ranks = torch.arange(width, device=device)
+        source_rows = torch.arange(num_alive, device=device)[:, None] * beams + cand_beams
+
+        # Finished hypotheses: merge the new ones (best K ranks only) into the kept set.
+        penalty = torch.tensor(float(step + 1) ** settings.length_penalty, dtype=torch.float32,
+                               device=device)
+        joins = finishes & possible & (ranks < beams)
+        new_scores = torch.where(joins, cand_scores / penalty, neg_inf)
+        new_tokens = tokens[:, prompt_width:][source_rows]  # [alive, width, steps]
+        new_tokens[..., step] = torch.where(is_eos, pad_id, cand_tokens)
+        new_lengths = step + (~is_eos).long()
+        merged_scores = torch.cat([kept_scores[alive], new_scores], dim=1)
+        best = merged_scores.sort(dim=1, descending=True, stable=True).indices[:, :beams]
+        kept_scores[alive] = merged_scores.gather(1, best)
+        kept_lengths[alive] = torch.cat([kept_lengths[alive], new_lengths], 1).gather(1, best)
+        kept_tokens[alive] = torch.cat([kept_tokens[alive], new_tokens], 1)[
+            torch.arange(num_alive, device=device)[:, None], best]
+
+        if step == steps - 1:
+            break
+
+        # Live hypotheses: the first K candidates (by rank) that neither finished nor are impossible.
+        stays = ~finishes & possible
+        pick = (ranks + torch.where(stays, 0, width)).argsort(dim=1)[:, :beams]
+        live_scores = torch.where(stays.gather(1, pick), cand_scores.gather(1, pick), neg_inf)
+        rows = (torch.arange(num_alive, device=device)[:, None] * beams + cand_beams.gather(1, pick))
+        rows = rows.view(-1)
+        next_tokens = cand_tokens.gather(1, pick).view(-1)
+        tokens = tokens[rows]
+        tokens[:, prompt_width + step] = next_tokens
+        cache.reorder_cache(rows)
+
+        worst_kept = kept_scores[alive][:, -1]
+        best_live = live_scores.max(dim=1).values
+        done = (best_live == neg_inf) | ((worst_kept > neg_inf) & (best_live / penalty <= worst_kept))
+        if bool(done.any()):
+            stay = (~done).nonzero().view(-1)
+            if stay.numel() == 0:
+                break
+            keep_rows = (stay[:, None] * beams + torch.arange(beams, device=device)).view(-1)
+            alive, live_scores = alive[stay], live_scores[stay]
+            tokens, mask = tokens[keep_rows], mask[keep_rows]
+            first_real, next_position = first_real[keep_rows], next_position[keep_rows]
+            next_tokens = next_tokens[keep_rows]
+            cache.batch_select_indices(keep_rows)
+
+        logits = caller.last_logits(next_tokens[:, None], mask[:, :prompt_width + step + 1],
+                                    (next_position + step)[:, None], cache)
+
+    best_lengths = kept_lengths[:, 0].tolist()
+    best_tokens = kept_tokens[:, 0].tolist()
+    return [toks[:n] for toks, n in zip(best_tokens, best_lengths, strict=True)]

@@ -1,0 +1,35 @@
+"""No-repeat-n-gram blocking for a batch of hypotheses, in tensor ops (no Python loop over rows).
+
+Convention (the one of Hugging Face's `NoRepeatNGramLogitsProcessor` for decoder-only models):
+the n-grams are taken over the whole sequence, prompt included. A token is banned when the
+last n-1 tokens followed by it form an n-gram that already occurs anywhere in the sequence.
+Unlike HF with left padding, padding is never part of an n-gram: each row says where its real
+tokens start.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def ban_repeated_ngrams(log_probs: torch.Tensor, tokens: torch.Tensor, first_real: torch.Tensor,
+                        ngram_size: int) -> None:
+    """Set log_probs[r, t] = -inf (in place) for every token t that would repeat an n-gram of row r.
+
+    log_probs: [rows, vocab] float; tokens: [rows, length] left-padded sequences (prompt + generated
+    so far); first_real: [rows] index of the first non-padding position of each row.
+    """
+    length = tokens.shape[1]
+    if ngram_size <= 0 or length < ngram_size:
+        return
+    # windows[r, i] = tokens[r, i : i + n]; its first n-1 tokens are the context, the last the token
+    # that followed that context.
+    windows = tokens.unfold(1, ngram_size, 1)
+    context = tokens[:, length - ngram_size + 1:]
+    starts = torch.arange(windows.shape[1], device=tokens.device)
+    inside_real = starts[None, :] >= first_real[:, None]
+    matches = (windows[..., :-1] == context[:, None, :]).all(dim=-1) & inside_real
+    # amin-scatter: +inf for non-matches leaves the score unchanged; duplicates reduce safely.
+    inf = torch.tensor(float("inf"), dtype=log_probs.dtype, device=log_probs.device)
+    penalties = torch.where(matches, -inf, inf)
+    log_probs.scatter_reduce_(1, windows[..., -1], penalties, reduce="amin", include_self=True)

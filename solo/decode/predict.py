@@ -1,0 +1,82 @@
+"""From MR strings to generated texts: encode each unique MR once, beam-search, decode, time it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+
+from torch import nn
+
+from solo.decode.beam_search import BeamSettings, beam_search
+from solo.errors import SoloError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DecodeStats:
+    """How long decoding took; `mrs_per_s` counts unique MRs (each is decoded once)."""
+
+    mrs: int
+    unique_mrs: int
+    generated_tokens: int
+    seconds: float
+
+    @property
+    def mrs_per_s(self) -> float:
+        return self.unique_mrs / self.seconds if self.seconds > 0 else float("inf")
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.seconds if self.seconds > 0 else float("inf")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "mrs_per_s": self.mrs_per_s, "tokens_per_s": self.tokens_per_s}
+
+
+def settings_from_config(decode_cfg: Mapping | None) -> BeamSettings:
+    """The `decode` config group as BeamSettings; a key that is not a setting is an error."""
+    known = {f.name for f in fields(BeamSettings)}
+    values = dict(decode_cfg or {})
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SoloError(f"decode.{unknown[0]} is not a decoding setting; known: {', '.join(sorted(known))}")
+    settings = BeamSettings(**values)
+    settings.validate()
+    return settings
+
+
+def decode_mrs_with_stats(model: nn.Module, tokenizer, mrs: Sequence[str],
+                          decode_cfg: Mapping | None = None, *,
+                          progress: bool = False) -> tuple[list[str], DecodeStats]:
+    """One generated text per MR (stripped; duplicates decoded once), and the timing."""
+    from solo.data import encode_prompt
+
+    settings = settings_from_config(decode_cfg)
+    unique = list(dict.fromkeys(mrs))
+    prompts = [encode_prompt(tokenizer, mr) for mr in unique]
+    eos_id = int(tokenizer.eos_token_id)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    started = time.perf_counter()
+    outputs = beam_search(model, prompts, eos_id=eos_id, pad_id=int(pad_id),
+                          num_beams=settings.num_beams, length_penalty=settings.length_penalty,
+                          no_repeat_ngram_size=settings.no_repeat_ngram_size,
+                          max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
+                          progress=progress)
+    seconds = time.perf_counter() - started
+    texts = {mr: tokenizer.decode(ids, skip_special_tokens=False,
+                                  clean_up_tokenization_spaces=False).strip()
+             for mr, ids in zip(unique, outputs, strict=True)}
+    stats = DecodeStats(mrs=len(mrs), unique_mrs=len(unique),
+                        generated_tokens=sum(len(o) for o in outputs), seconds=seconds)
+    log.info("decoded %d unique MRs (%d requested) in %.1f s: %.2f MRs/s, %.0f tokens/s",
+             stats.unique_mrs, stats.mrs, seconds, stats.mrs_per_s, stats.tokens_per_s)
+    return [texts[mr] for mr in mrs], stats
+
+
+def decode_mrs(model: nn.Module, tokenizer, mrs: Sequence[str],
+               decode_cfg: Mapping | None = None) -> list[str]:
+    """One generated text per MR (see `decode_mrs_with_stats`, which also returns the timing)."""
+    return decode_mrs_with_stats(model, tokenizer, mrs, decode_cfg)[0]

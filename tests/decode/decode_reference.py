@@ -1,0 +1,73 @@
+"""The slow, obviously-correct beam search the fast one is checked against.
+
+One prompt, no KV cache: every step re-runs the model on each hypothesis' whole sequence. Scores
+are numpy float32 (IEEE, so the same numbers as the fast search's fp32 tensor ops); candidates
+are sorted with an explicit (score desc, beam asc, token asc) key. Semantics: the module doc of
+`solo.decode.beam_search`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def banned_tokens(sequence: list[int], n: int) -> set[int]:
+    """Tokens that would complete an n-gram already present in `sequence` (prompt included)."""
+    if n <= 0 or len(sequence) < n:
+        return set()
+    context = sequence[len(sequence) - n + 1:]
+    return {sequence[i + n - 1] for i in range(len(sequence) - n + 1)
+            if sequence[i:i + n - 1] == context}
+
+
+def next_log_probs(model, sequence: list[int]) -> np.ndarray:
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([sequence]), use_cache=False).logits[0, -1]
+    return torch.log_softmax(logits.float(), dim=-1).numpy()
+
+
+def reference_beam_search(model, prompt: list[int], *, eos_id: int, num_beams: int,
+                          length_penalty: float, no_repeat_ngram_size: int,
+                          max_new_tokens: int, ties_to_high_token: bool = False) -> list[int]:
+    """Best hypothesis without eos. `ties_to_high_token` flips the token tie-break (only used to
+    show that a test's outcome really depends on how ties are broken)."""
+    k = num_beams
+    live: list[tuple[list[int], np.float32]] = [([], np.float32(0.0))]  # best first
+    finished: list[tuple[np.float32, int, list[int]]] = []  # (final score, arrival, tokens)
+    arrivals = 0
+    for step in range(max_new_tokens):
+        last_step = step == max_new_tokens - 1
+        scores, beams, tokens = [], [], []
+        for beam, (generated, score) in enumerate(live):
+            log_probs = next_log_probs(model, prompt + generated)
+            for token in banned_tokens(prompt + generated, no_repeat_ngram_size):
+                log_probs[token] = -np.inf
+            scores.append(np.float32(score) + log_probs)
+            beams.append(np.full(len(log_probs), beam))
+            tokens.append(np.arange(len(log_probs)))
+        scores, beams, tokens = (np.concatenate(a) for a in (scores, beams, tokens))
+        possible = np.isfinite(scores)
+        scores, beams, tokens = scores[possible], beams[possible], tokens[possible]
+        token_key = -tokens if ties_to_high_token else tokens
+        ranked = np.lexsort((token_key, beams, -scores))[:2 * k]  # last key is the primary one
+
+        penalty = np.float32((step + 1) ** length_penalty)
+        new_live = []
+        for rank, i in enumerate(ranked):
+            generated = live[beams[i]][0]
+            token = int(tokens[i])
+            if token == eos_id or last_step:
+                if rank < k:
+                    output = generated if token == eos_id else generated + [token]
+                    finished.append((scores[i] / penalty, arrivals, output))
+                    arrivals += 1
+            elif len(new_live) < k:
+                new_live.append((generated + [token], scores[i]))
+        finished = sorted(finished, key=lambda f: (-f[0], f[1]))[:k]
+        live = new_live
+        if last_step or not live:
+            break
+        if len(finished) == k and live[0][1] / penalty <= finished[-1][0]:
+            break
+    return finished[0][2] if finished else []

@@ -1,0 +1,217 @@
+"""The batched, cached beam search returns exactly what the one-prompt reference returns."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+
+import pytest
+import torch
+from decode_models import random_prompts, small_gpt2, tied_bigram
+from decode_reference import banned_tokens, reference_beam_search
+
+from solo.decode import ban_repeated_ngrams, beam_search, top_k_low_index_first
+from solo.errors import SoloError
+
+NUM_PROMPTS = 7
+
+
+@functools.cache
+def case(name: str) -> dict:
+    """Model and settings of one exactness case; models are built once per session."""
+    if name == "gpt2-ties":  # tokens 3/4 and 5/6 always tie; eos is rare; bans bite with n=2
+        model = small_gpt2(16, seed=1, duplicate_tokens=((3, 4), (5, 6)), eos_bias=-2.0)
+        return dict(model=model, eos=15, ngram=2, length_penalty=0.9, steps=8)
+    if name == "gpt2-eos":  # eos is likely, so hypotheses end early and the stop rule decides
+        model = small_gpt2(16, seed=2, eos_bias=1.0, head_std=0.3)
+        return dict(model=model, eos=15, ngram=3, length_penalty=0.9, steps=12)
+    if name == "bigram":  # integer logits: exact ties in nearly every step
+        return dict(model=tied_bigram(12, seed=3), eos=11, ngram=2, length_penalty=0.5, steps=8)
+    raise KeyError(name)
+
+
+def prompts_for(name: str) -> list[list[int]]:
+    c = case(name)
+    vocab = c["eos"] + 1
+    return random_prompts(vocab, NUM_PROMPTS, seed=5, end_with=c["eos"])
+
+
+def settings(name: str, num_beams: int) -> dict:
+    c = case(name)
+    return dict(eos_id=c["eos"], num_beams=num_beams, length_penalty=c["length_penalty"],
+                no_repeat_ngram_size=c["ngram"], max_new_tokens=c["steps"])
+
+
+@functools.cache
+def reference(name: str, num_beams: int, ties_to_high_token: bool = False) -> tuple:
+    return tuple(tuple(reference_beam_search(case(name)["model"], p, **settings(name, num_beams),
+                                             ties_to_high_token=ties_to_high_token))
+                 for p in prompts_for(name))
+
+
+def fast(name: str, num_beams: int, batch_size: int, **overrides) -> tuple:
+    kwargs = {**settings(name, num_beams), **overrides}
+    out = beam_search(case(name)["model"], prompts_for(name), pad_id=0, batch_size=batch_size,
+                      **kwargs)
+    return tuple(tuple(o) for o in out)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7])
+@pytest.mark.parametrize("num_beams", [1, 3, 10])
+@pytest.mark.parametrize("name", ["gpt2-ties", "gpt2-eos", "bigram"])
+def test_batched_search_equals_reference(name, num_beams, batch_size):
+    assert fast(name, num_beams, batch_size) == reference(name, num_beams)
+
+
+@pytest.mark.parametrize("name", ["gpt2-ties", "bigram"])
+def test_ties_decide_some_results(name):
+    # Otherwise the equality above would not show that ties are broken the same way.
+    assert reference(name, 3, ties_to_high_token=True) != reference(name, 3)
+
+
+def test_ngram_bans_change_some_results():
+    assert fast("gpt2-ties", 3, 7) != fast("gpt2-ties", 3, 7, no_repeat_ngram_size=0)
+
+
+def test_eos_case_stops_early_and_drops_done_prompts():
+    model = case("gpt2-eos")["model"]
+    rows = []  # rows of each model call: the prompt pass, then one call per step
+    handle = model.register_forward_hook(
+        lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        out = fast("gpt2-eos", 3, NUM_PROMPTS)
+    finally:
+        handle.remove()
+    steps = case("gpt2-eos")["steps"]
+    # No call follows the last step, so fewer than `steps` calls means the stop rule fired...
+    assert len(rows) < steps
+    # ...and prompts that were done left the batch while others went on.
+    assert rows[1] == 3 * NUM_PROMPTS and len(set(rows[1:])) > 1
+    assert any(0 < len(o) < steps for o in out)
+
+
+def test_padding_never_changes_a_result(tiny_gpt2_config):
+    torch.manual_seed(0)
+    from transformers import GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(tiny_gpt2_config).double().eval()
+    prompts = [[464, 3290, 50256], list(range(1000, 1030)) + [50256], [11, 12, 13, 14, 11, 12, 13]]
+    kwargs = dict(eos_id=50256, pad_id=50256, num_beams=3, length_penalty=0.9,
+                  no_repeat_ngram_size=4, max_new_tokens=6)
+    together = beam_search(model, prompts, batch_size=3, **kwargs)
+    alone = [beam_search(model, [p], batch_size=1, **kwargs)[0] for p in prompts]
+    assert together == alone
+    assert sum(len(o) > 0 for o in together) >= 2  # not trivially equal (all empty)
+
+
+@pytest.mark.parametrize("num_beams", [1, 3, 10])
+def test_matches_hf_generate(tiny_gpt2_config, num_beams):
+    """HF's beam search (early_stopping=False) has the same semantics on single prompts."""
+    from transformers import GPT2LMHeadModel
+
+    torch.manual_seed(1)
+    model = GPT2LMHeadModel(tiny_gpt2_config)
+    with torch.no_grad():
+        # Spread the logits (random init makes them nearly equal, so fp32 ties would be common
+        # and HF breaks ties in no fixed order) and make eos likely.
+        head = torch.nn.Linear(64, 50257, bias=True)
+        head.weight.copy_(model.lm_head.weight * 40)
+        head.bias.zero_()
+        head.bias[50256] = 3.0
+        model.lm_head = head
+        model.config.tie_word_embeddings = False
+    model = model.double().eval()
+    kwargs = dict(num_beams=num_beams, length_penalty=0.9, no_repeat_ngram_size=2, max_new_tokens=8)
+    prompts = [[50256], [464, 3290, 318, 50256], [11, 12, 13, 11, 12, 13, 11, 50256]]
+    ours = beam_search(model, prompts, eos_id=50256, pad_id=50256, batch_size=3, **kwargs)
+    theirs = []
+    for prompt in prompts:
+        out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                             do_sample=False, early_stopping=False, eos_token_id=50256,
+                             pad_token_id=50256, **kwargs)[0, len(prompt):].tolist()
+        theirs.append(out[:out.index(50256)] if 50256 in out else out)
+    assert ours == theirs
+    assert any(len(o) < 8 for o in ours)  # some hypotheses ended with eos
+
+
+def test_top_k_low_index_first_breaks_ties_by_column():
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randint(-4, 1, (5, 40), generator=generator).float()
+    scores[0, 3], scores[0, 7] = -0.0, 0.0  # -0.0 and +0.0 are equal scores
+    scores[1, :20] = float("-inf")
+    values, indices = top_k_low_index_first(scores, 12)
+    for row in range(5):
+        expected = sorted(range(40), key=lambda c: (-scores[row, c].item(), c))[:12]
+        assert indices[row].tolist() == expected
+        assert values[row].tolist() == scores[row, expected].tolist()
+
+
+def test_top_k_low_index_first_on_wide_rows_with_ties_at_the_boundary(monkeypatch):
+    # `solo.decode.beam_search` the attribute is the function; the module is needed here.
+    bs = importlib.import_module("solo.decode.beam_search")
+
+    widths = []
+    real_keys = bs._tie_free_keys
+    monkeypatch.setattr(bs, "_tie_free_keys", lambda v, c: widths.append(v.shape[-1]) or real_keys(v, c))
+    generator = torch.Generator().manual_seed(1)
+    scores = torch.randn(3, 5000, generator=generator)
+    k = 20
+    for row in range(3):
+        kth = scores[row].sort(descending=True).values[k - 1]
+        scores[row, torch.randperm(5000, generator=generator)[:4]] = kth  # ties across the cut
+    values, indices = top_k_low_index_first(scores, k)
+    assert widths == [2 * k + 8]  # the fast path handled it
+    for row in range(3):
+        expected = sorted(range(5000), key=lambda c: (-scores[row, c].item(), c))[:k]
+        assert indices[row].tolist() == expected
+        assert values[row].tolist() == scores[row, expected].tolist()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_ban_repeated_ngrams_matches_reference(n):
+    generator = torch.Generator().manual_seed(n)
+    rows, width, vocab = 12, 15, 5
+    tokens = torch.randint(0, vocab, (rows, width), generator=generator)
+    first_real = torch.randint(0, width, (rows,), generator=generator)
+    tokens[torch.arange(width)[None, :] < first_real[:, None]] = 4  # padding with a real token id
+    log_probs = torch.zeros(rows, vocab)
+    ban_repeated_ngrams(log_probs, tokens, first_real, n)
+    some_banned = False
+    for r in range(rows):
+        expected = banned_tokens(tokens[r, first_real[r]:].tolist(), n)
+        assert set((log_probs[r] == float("-inf")).nonzero().view(-1).tolist()) == expected
+        assert (log_probs[r][log_probs[r] != float("-inf")] == 0).all()
+        some_banned |= bool(expected)
+    assert some_banned
+
+
+def test_bad_settings_and_prompts_raise_solo_error():
+    model = case("bigram")["model"]
+    ok = dict(eos_id=11, pad_id=0)
+    with pytest.raises(SoloError, match="num_beams"):
+        beam_search(model, [[1]], num_beams=0, **ok)
+    with pytest.raises(SoloError, match="prompt 1 is empty"):
+        beam_search(model, [[1], []], **ok)
+    gpt2 = case("gpt2-eos")["model"]  # 96 positions
+    with pytest.raises(SoloError, match="max_new_tokens"):
+        beam_search(gpt2, [[1] * 90], max_new_tokens=10, **ok)
+
+
+def test_eval_mode_during_search_and_mode_restored():
+    model = case("gpt2-eos")["model"]
+    modes = []
+    handle = model.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    model.train()
+    try:
+        beam_search(model, [[1, 2]], eos_id=15, pad_id=0, num_beams=2, max_new_tokens=2)
+    finally:
+        handle.remove()
+        training_after = model.training
+        model.eval()
+    assert modes and not any(modes)
+    assert training_after
+
+
+def test_zero_new_tokens_gives_empty_outputs():
+    assert beam_search(case("bigram")["model"], [[1], [2, 3]], eos_id=11, pad_id=0,
+                       max_new_tokens=0) == [[], []]

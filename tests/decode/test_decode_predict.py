@@ -1,0 +1,67 @@
+"""decode_mrs: each unique MR decoded once, texts decoded and stripped, settings from the config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import solo.decode.predict as predict
+from solo.data import encode_prompt
+from solo.decode import BeamSettings, decode_mrs_with_stats, settings_from_config
+from solo.errors import SoloError
+from solo.paths import REPO_ROOT
+
+
+@pytest.fixture()
+def never_ending_model(tiny_gpt2_config):
+    """A random tiny GPT-2 that never emits eos, so every text has max_new_tokens tokens."""
+    from transformers import GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(tiny_gpt2_config)
+    with torch.no_grad():
+        head = torch.nn.Linear(64, 50257, bias=True)
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[50256] = -1e4
+        model.lm_head = head
+        model.config.tie_word_embeddings = False
+    return model.eval()
+
+
+def test_unique_mrs_decoded_once_and_texts_stripped(never_ending_model, gpt2_tokenizer, monkeypatch):
+    seen = []
+
+    def spy(model, prompts, **kwargs):
+        seen.append(prompts)
+        return beam_search(model, prompts, **kwargs)
+
+    beam_search = predict.beam_search
+    monkeypatch.setattr(predict, "beam_search", spy)
+    mrs = ["name[The Eagle], food[French]", "name[Alimentum]", "name[The Eagle], food[French]"]
+    cfg = {"num_beams": 2, "max_new_tokens": 4, "batch_size": 2}
+    texts, stats = decode_mrs_with_stats(never_ending_model, gpt2_tokenizer, mrs, cfg)
+
+    assert seen == [[encode_prompt(gpt2_tokenizer, mrs[0]), encode_prompt(gpt2_tokenizer, mrs[1])]]
+    outputs = beam_search(never_ending_model, seen[0], eos_id=50256, pad_id=50256, num_beams=2,
+                          max_new_tokens=4)
+    expected = [gpt2_tokenizer.decode(o, clean_up_tokenization_spaces=False).strip() for o in outputs]
+    assert texts == [expected[0], expected[1], expected[0]]
+    assert all(texts)
+    assert (stats.mrs, stats.unique_mrs, stats.generated_tokens) == (3, 2, 8)
+    assert stats.mrs_per_s > 0 and stats.as_dict()["mrs_per_s"] == stats.mrs_per_s
+
+
+def test_settings_from_the_decode_config_file():
+    cfg = OmegaConf.load(REPO_ROOT / "configs" / "decode" / "default.yaml")
+    assert settings_from_config(cfg) == BeamSettings(num_beams=10, length_penalty=0.9,
+                                                     no_repeat_ngram_size=4, max_new_tokens=64,
+                                                     batch_size=32)
+
+
+def test_bad_decode_config_is_a_solo_error():
+    with pytest.raises(SoloError, match=r"decode\.beams is not a decoding setting"):
+        settings_from_config({"beams": 4})
+    with pytest.raises(SoloError, match=r"decode\.max_new_tokens=-1"):
+        settings_from_config({"max_new_tokens": -1})
