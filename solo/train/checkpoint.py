@@ -1,0 +1,110 @@
+"""Resumable training state: trainable weights, optimiser, scheduler, RNG states, data position.
+
+Layout of `checkpoint/` (replaced atomically, see `atomic.py`):
+- `trainable.safetensors`  every parameter with requires_grad, by its name in the model
+- `state.pt`               optimiser, scheduler, RNG states, `DataPosition`
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from solo.errors import SoloError
+from solo.train.atomic import atomic_directory, readable_directory
+
+WEIGHTS_FILE = "trainable.safetensors"
+STATE_FILE = "state.pt"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataPosition:
+    """Where training stands: `step` optimiser steps done; the next micro-batch is
+    batch `batch` of epoch `epoch` (batch order is a pure function of (seed, epoch))."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0
+
+
+def capture_rng_state() -> dict:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def trainable_named_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(
+    directory: Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    position: DataPosition,
+) -> None:
+    """Write the full resumable state into `directory`, replacing the previous one atomically."""
+    weights = {
+        name: p.detach().to("cpu").contiguous()
+        for name, p in trainable_named_parameters(model).items()
+    }
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": capture_rng_state(),
+        "position": dataclasses.asdict(position),
+    }
+    with atomic_directory(directory) as staging:
+        save_file(weights, str(staging / WEIGHTS_FILE))
+        torch.save(state, staging / STATE_FILE)
+
+
+def load_checkpoint(
+    directory: Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> DataPosition | None:
+    """Restore the state saved by `save_checkpoint`, RNGs included; None if there is no checkpoint."""
+    found = readable_directory(directory)
+    if found is None:
+        return None
+    params = trainable_named_parameters(model)
+    weights = load_file(str(found / WEIGHTS_FILE))
+    if set(weights) != set(params):
+        missing = sorted(set(params) - set(weights))[:3]
+        extra = sorted(set(weights) - set(params))[:3]
+        raise SoloError(
+            f"{found} does not match the model's trainable parameters (missing {missing}, "
+            f"unexpected {extra}); delete that checkpoint folder to start the run afresh"
+        )
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(weights[name])
+    # Our own file, holding numpy RNG state and Python tuples: not loadable with weights_only.
+    state = torch.load(found / STATE_FILE, map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    restore_rng_state(state["rng"])
+    return DataPosition(**state["position"])

@@ -1,0 +1,343 @@
+"""The training loop: plain PyTorch, resumable at any checkpoint with bitwise-identical results on CPU.
+
+`train_step` (forward, loss, backward on one micro-batch) and `optimizer_step` are separate
+functions so faster variants (CUDA graphs, torch.compile, fused optimisers) can replace them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from solo.errors import SoloError
+from solo.train.checkpoint import DataPosition, load_checkpoint, save_checkpoint
+from solo.train.loss import label_smoothed_loss, masked_token_loss
+from solo.train.metrics import MetricsFile
+from solo.train.optim import build_optimizer, build_scheduler
+from solo.train.tracking import Tracker
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+class BatchSource(Protocol):
+    """What the loop needs from `solo.data.TrainBatches`."""
+
+    def __len__(self) -> int: ...
+    def epoch(self, epoch: int) -> list[list[int]]: ...
+    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]: ...
+
+
+class NonFiniteLoss(SoloError):
+    """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+def check_trainer_config(trainer_cfg: DictConfig) -> None:
+    """Refuse bad trainer settings before a run directory is created for them."""
+    precision = str(trainer_cfg.precision)
+    if precision not in PRECISIONS:
+        raise SoloError(f"trainer.precision={precision!r} is not one of {', '.join(PRECISIONS)}")
+    for key in ("batch_size", "grad_accum"):
+        value = trainer_cfg.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise SoloError(f"trainer.{key}={value!r} must be a positive integer")
+    for key in ("max_steps", "eval_every", "ckpt_every", "log_every", "eval_max_batches"):
+        value = trainer_cfg.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise SoloError(f"trainer.{key}={value!r} must be a positive integer or null")
+    if not 0.0 <= float(trainer_cfg.label_smoothing) < 1.0:
+        raise SoloError(f"trainer.label_smoothing={trainer_cfg.label_smoothing} must be in [0, 1)")
+    resolve_device(str(trainer_cfg.device))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SoloError(
+            f"trainer.device={name} but no CUDA device is visible; set trainer.device=auto or cpu"
+        )
+    if name != "cpu" and not name.startswith("cuda"):
+        raise SoloError(
+            f"trainer.device={name!r} is not auto, cpu or cuda[:N]; set trainer.device=auto"
+        )
+    return torch.device(name)
+
+
+def precision_context(
+    precision: str, device: torch.device
+) -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of the autocast context for forward passes; sets the TF32 switches for `tf32`.
+
+    fp32 and tf32 run without autocast (tf32 only lets CUDA matmuls use TensorFloat-32); bf16
+    autocasts the forward pass while parameters, gradients and optimiser state stay fp32.
+    """
+    if precision not in PRECISIONS:
+        raise SoloError(f"trainer.precision={precision!r} is not one of {', '.join(PRECISIONS)}")
+    allow_tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    torch.backends.cudnn.allow_tf32 = allow_tf32
+    if precision == "bf16":
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def forward_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+    ).logits
+
+
+def train_step(
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    *,
+    label_smoothing: float,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    loss_scale: float = 1.0,
+) -> torch.Tensor:
+    """Forward + label-smoothed loss + backward on one micro-batch; returns the detached loss."""
+    with autocast():
+        logits = forward_logits(model, batch)
+    loss = label_smoothed_loss(logits, batch["input_ids"], batch["loss_mask"], label_smoothing)
+    (loss * loss_scale).backward()
+    return loss.detach()
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    params: list[torch.nn.Parameter],
+    *,
+    grad_clip: float | None,
+    after_step: Callable[[], None],
+) -> None:
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, float(grad_clip))
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    after_step()
+
+
+@torch.no_grad()
+def dev_loss(
+    model: torch.nn.Module,
+    batches: BatchSource,
+    device: torch.device,
+    *,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    max_batches: int | None = None,
+) -> float:
+    """Mean next-token NLL (no smoothing) per target token over the dev batches."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = torch.zeros((), dtype=torch.float64, device=device)
+    order = batches.epoch(0)
+    for indices in order[: max_batches if max_batches else None]:
+        batch = to_device(batches.collate(indices), device)
+        with autocast():
+            logits = forward_logits(model, batch)
+        batch_total, batch_count = masked_token_loss(
+            logits, batch["input_ids"], batch["loss_mask"], 0.0
+        )
+        total += batch_total
+        count += batch_count
+    model.train(was_training)
+    return float(total / count.clamp(min=1.0))
+
+
+def micro_batches(
+    batches: BatchSource, start: DataPosition
+) -> Iterator[tuple[int, int, list[int]]]:
+    """(epoch, batch index, example indices) from `start` on, across as many epochs as needed."""
+    epoch, index = start.epoch, start.batch
+    while True:
+        order = batches.epoch(epoch)
+        for i in range(index, len(order)):
+            yield epoch, i, order[i]
+        epoch, index = epoch + 1, 0
+
+
+def planned_steps(trainer_cfg: DictConfig, batches_per_epoch: int) -> int:
+    """Optimiser steps of the run: `max_steps` if set, else whole epochs (a trailing partial
+    accumulation group is dropped)."""
+    if trainer_cfg.get("max_steps"):
+        return int(trainer_cfg.max_steps)
+    steps = int(trainer_cfg.epochs) * batches_per_epoch // int(trainer_cfg.get("grad_accum") or 1)
+    if steps < 1:
+        raise SoloError(
+            "the run has 0 optimiser steps; raise trainer.epochs or set trainer.max_steps"
+        )
+    return steps
+
+
+@dataclass
+class TrainOutcome:
+    steps: int
+    resumed_from: int | None
+    final_dev_loss: float | None
+
+
+def train(
+    *,
+    model: torch.nn.Module,
+    params: list[torch.nn.Parameter],
+    after_optimizer_step: Callable[[], None],
+    train_batches: BatchSource,
+    dev_batches: BatchSource | None,
+    trainer_cfg: DictConfig,
+    run_dir: Path,
+    tracker: Tracker,
+    device: torch.device,
+) -> TrainOutcome:
+    """Train `params` of `model` (already on `device`) per `trainer_cfg`, resuming from
+    `run_dir/checkpoint` if present; logs to `run_dir/metrics.jsonl` and `tracker`."""
+    accum = int(trainer_cfg.get("grad_accum") or 1)
+    total = planned_steps(trainer_cfg, len(train_batches))
+    autocast = precision_context(str(trainer_cfg.precision), device)
+    optimizer = build_optimizer(params, trainer_cfg)
+    scheduler = build_scheduler(optimizer, int(trainer_cfg.warmup_steps), total)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_dir = run_dir / "checkpoint"
+    metrics = MetricsFile(run_dir / "metrics.jsonl")
+
+    restored = load_checkpoint(
+        checkpoint_dir, model=model, optimizer=optimizer, scheduler=scheduler
+    )
+    position = restored or DataPosition()
+    # Records past the checkpoint are replayed by this process; with no checkpoint, all of them.
+    metrics.keep_until(position.step if restored else -1)
+    last_good = position.step if restored else None
+
+    log_every = int(trainer_cfg.get("log_every") or 1)
+    eval_every = trainer_cfg.get("eval_every")
+    ckpt_every = trainer_cfg.get("ckpt_every")
+    eval_max = trainer_cfg.get("eval_max_batches")
+    smoothing = float(trainer_cfg.label_smoothing)
+
+    final_dev: float | None = None
+
+    def evaluate(step: int) -> float | None:
+        if dev_batches is None:
+            return None
+        value = dev_loss(model, dev_batches, device, autocast=autocast, max_batches=eval_max)
+        metrics.append({"step": step, "dev_loss": value})
+        tracker.log({"dev/loss": value}, step=step)
+        return value
+
+    if restored is None and eval_every:
+        final_dev = evaluate(0)  # the untrained baseline, so every run's curve has a start
+    model.train()
+    stream = micro_batches(train_batches, position)
+    bar = tqdm(
+        total=total, initial=position.step, desc="train", dynamic_ncols=True, mininterval=1.0
+    )
+    window_losses: list[float] = []
+    window_tokens = 0
+    window_start = time.perf_counter()
+    step = position.step
+    try:
+        while step < total:
+            lr = optimizer.param_groups[0]["lr"]
+            for _ in range(accum):
+                epoch, index, indices = next(stream)
+                cpu_batch = train_batches.collate(indices)
+                window_tokens += int(cpu_batch["attention_mask"].sum())  # counted before the copy: no sync
+                batch = to_device(cpu_batch, device)
+                loss = train_step(
+                    model,
+                    batch,
+                    label_smoothing=smoothing,
+                    autocast=autocast,
+                    loss_scale=1.0 / accum,
+                )
+                value = loss.item()
+                if not math.isfinite(value):
+                    kept = (
+                        f"step {last_good} in {checkpoint_dir}"
+                        if last_good is not None
+                        else "none written yet"
+                    )
+                    raise NonFiniteLoss(
+                        f"training stopped: loss is {value} at optimiser step {step + 1} (epoch {epoch}, "
+                        f"batch {index}); last good checkpoint: {kept}; lower trainer.lr or set trainer.grad_clip"
+                    )
+                window_losses.append(value)
+            optimizer_step(
+                optimizer,
+                scheduler,
+                params,
+                grad_clip=trainer_cfg.get("grad_clip"),
+                after_step=after_optimizer_step,
+            )
+            step += 1
+            next_epoch, next_index = (
+                (epoch + 1, 0) if index + 1 == len(train_batches) else (epoch, index + 1)
+            )
+            position = DataPosition(step=step, epoch=next_epoch, batch=next_index)
+            bar.update(1)
+
+            if step % log_every == 0 or step == total:
+                elapsed = max(time.perf_counter() - window_start, 1e-9)
+                record = {
+                    "step": step,
+                    "epoch": round(epoch + (index + 1) / len(train_batches), 4),
+                    "loss": sum(window_losses) / len(window_losses),
+                    "lr": lr,
+                    "tokens_per_s": window_tokens / elapsed,
+                }
+                metrics.append(record)
+                tracker.log(
+                    {
+                        "train/loss": record["loss"],
+                        "train/lr": lr,
+                        "train/tokens_per_s": record["tokens_per_s"],
+                        "train/epoch": record["epoch"],
+                    },
+                    step=step,
+                )
+                bar.set_postfix(
+                    loss=f"{record['loss']:.4f}",
+                    lr=f"{lr:.2e}",
+                    tok_s=f"{record['tokens_per_s']:.0f}",
+                )
+                window_losses, window_tokens, window_start = [], 0, time.perf_counter()
+            if eval_every and (step % int(eval_every) == 0 or step == total):
+                final_dev = evaluate(step)
+            if ckpt_every and step % int(ckpt_every) == 0 and step < total:
+                if not all(bool(torch.isfinite(p).all()) for p in params):
+                    raise NonFiniteLoss(
+                        f"training stopped: parameters became NaN/inf at optimiser step {step}; last good "
+                        f"checkpoint: step {last_good} in {checkpoint_dir}; lower trainer.lr or set trainer.grad_clip"
+                    )
+                save_checkpoint(
+                    checkpoint_dir,
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    position=position,
+                )
+                last_good = step
+    finally:
+        bar.close()
+    return TrainOutcome(
+        steps=step, resumed_from=restored.step if restored else None, final_dev_loss=final_dev
+    )

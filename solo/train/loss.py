@@ -1,0 +1,49 @@
+"""Label-smoothed next-token loss, as microsoft/LoRA computes it for GPT-2 on E2E."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def token_losses(logits: torch.Tensor, targets: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Per-position loss `(1-eps)*NLL + eps*mean_v(-log p_v)`; logits [B,T,V], targets [B,T] -> [B,T].
+
+    microsoft/LoRA's smoothing: uniform mass over the whole vocabulary, the true token included
+    (numerically what `F.cross_entropy(label_smoothing=eps)` gives, spelled out to be auditable).
+    """
+    # fp32 log-softmax: under bf16 autocast the logits arrive in bf16, too coarse for a mean over 50k.
+    logprobs = F.log_softmax(logits.float(), dim=-1)
+    nll = -logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    if epsilon == 0.0:
+        return nll
+    smooth = -logprobs.mean(dim=-1)
+    return (1.0 - epsilon) * nll + epsilon * smooth
+
+
+def shift_for_next_token(
+    logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Align position t-1's prediction with token t: `loss_mask[:, t]` marks token t as a target."""
+    return logits[:, :-1, :], input_ids[:, 1:], loss_mask[:, 1:].to(torch.float32)
+
+
+def masked_token_loss(
+    logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor, epsilon: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of the per-token losses over target tokens, number of target tokens) for one batch.
+
+    Returning the sum and the count separately lets callers average per batch (training, as
+    microsoft/LoRA does) or per token over many batches (dev loss).
+    """
+    shifted_logits, targets, mask = shift_for_next_token(logits, input_ids, loss_mask)
+    losses = token_losses(shifted_logits, targets, epsilon)
+    return (losses * mask).sum(), mask.sum()
+
+
+def label_smoothed_loss(
+    logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor, epsilon: float
+) -> torch.Tensor:
+    """Mean label-smoothed loss over the batch's target tokens (the training objective)."""
+    total, count = masked_token_loss(logits, input_ids, loss_mask, epsilon)
+    return total / count.clamp(min=1.0)

@@ -1,0 +1,215 @@
+"""One experiment end to end: train -> decode the test MRs -> score -> DONE, in one run directory.
+
+Each stage leaves a file behind (`adapter/`, `predictions.txt`, `scores.json`), so rerunning an
+interrupted experiment skips what is done and resumes training from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from solo.train import meta as run_meta
+from solo.train.atomic import (
+    atomic_directory,
+    readable_directory,
+    write_json_atomic,
+    write_text_atomic,
+)
+from solo.train.loop import check_trainer_config, resolve_device, train
+from solo.train.rundir import DONE_FILE, claimed, config_hash, is_finished, run_dir_for
+from solo.train.tracking import start_tracking
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _setup_description(data_cfg: DictConfig) -> str:
+    try:
+        from solo.data import setup_description
+    except ImportError:  # older solo.data without it
+        return str(data_cfg.setup)
+    return setup_description(data_cfg)
+
+
+def build_batches(cfg: DictConfig, tokenizer, split: str, *, shuffle: bool):
+    from solo.data import TrainBatches, encode_pairs, load_split
+
+    pairs = load_split(cfg.data, split)
+    examples = encode_pairs(tokenizer, pairs, cfg.data.max_length)
+    return TrainBatches(
+        examples,
+        int(cfg.trainer.batch_size),
+        int(cfg.seed),
+        pad_id=_pad_id(tokenizer),
+        bucket_lengths=cfg.data.get("bucket_lengths"),
+        shuffle=shuffle,
+    )
+
+
+def _pad_id(tokenizer) -> int:
+    # GPT-2 has no pad token; padded positions are masked out, so eos serves.
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def decode_test_set(
+    model: torch.nn.Module, tokenizer, cfg: DictConfig
+) -> tuple[list[str], list, dict]:
+    """Beam-search one prediction per unique test MR (order of first appearance), with timing."""
+    from solo.data import group_by_mr, load_split
+    from solo.decode import decode_mrs_with_stats
+
+    groups = group_by_mr(load_split(cfg.data, "test"))
+    model.eval()
+    with torch.no_grad():
+        texts, stats = decode_mrs_with_stats(
+            model,
+            tokenizer,
+            [group.mr for group in groups],
+            OmegaConf.to_container(cfg.decode, resolve=True),  # type: ignore[arg-type]
+        )
+    return texts, groups, stats.as_dict()
+
+
+def _write_with(writer, path: Path, payload) -> None:
+    """Run a path-taking writer into a temporary name, then rename: the file is whole or absent."""
+    staging = path.with_name(path.name + ".tmp")
+    writer(staging, payload)
+    os.replace(staging, path)
+
+
+def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
+    """Train, decode and score one config into its run directory; returns that directory."""
+    run_dir = run_dir_for(cfg)
+    if is_finished(run_dir):
+        print(f"already finished, not rerun: results in {run_dir} (scores.json)")
+        return run_dir
+    # Bad settings fail here, before a run directory exists for them.
+    check_trainer_config(cfg.trainer)
+    _setup_description(cfg.data)
+    with claimed(run_dir):
+        if is_finished(run_dir):  # another process finished it between the check and the lock
+            print(f"already finished, not rerun: results in {run_dir} (scores.json)")
+            return run_dir
+        _run_stages(cfg, run_dir, overrides or [])
+    print(f"done: results in {run_dir}")
+    return run_dir
+
+
+def _run_stages(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
+    from solo.models import load_backbone
+
+    config_path = run_dir / "config.yaml"
+    if not config_path.exists():  # a resumed run keeps the config it started with
+        write_text_atomic(config_path, OmegaConf.to_yaml(cfg, resolve=True))
+    device = resolve_device(str(cfg.trainer.device))
+    sha, dirty = run_meta.git_state()
+    meta_path = run_dir / "meta.json"
+    run_meta.update_meta(
+        meta_path,
+        name=str(cfg.name),
+        seed=int(cfg.seed),
+        setup=_setup_description(cfg.data),
+        git_sha=sha,
+        git_dirty=dirty,
+        machine=run_meta.machine_description(),
+        torch=torch.__version__,
+        device=run_meta.device_description(device),
+        overrides=overrides,
+        started=run_meta.utc_now(),
+    )
+
+    # The backbone may be randomly initialised (tests, smoke runs): seed first so a resumed
+    # process rebuilds the very same frozen weights.
+    seed_everything(int(cfg.seed))
+    model, tokenizer = load_backbone(cfg.model)
+    run_id = f"{cfg.data.setup}-{config_hash(cfg)}"
+    tracker = start_tracking(
+        cfg.logger,
+        run_dir=run_dir,
+        run_id=run_id,
+        name=f"{cfg.name}/{run_id}",
+        config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+    )
+    try:
+        _train_stage(cfg, run_dir, model, tokenizer, device, tracker)
+        texts, groups = _decode_stage(cfg, run_dir, model, tokenizer)
+        _score_stage(run_dir, texts, groups, tracker)
+    except BaseException:
+        tracker.finish(exit_code=1)
+        raise
+    tracker.finish(exit_code=0)
+    run_meta.update_meta(meta_path, finished=run_meta.utc_now())
+    write_text_atomic(run_dir / DONE_FILE, run_meta.utc_now() + "\n")
+
+
+def _train_stage(
+    cfg: DictConfig, run_dir: Path, model, tokenizer, device: torch.device, tracker
+) -> None:
+    """Train and save `adapter/`; if it exists already (an earlier attempt got this far), load it."""
+    from solo.methods import apply_method, load_adapter, save_adapter
+
+    adapter_dir = run_dir / "adapter"
+    finished_adapter = readable_directory(adapter_dir)
+    if finished_adapter is not None:
+        load_adapter(model, finished_adapter)
+        model.to(device)
+        return
+    method = apply_method(model, cfg.method)
+    model.to(device)
+    run_meta.write_params(run_dir / "params.json", model, method.num_trainable())
+    dev_batches = (
+        build_batches(cfg, tokenizer, "valid", shuffle=False)
+        if cfg.trainer.get("eval_every")
+        else None
+    )
+    outcome = train(
+        model=model,
+        params=list(method.trainable_parameters()),
+        after_optimizer_step=method.after_optimizer_step,
+        train_batches=build_batches(cfg, tokenizer, "train", shuffle=True),
+        dev_batches=dev_batches,
+        trainer_cfg=cfg.trainer,
+        run_dir=run_dir,
+        tracker=tracker,
+        device=device,
+    )
+    with atomic_directory(adapter_dir) as staging:
+        save_adapter(method, staging)
+    run_meta.update_meta(
+        run_dir / "meta.json", steps=outcome.steps, final_dev_loss=outcome.final_dev_loss
+    )
+
+
+def _decode_stage(cfg: DictConfig, run_dir: Path, model, tokenizer) -> tuple[list[str], list]:
+    """Write predictions.txt and references.txt (unless an earlier attempt did); return both."""
+    from solo.data import group_by_mr, load_split
+    from solo.decode import write_predictions, write_references
+
+    predictions, references = run_dir / "predictions.txt", run_dir / "references.txt"
+    if predictions.exists() and references.exists():
+        return predictions.read_text(encoding="utf-8").splitlines(), group_by_mr(
+            load_split(cfg.data, "test")
+        )
+    texts, groups, decode_stats = decode_test_set(model, tokenizer, cfg)
+    run_meta.update_meta(run_dir / "meta.json", decode=decode_stats)
+    _write_with(write_references, references, groups)
+    _write_with(write_predictions, predictions, texts)
+    return texts, groups
+
+
+def _score_stage(run_dir: Path, texts: list[str], groups: list, tracker) -> None:
+    from e2e_eval import score
+
+    scores = score(texts, [list(group.refs) for group in groups])
+    write_json_atomic(run_dir / "scores.json", scores)
+    tracker.summary({f"test/{key}": value for key, value in scores.items()})
+    print("scores: " + ", ".join(f"{key} {value:.4f}" for key, value in scores.items()))

@@ -1,0 +1,100 @@
+"""Run directories: `${run_root}/${name}/<setup>-<hash>/`, one per semantic config, never reused.
+
+The hash covers the resolved config minus keys that cannot change results (logging, where runs
+live, the device choice, the decode batch size), so rerunning a command finds its own directory:
+a finished one (DONE) is reported and left alone, an unfinished one is resumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from solo.errors import SoloError
+from solo.paths import shared_data_dir
+
+# Dotted paths removed before hashing (docs/DESIGN.md, run directory contract).
+NON_SEMANTIC_KEYS: tuple[str, ...] = ("logger", "run_root", "trainer.device", "decode.batch_size")
+HASH_LENGTH = 10
+DONE_FILE = "DONE"
+LOCK_FILE = ".lock"
+SHARED_PLACEHOLDER = "<shared>"
+
+
+def _drop(container: dict, dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node = container
+    for key in parents:
+        node = node.get(key)
+        if not isinstance(node, dict):
+            return
+    node.pop(leaf, None)
+
+
+def _portable(value: object, shared_prefix: str) -> object:
+    """Write paths inside the shared data folder relative to it, so hashes agree across machines."""
+    if isinstance(value, dict):
+        return {k: _portable(v, shared_prefix) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v, shared_prefix) for v in value]
+    if isinstance(value, str) and value.startswith(shared_prefix):
+        return SHARED_PLACEHOLDER + value[len(shared_prefix) :]
+    return value
+
+
+def semantic_config(cfg: DictConfig) -> dict:
+    """The resolved config as plain data, without the keys that do not change results."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    container.pop("hydra", None)
+    for dotted in NON_SEMANTIC_KEYS:
+        _drop(container, dotted)
+    return _portable(container, str(shared_data_dir()))  # type: ignore[return-value]
+
+
+def config_hash(cfg: DictConfig) -> str:
+    canonical = json.dumps(semantic_config(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:HASH_LENGTH]
+
+
+def run_dir_for(cfg: DictConfig) -> Path:
+    """Where this config's run lives (not created): `${run_root}/${name}/<setup>-<hash>`."""
+    for key in ("run_root", "name", "data.setup"):
+        if OmegaConf.select(cfg, key) in (None, ""):
+            raise SoloError(
+                f"config key `{key}` is empty; set it (e.g. {key}=...) on the command line"
+            )
+    return Path(str(cfg.run_root)) / str(cfg.name) / f"{cfg.data.setup}-{config_hash(cfg)}"
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / DONE_FILE).exists()
+
+
+@contextlib.contextmanager
+def claimed(run_dir: Path) -> Iterator[Path]:
+    """Hold an exclusive lock on `run_dir` (created if needed) while a process writes into it.
+
+    The lock is an flock, so the kernel drops it when the holder dies (even by SIGKILL) and a
+    rerun can resume; a second live process on the same config is refused instead of racing.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SoloError(
+                f"{run_dir} is being written by another process running the same config; "
+                "wait for it or change the config"
+            ) from None
+        yield run_dir
+    finally:
+        os.close(fd)

@@ -1,0 +1,74 @@
+"""Experiment tracking with wandb (online | offline | disabled); its files live in the run dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from solo.errors import SoloError
+
+MODES = ("online", "offline", "disabled")
+
+
+class Tracker:
+    """No-op tracker (logger.mode=disabled); `WandbTracker` forwards to a wandb run."""
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        pass
+
+    def summary(self, values: dict[str, Any]) -> None:
+        pass
+
+    def finish(self, exit_code: int = 0) -> None:
+        pass
+
+
+class WandbTracker(Tracker):
+    def __init__(self, run: Any) -> None:
+        self.run = run
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        self.run.log(metrics, step=step)
+
+    def summary(self, values: dict[str, Any]) -> None:
+        self.run.summary.update(values)
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.run.finish(exit_code=exit_code)
+
+
+def start_tracking(
+    logger_cfg: DictConfig,
+    *,
+    run_dir: Path,
+    run_id: str,
+    name: str,
+    config: dict,
+    tags: list[str] | None = None,
+) -> Tracker:
+    """Start (or, for a resumed run dir, continue) the wandb run `run_id` writing under `run_dir/wandb`."""
+    mode = str(logger_cfg.get("mode", "offline"))
+    if mode not in MODES:
+        raise SoloError(
+            f"logger.mode={mode!r} is not one of {', '.join(MODES)}; set logger.mode=offline"
+        )
+    if mode == "disabled":
+        return Tracker()
+    import wandb  # imported here: a disabled run should not pay for it
+
+    run = wandb.init(
+        project=str(logger_cfg.get("project", "solo")),
+        entity=logger_cfg.get("entity"),
+        mode=mode,
+        dir=str(run_dir),
+        id=run_id,
+        name=name,
+        resume="allow",
+        config=config,
+        tags=[*list(logger_cfg.get("tags") or []), *(tags or [])],
+        # console="off": wandb must not wrap stdout/stderr (the tqdm bar, our one-line errors).
+        settings=wandb.Settings(console="off", silent=True),
+    )
+    return WandbTracker(run)

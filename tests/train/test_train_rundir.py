@@ -1,0 +1,58 @@
+"""Run directory naming by config hash, and the single-writer lock."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import solo.config  # noqa: F401
+from solo.errors import SoloError
+from solo.paths import REPO_ROOT, shared_data_dir
+from solo.train.rundir import claimed, config_hash, run_dir_for
+
+
+def _cfg(*overrides: str):
+    with initialize_config_dir(str(REPO_ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=["model=tiny", *overrides])
+
+
+def test_non_semantic_keys_do_not_change_the_hash(tmp_path) -> None:
+    base = config_hash(_cfg())
+    assert (
+        config_hash(
+            _cfg(
+                "logger.mode=disabled",
+                "logger.project=x",
+                f"run_root={tmp_path}",
+                "trainer.device=cpu",
+                "decode.batch_size=3",
+            )
+        )
+        == base
+    )
+    assert config_hash(_cfg("trainer.lr=0.1")) != base
+    assert config_hash(_cfg("seed=2")) != base
+    assert config_hash(_cfg("decode.num_beams=3")) != base
+
+
+def test_layout_is_root_name_setup_hash(tmp_path) -> None:
+    cfg = _cfg(f"run_root={tmp_path}")
+    path = run_dir_for(cfg)
+    assert path.parent == tmp_path / "solo-tiny"
+    assert path.name == f"lora-{config_hash(cfg)}" and len(config_hash(cfg)) == 10
+
+
+def test_shared_data_paths_hash_the_same_on_any_machine(monkeypatch, tmp_path) -> None:
+    here = config_hash(_cfg())
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("SOLO_SHARED_DATA", str(elsewhere))
+    assert str(shared_data_dir()) == str(elsewhere)
+    assert config_hash(_cfg()) == here
+
+
+def test_second_writer_is_refused(tmp_path) -> None:
+    with claimed(tmp_path / "run"), pytest.raises(SoloError, match="another process"):
+        with claimed(tmp_path / "run"):
+            pass
+    with claimed(tmp_path / "run"):  # released after the first holder is done
+        pass
