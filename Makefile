@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # (or pass TORCH_SPEC), and the install below keeps it.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test demo lint audit score bench clean-venv table1 table2 table3 table4 table5 table6
+.PHONY: install test demo lint audit score train bench clean-venv table1 table2 table3 table4 table5 table6
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ lint: install
 
 demo: install
 	$(PY) -m solo.demo
+
+# make score REFS=references.txt PREDS=predictions.txt [JSON=scores.json]
+score: install
+	$(PY) -m e2e_eval $(REFS) $(PREDS) $(if $(JSON),--json $(JSON))
+
+# make train ARGS="experiment=table2/solo_r8_s0 profile=tiny"
+train: install
+	$(PY) -m solo.train $(ARGS)
 
 audit: install
 	$(PY) -m solo.methods.audit

@@ -6,7 +6,6 @@ interrupted experiment skips what is done and resumes training from its last che
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -77,13 +76,6 @@ def decode_test_set(
             OmegaConf.to_container(cfg.decode, resolve=True),  # type: ignore[arg-type]
         )
     return texts, groups, stats.as_dict()
-
-
-def _write_with(writer, path: Path, payload) -> None:
-    """Run a path-taking writer into a temporary name, then rename: the file is whole or absent."""
-    staging = path.with_name(path.name + ".tmp")
-    writer(staging, payload)
-    os.replace(staging, path)
 
 
 def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
@@ -201,8 +193,11 @@ def _decode_stage(cfg: DictConfig, run_dir: Path, model, tokenizer) -> tuple[lis
         )
     texts, groups, decode_stats = decode_test_set(model, tokenizer, cfg)
     run_meta.update_meta(run_dir / "meta.json", decode=decode_stats)
-    _write_with(write_references, references, groups)
-    _write_with(write_predictions, predictions, texts)
+    # The writers are atomic and refuse to overwrite: a crash between the two leaves references
+    # only, and the rerun writes the predictions beside them.
+    if not references.exists():
+        write_references(references, groups)
+    write_predictions(predictions, texts)
     return texts, groups
 
 

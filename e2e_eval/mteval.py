@@ -1,0 +1,161 @@
+"""BLEU and NIST exactly as NIST mteval-v13a (default options) computes them, in Python.
+
+The official E2E scorer writes the references, predictions and dummy sources into SGML files and
+runs its copy of the Perl script (edited for a varying number of references per MR) with the
+defaults: 11b-style tokenisation, ASCII lower-casing, the closest reference length for BLEU's
+brevity penalty, smoothed BLEU, and NIST information weights estimated from the whole reference
+set. Everything below reproduces that pipeline, including its quirks (see README.md).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from e2e_eval.errors import E2EEvalError
+
+# Perl's \s on UTF-8 strings (>= 5.18). Python's \s also matches \x1c-\x1f, which Perl's does not.
+_PERL_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_SPACE_RUN = re.compile(f"[{_PERL_SPACE}]+")
+# mteval's "tokenize punctuation" class: { | } ~ [ \ ] ^ _ ` space ! " # $ % & ( ) * + : ; < = > ? @ /
+# (apostrophe, hyphen, period and comma are deliberately absent; the last two get their own rules).
+_PUNCTUATION = str.maketrans(
+    {c: f" {c} " for c in "{|}~[\\]^_` !\"#$%&()*+:;<=>?@/"}
+)
+_PERIOD_COMMA_AFTER_NON_DIGIT = re.compile(r"([^0-9])([.,])")
+_PERIOD_COMMA_BEFORE_NON_DIGIT = re.compile(r"([.,])([^0-9])")
+_DASH_AFTER_DIGIT = re.compile(r"([0-9])(-)")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+BLEU_ORDER = 4
+NIST_ORDER = 5
+
+
+def mteval_tokenize(text: str) -> list[str]:
+    """Words of one segment as mteval-v13a sees them after the SGML round trip."""
+    # The SGML reader collapses every whitespace run of the document to one space before the
+    # segment is cut out, so end-of-line hyphen joining can never fire on E2E data.
+    text = _SPACE_RUN.sub(" ", text)
+    text = text.replace("<skipped>", "")
+    # The scorer writes raw text into SGML without escaping, so these entities in the *input*
+    # text are turned into characters; order matters ("&amp;quot;" ends as "&quot;").
+    text = text.replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    text = f" {text} ".translate(_ASCII_LOWER)  # only A-Z are lower-cased: "É" stays as it is
+    text = text.translate(_PUNCTUATION)
+    text = _PERIOD_COMMA_AFTER_NON_DIGIT.sub(r"\1 \2 ", text)
+    text = _PERIOD_COMMA_BEFORE_NON_DIGIT.sub(r" \1 \2", text)
+    text = _DASH_AFTER_DIGIT.sub(r"\1 \2 ", text)
+    text = _SPACE_RUN.sub(" ", text).strip(" ")
+    return text.split(" ") if text else []
+
+
+def _ngram_counts(words: Sequence[str], max_order: int) -> Counter:
+    counts: Counter = Counter()
+    for n in range(1, max_order + 1):
+        counts.update(zip(*(words[i:] for i in range(n)), strict=False))
+    return counts
+
+
+def _perl_true(ngram: tuple[str, ...]) -> bool:
+    """Perl truth of the space-joined n-gram string: both "" and "0" are false."""
+    return bool(ngram) and ngram != ("0",)
+
+
+def _information_weights(ref_counts: Counter, total_ref_words: int) -> dict[tuple[str, ...], float]:
+    """NIST info(w1..wn) = -log2(count(w1..wn) / count(w1..wn-1)) over all references.
+
+    mteval tests the prefix with Perl truthiness, so a bigram whose first word is "0" is divided
+    by the total word count instead of count("0"); we keep that quirk to match its numbers.
+    """
+    info = {}
+    for ngram, count in ref_counts.items():
+        prefix = ngram[:-1]
+        denominator = ref_counts[prefix] if _perl_true(prefix) else total_ref_words
+        info[ngram] = -math.log(count / denominator) / math.log(2)
+    return info
+
+
+def _closest_ref_length(hyp_len: int, ref_lens: Sequence[int]) -> int:
+    """mteval's 'closest' reference length: ties go to the shorter one.
+
+    References of length 0 are skipped, except the first one, which seeds the comparison.
+    """
+    candidates = [ref_lens[0]] + [n for n in ref_lens[1:] if n]
+    return min(candidates, key=lambda n: (abs(hyp_len - n), n))
+
+
+def _nist_length_penalty(ratio: float) -> float:
+    if ratio >= 1:
+        return 1.0
+    if ratio <= 0:
+        return 0.0
+    beta = -math.log(0.5) / math.log(1.5) / math.log(1.5)  # penalty 0.5 at 2/3 of the length
+    return math.exp(-beta * math.log(ratio) ** 2)
+
+
+def bleu_nist(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[float, float]:
+    """Corpus BLEU (4-gram) and NIST (5-gram) as mteval-v13a reports them, at full precision."""
+    hyp_words = [mteval_tokenize(p) for p in predictions]
+    ref_words = [[mteval_tokenize(r) for r in refs] for refs in references]
+    # The E2E copy of mteval-v13a is edited for a varying number of references per MR: NIST's
+    # length penalty compares with the mean length of the non-empty references (a reference that
+    # tokenises to nothing counts like the empty padding the scorer writes for short MRs).
+    refs_per_segment = sum(1 for refs in ref_words for words in refs if words) / len(ref_words)
+
+    max_order = max(BLEU_ORDER, NIST_ORDER)
+    ref_ngram_counts = [[_ngram_counts(words, max_order) for words in refs] for refs in ref_words]
+    ref_counts: Counter = Counter()
+    for per_ref in ref_ngram_counts:
+        for counts in per_ref:
+            ref_counts.update(counts)
+    total_ref_words = sum(len(words) for refs in ref_words for words in refs)
+    if total_ref_words == 0:
+        raise E2EEvalError("the references contain no words; check the reference file")
+    info = _information_weights(ref_counts, total_ref_words)
+
+    matches = [0] * (max_order + 1)
+    hyp_ngrams = [0] * (max_order + 1)
+    match_info = [0.0] * (max_order + 1)
+    ref_length = 0
+    for hyp, refs, per_ref in zip(hyp_words, ref_words, ref_ngram_counts, strict=True):
+        ref_max: Counter = Counter()
+        for counts in per_ref:
+            ref_max |= counts  # element-wise maximum: clipping uses the most generous reference
+        for ngram, count in _ngram_counts(hyp, max_order).items():
+            clipped = min(count, ref_max[ngram])
+            if clipped:
+                matches[len(ngram)] += clipped
+                match_info[len(ngram)] += info[ngram] * clipped
+        for n in range(1, max_order + 1):
+            hyp_ngrams[n] += max(0, len(hyp) - n + 1)
+        ref_length += _closest_ref_length(len(hyp), [len(w) for w in refs])
+
+    return (
+        _bleu(matches, hyp_ngrams, ref_length),
+        _nist(match_info, hyp_ngrams, total_ref_words, refs_per_segment),
+    )
+
+
+def _bleu(matches: list[int], hyp_ngrams: list[int], ref_length: int) -> float:
+    """mteval's default (smoothed) BLEU; smoothing only bites when a whole order has no match."""
+    brevity = math.exp(min(0.0, 1 - ref_length / hyp_ngrams[1])) if hyp_ngrams[1] > 0 else 0.0
+    log_sum = 0.0
+    smooth = 1
+    for n in range(1, BLEU_ORDER + 1):
+        if hyp_ngrams[n] == 0:
+            continue  # mteval scores an order with no hypothesis n-grams as precision 1
+        if matches[n] == 0:
+            smooth *= 2
+            log_sum += math.log(1 / (smooth * hyp_ngrams[n]))
+        else:
+            log_sum += math.log(matches[n] / hyp_ngrams[n])
+    return math.exp(log_sum / BLEU_ORDER) * brevity
+
+
+def _nist(
+    match_info: list[float], hyp_ngrams: list[int], total_ref_words: int, refs_per_segment: float
+) -> float:
+    score = sum(match_info[n] / max(hyp_ngrams[n], 1) for n in range(1, NIST_ORDER + 1))
+    return score * _nist_length_penalty(hyp_ngrams[1] / (total_ref_words / refs_per_segment))

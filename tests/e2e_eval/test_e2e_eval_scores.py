@@ -1,0 +1,66 @@
+"""The five scores against the official scorer's figures (needs Java: METEOR, PTB tokenizer).
+
+Each corpus is scored once per session; METEOR is started once for all of them, except for the
+CLI run, which exercises the one-shot `score()` path end to end.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from e2e_eval_figures import EXAMPLE, EXAMPLE_ODD, EXAMPLE_ODD_PREDICTION, OFFICIAL
+
+from e2e_eval import METRICS, Scorer
+from e2e_eval.__main__ import main
+from e2e_eval.readers import Inputs
+
+pytestmark = pytest.mark.java
+
+
+@pytest.fixture(scope="module")
+def scored(system_inputs, example_inputs) -> dict[str, dict[str, float]]:
+    odd = list(example_inputs.predictions)
+    odd[3] = ""  # an empty prediction line
+    odd[5] = EXAMPLE_ODD_PREDICTION  # non-ASCII, an SGML entity, quotes, brackets and "|||"
+    corpora = {name: inputs for name, inputs in system_inputs.items()}
+    corpora["example-odd"] = Inputs(odd, example_inputs.references)
+    with Scorer() as scorer:
+        return {name: scorer.score(c.predictions, c.references) for name, c in corpora.items()}
+
+
+@pytest.fixture(scope="module")
+def example_cli(shared_data, tmp_path_factory) -> tuple[str, dict[str, float]]:
+    folder = shared_data / "e2e-metrics-example"
+    out = tmp_path_factory.mktemp("cli") / "scores.json"
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        main([str(folder / "devel-conc.txt"), str(folder / "baseline-output.txt"), "--json", str(out)])
+    return printed.getvalue(), json.loads(out.read_text("utf-8"))
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("system", ["tgen-std", "tgen-minus"])
+def test_test_set_scores_match_the_official_scorer_to_4_decimals(scored, system, metric):
+    assert abs(scored[system][metric] - OFFICIAL[system][metric]) < 5e-5
+    assert round(scored[system][metric], 4) == round(OFFICIAL[system][metric], 4)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_empty_and_non_ascii_predictions_score_as_the_official_pipeline(scored, metric):
+    assert scored["example-odd"][metric] == pytest.approx(EXAMPLE_ODD[metric], abs=1e-9)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_cli_scores_the_example_files_and_writes_json(example_cli, metric):
+    _, written = example_cli
+    assert written[metric] == pytest.approx(EXAMPLE[metric], abs=1e-9)
+
+
+def test_cli_prints_the_scores_like_the_official_script(example_cli):
+    printed, written = example_cli
+    expected = ["SCORES:", "=============="] + [f"{m}: {written[m]:.4f}" for m in METRICS]
+    assert printed.splitlines() == expected
