@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from e2e_eval.errors import E2EEvalError
+
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -15,13 +17,16 @@ class SoloError(Exception):
 
 
 def exit_on_solo_error(fn: F) -> F:
-    """Wrap a CLI entry point so a SoloError prints `error: <message>` and exits with status 2."""
+    """Wrap a CLI entry point so a SoloError prints `error: <message>` and exits with status 2.
+
+    The metric package's own error (bad reference files, Java missing) is shown the same way.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except SoloError as err:
+        except (SoloError, E2EEvalError) as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
 
