@@ -9,6 +9,18 @@ import pytest
 from solo.paths import shared_data_dir
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tests run tiny models: one intra-op thread is faster for them, and on a busy 2-core machine
+    competing OpenMP threads made them an order of magnitude slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = shared_data_dir()

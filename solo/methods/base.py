@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,6 +69,29 @@ def check_keys(cfg: Mapping[str, Any], allowed: set[str], method: str) -> None:
             f"unknown key(s) method.{', method.'.join(unknown)} for method {method!r}; "
             f"allowed: {', '.join(sorted(allowed))}"
         )
+
+
+def config_from_dict(cls: type, cfg: Mapping[str, Any], method: str, tuple_fields: tuple[str, ...] = ()):
+    """Build and validate a method's config dataclass from a plain dict (lists become tuples)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    check_keys(cfg, fields, method)
+    values = {k: v for k, v in cfg.items() if k in fields}
+    for key in tuple_fields:
+        if values.get(key) is not None:
+            values[key] = tuple(values[key])
+    config = cls(**values)
+    config.validate()
+    return config
+
+
+def check_positive_int(value: Any, field: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SoloError(f"method.{field} must be a positive integer, got {value!r}")
+
+
+def check_dropout(value: Any) -> None:
+    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise SoloError(f"method.dropout must be in [0, 1), got {value!r}")
 
 
 def freeze(model: nn.Module) -> None:

@@ -25,7 +25,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from solo.errors import SoloError
-from solo.methods.base import Method, check_keys, freeze
+from solo.methods.base import Method, check_dropout, check_positive_int, config_from_dict, freeze
 
 _SLICES = ("q", "k", "v")
 _LINEAR_NAMES = {"q": "q_proj", "k": "k_proj", "v": "v_proj"}
@@ -40,22 +40,13 @@ class LoRAConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> LoRAConfig:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        check_keys(cfg, fields, "lora")
-        values = {k: v for k, v in cfg.items() if k in fields}
-        if "targets" in values:
-            values["targets"] = tuple(values["targets"])
-        config = cls(**values)
-        config.validate()
-        return config
+        return config_from_dict(cls, cfg, "lora", tuple_fields=("targets",))
 
     def validate(self) -> None:
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank <= 0:
-            raise SoloError(f"method.rank must be a positive integer, got {self.rank!r}")
+        check_positive_int(self.rank, "rank")
         if not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
             raise SoloError(f"method.alpha must be positive, got {self.alpha!r}")
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            raise SoloError(f"method.dropout must be in [0, 1), got {self.dropout!r}")
+        check_dropout(self.dropout)
         bad = [t for t in self.targets if t not in _SLICES]
         if bad or not self.targets or len(set(self.targets)) != len(self.targets):
             raise SoloError(f"method.targets must be distinct entries of [q, k, v], got {list(self.targets)}")

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from solo.errors import SoloError
-from solo.methods.base import Method, check_keys, freeze
+from solo.methods.base import Method, check_dropout, check_positive_int, config_from_dict, freeze
 from solo.methods.placement import connection_groups, find_blocks, hidden_size
 
 ADAPTER_ATTR = "solo_adapter"
@@ -65,22 +65,13 @@ class SoloConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> SoloConfig:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        check_keys(cfg, fields, "solo")
-        values = {k: v for k, v in cfg.items() if k in fields}
-        if values.get("blocks") is not None:
-            values["blocks"] = tuple(values["blocks"])
-        config = cls(**values)
-        config.validate()
-        return config
+        return config_from_dict(cls, cfg, "solo", tuple_fields=("blocks",))
 
     def validate(self) -> None:
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank <= 0:
-            raise SoloError(f"method.rank must be a positive integer, got {self.rank!r}")
+        check_positive_int(self.rank, "rank")
         if not isinstance(self.sparsity, (int, float)) or not 0.0 <= self.sparsity < 1.0:
             raise SoloError(f"method.sparsity is the masked fraction and must be in [0, 1), got {self.sparsity!r}")
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            raise SoloError(f"method.dropout must be in [0, 1), got {self.dropout!r}")
+        check_dropout(self.dropout)
         if not isinstance(self.lambda_init, (int, float)) or not 0.0 <= self.lambda_init <= 1.0:
             raise SoloError(f"method.lambda_init must be in [0, 1], got {self.lambda_init!r}")
         if self.v_init not in ("random", "ones"):

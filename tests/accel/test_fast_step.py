@@ -1,0 +1,176 @@
+"""The fast training step (eager on the CPU) against the plain trainer step of solo.train.loop."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from solo.accel import FastTrainStep
+from solo.accel.buckets import pick_bucket
+from solo.errors import SoloError
+from solo.methods import apply_method
+from solo.train.loop import optimizer_step, train_step
+from solo.train.optim import build_optimizer, build_scheduler
+
+PAD = 255
+STEPS = 20
+# Solo with sparsity > 0 so the in-step mask re-application and the lambda clamp both matter.
+SOLO = {"name": "solo", "rank": 8, "sparsity": 0.5, "dropout": 0.0, "init_seed": 3}
+LORA = {"name": "lora", "rank": 4, "alpha": 32, "dropout": 0.0}
+TRAINER = {"lr": 2e-3, "weight_decay": 0.01, "betas": [0.9, 0.999], "eps": 1e-6}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices: one thread is faster, and immune to OpenMP stalls on a loaded machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def backbone() -> GPT2LMHeadModel:
+    # Smaller than the shared tiny fixture (vocabulary 256): the tests compare 2 x 20 steps per
+    # method and must stay within seconds on 2 cores.
+    config = GPT2Config(vocab_size=256, n_positions=128, n_embd=32, n_layer=3, n_head=2,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                        bos_token_id=PAD, eos_token_id=PAD)
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(config).eval()
+
+
+def make_batch(generator: torch.Generator, batch_size: int = 4) -> dict[str, torch.Tensor]:
+    """A right-padded batch as solo.data.TrainBatches.collate makes it (targets: second half)."""
+    lengths = torch.randint(8, 30, (batch_size,), generator=generator).tolist()
+    width = max(lengths)
+    input_ids = torch.full((batch_size, width), PAD, dtype=torch.long)
+    attention_mask = torch.zeros((batch_size, width), dtype=torch.long)
+    loss_mask = torch.zeros((batch_size, width))
+    for row, length in enumerate(lengths):
+        input_ids[row, :length] = torch.randint(0, PAD, (length,), generator=generator)
+        attention_mask[row, :length] = 1
+        loss_mask[row, length // 2:length] = 1.0
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "loss_mask": loss_mask}
+
+
+@pytest.fixture(scope="module")
+def batches() -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(1)
+    return [make_batch(generator) for _ in range(STEPS)]
+
+
+def attach(backbone: GPT2LMHeadModel, method_cfg: dict):
+    model = copy.deepcopy(backbone)
+    torch.manual_seed(5)  # LoRA draws A from the global RNG
+    method = apply_method(model, method_cfg)
+    optimizer = build_optimizer(method.trainable_parameters(), OmegaConf.create(TRAINER))
+    scheduler = build_scheduler(optimizer, warmup_steps=5, total_steps=STEPS)
+    return model, method, optimizer, scheduler
+
+
+def plain_curve(backbone, method_cfg, batches):
+    model, method, optimizer, scheduler = attach(backbone, method_cfg)
+    model.train()
+    losses = []
+    for batch in batches:
+        losses.append(train_step(model, batch, label_smoothing=0.1).item())
+        optimizer_step(optimizer, scheduler, method.trainable_parameters(), grad_clip=None,
+                       after_step=method.after_optimizer_step)
+    return losses, method.adapter_state_dict()
+
+
+def fast_curve(backbone, method_cfg, batches, buckets=(24, 40)):
+    model, method, optimizer, scheduler = attach(backbone, method_cfg)
+    step = FastTrainStep(model, method, optimizer, pad_id=PAD, label_smoothing=0.1, buckets=buckets)
+    losses = []
+    for batch in batches:
+        losses.append(step(batch).item())
+        scheduler.step()
+    return losses, method.adapter_state_dict(), step
+
+
+@pytest.mark.parametrize("method_cfg", [SOLO, LORA], ids=["solo", "lora"])
+def test_fast_step_matches_plain_trainer_step(backbone, batches, method_cfg):
+    plain_losses, plain_adapter = plain_curve(backbone, method_cfg, batches)
+    fast_losses, fast_adapter, step = fast_curve(backbone, method_cfg, batches)
+
+    assert step.eager_steps == STEPS and not step.graphed
+    # The curve must move, or equal curves would prove nothing.
+    assert abs(plain_losses[-1] - plain_losses[0]) > 1e-3
+    assert max(abs(a - b) for a, b in zip(plain_losses, fast_losses, strict=True)) < 1e-4
+    assert plain_adapter.keys() == fast_adapter.keys()
+    for name, value in plain_adapter.items():
+        torch.testing.assert_close(fast_adapter[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    # The optimiser really was switched to the fused kernel the CUDA graph uses.
+    assert all(group["fused"] for group in step.optimizer.param_groups)
+    if method_cfg is SOLO:
+        adapter = step.method.adapter
+        assert torch.all(adapter.encoder[~adapter.encoder_mask] == 0)
+        assert torch.all((adapter.lam >= 0) & (adapter.lam <= 1))
+
+
+def test_bucket_padding_does_not_change_the_loss(backbone, batches):
+    """The same first step at its own length and padded to two larger buckets."""
+    first = batches[:1]
+    reference, _, _ = fast_curve(backbone, SOLO, first, buckets=None)
+    for buckets in [(64,), (40, 96)]:
+        padded, _, _ = fast_curve(backbone, SOLO, first, buckets=buckets)
+        assert abs(padded[0] - reference[0]) < 1e-5
+
+
+def test_left_padded_batch_is_refused(backbone, batches):
+    model, method, optimizer, _ = attach(backbone, SOLO)
+    step = FastTrainStep(model, method, optimizer, pad_id=PAD)
+    batch = {k: v.flip(1) for k, v in batches[0].items()}
+    with pytest.raises(SoloError, match="right-padded"):
+        step(batch)
+
+
+def test_non_finite_loss_is_flagged_without_stopping(backbone, batches):
+    model, method, optimizer, _ = attach(backbone, SOLO)
+    step = FastTrainStep(model, method, optimizer, pad_id=PAD)
+    step(batches[0])
+    assert step.check_finite()
+    with torch.no_grad():
+        method.adapter.encodings.fill_(float("nan"))
+    loss = step(batches[1])
+    assert torch.isnan(loss)
+    assert not step.check_finite()
+    assert step.check_finite()  # the flag resets once read
+
+
+def test_cuda_graphs_requested_on_cpu_fall_back_to_eager(backbone, batches):
+    model, method, optimizer, _ = attach(backbone, SOLO)
+    with torch.no_grad():
+        method.adapter.lam.fill_(-0.5)  # outside [0, 1]: the projection must pull it back
+    with pytest.warns(UserWarning, match="CUDA graphs need a CUDA device"):
+        # The bare projection callable, as solo.train.loop.train receives it, works like a Method.
+        step = FastTrainStep(model, method.after_optimizer_step, optimizer, pad_id=PAD, cuda_graphs=True)
+    assert not step.graphed
+    assert torch.isfinite(step(batches[0]))
+    assert torch.all(method.adapter.lam >= 0)
+
+
+def test_pick_bucket():
+    buckets = (64, 96, 128)
+    assert [pick_bucket(n, buckets) for n in (1, 64, 65, 96, 128)] == [64, 64, 96, 96, 128]
+    assert pick_bucket(129, buckets) == 192 and pick_bucket(200, buckets) == 256
+    assert pick_bucket(77, None) == 77
+
+
+def test_bf16_autocast_follows_the_fp32_curve(backbone, batches):
+    """The tiny-model check behind offering bf16: same curve as fp32 up to bf16 rounding."""
+    fp32, _, _ = fast_curve(backbone, SOLO, batches)
+    model, method, optimizer, scheduler = attach(backbone, SOLO)
+    step = FastTrainStep(model, method, optimizer, pad_id=PAD, label_smoothing=0.1, precision="bf16")
+    bf16 = []
+    for batch in batches:
+        bf16.append(step(batch).item())
+        scheduler.step()
+    gap = max(abs(a - b) for a, b in zip(fp32, bf16, strict=True))
+    assert 0.0 < gap < 5e-3  # > 0: autocast really ran in bf16
