@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -10,15 +9,6 @@ from solo.accel import decode_batch_size, fast_beam_search
 from solo.decode import beam_search
 
 EOS = 127
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one thread is faster, and immune to OpenMP stalls on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_fast_decoding_gives_the_exact_beam_search_tokens():

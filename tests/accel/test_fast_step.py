@@ -24,15 +24,6 @@ LORA = {"name": "lora", "rank": 4, "alpha": 32, "dropout": 0.0}
 TRAINER = {"lr": 2e-3, "weight_decay": 0.01, "betas": [0.9, 0.999], "eps": 1e-6}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one thread is faster, and immune to OpenMP stalls on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def backbone() -> GPT2LMHeadModel:
     # Smaller than the shared tiny fixture (vocabulary 256): the tests compare 2 x 20 steps per

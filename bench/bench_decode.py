@@ -1,0 +1,162 @@
+"""Decoding speed: ours (exact beam search, fast path) vs transformers' `generate`.
+
+    PYTHONPATH=. python bench/bench_decode.py --device cuda --sizes S,M
+    PYTHONPATH=. python bench/bench_decode.py --device cpu      # tiny model, few prompts
+
+630 random E2E-like prompts of 20-60 tokens (the size of the E2E test set), random weights,
+beam 10, length penalty 0.9, no-repeat-ngram 4, 64 new tokens. Anchor: `model.generate` at
+batch 32 (timed on a subset, reported per MR). Ours: solo.decode.beam_search at batch 32 (the
+exact search, timed on the same subset) and solo.accel.fast_beam_search (SDPA, memory-sized
+batches) on all prompts; the fast tokens are checked against the exact search's on the subset,
+in the same precision. Random weights rarely emit eos, so every search runs all 64 steps: the
+worst case for time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+import traceback
+
+import torch
+
+from bench.common import (
+    EOS,
+    Row,
+    device_name,
+    free_memory,
+    pick_device,
+    print_table,
+    random_gpt2,
+    random_prompts,
+    synchronize,
+    write_json,
+)
+from solo.accel import apply_precision, decode_batch_size, fast_beam_search, use_sdpa
+from solo.decode import beam_search
+
+SEARCH = {"num_beams": 10, "length_penalty": 0.9, "no_repeat_ngram_size": 4}
+
+
+def hf_generate(model, prompts, batch_size, max_new_tokens, device):
+    """transformers' beam search, left-padded batches as its docs prescribe."""
+    outputs = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        width = max(len(p) for p in chunk)
+        ids = torch.full((len(chunk), width), EOS, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, p in enumerate(chunk):
+            ids[row, width - len(p):] = torch.tensor(p)
+            mask[row, width - len(p):] = 1
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                 max_new_tokens=max_new_tokens, do_sample=False, early_stopping=False,
+                                 pad_token_id=EOS, eos_token_id=EOS, **SEARCH)
+        outputs.extend(out[:, width:].tolist())
+    return outputs
+
+
+def clock(device, fn):
+    synchronize(device)
+    start = time.perf_counter()
+    result = fn()
+    synchronize(device)
+    return time.perf_counter() - start, result
+
+
+def run_size(size, args, device):
+    model = random_gpt2(size, args.config_dir, device).eval()
+    use_sdpa(model)
+    prompts = random_prompts(args.mrs, seed=args.seed)
+    subset = prompts[:args.subset]
+    n_new = args.max_new_tokens
+    rows, details = [], {}
+
+    def add(name, seconds, count, **extra):
+        rows.append(Row(name, {"ms/MR": 1000 * seconds / count, "MRs": count,
+                               f"s per {len(prompts)}": seconds / count * len(prompts), **extra}))
+        return 1000 * seconds / count
+
+    anchor_ms = None
+    try:
+        apply_precision("fp32", device)
+        print(f"[{size}] anchor generate ...", flush=True)
+        hf_generate(model, prompts[:2], 2, 4, device)  # warm-up
+        seconds, _ = clock(device, lambda: hf_generate(model, subset, 32, n_new, device))
+        anchor_ms = add("anchor HF generate fp32, batch 32", seconds, len(subset), **{"speed-up": 1.0})
+    except Exception as err:
+        traceback.print_exc()
+        rows.append(Row("anchor HF generate fp32, batch 32", {"note": f"FAILED {err!s:.60}"}))
+
+    for precision in args.precisions:
+        try:
+            # bf16 here means bf16 weights and KV cache (scores stay fp32 in the search); the exact
+            # search runs on the same bf16 model, so the token check compares like with like.
+            searched = copy.deepcopy(model).to(torch.bfloat16) if precision == "bf16" else model
+            apply_precision("fp32" if precision == "bf16" else precision, device)
+            print(f"[{size}] exact beam search {precision} ...", flush=True)
+            beam_search(searched, prompts[:2], eos_id=EOS, pad_id=EOS, max_new_tokens=4, batch_size=2, **SEARCH)
+            seconds, exact = clock(device, lambda m=searched: beam_search(
+                m, subset, eos_id=EOS, pad_id=EOS, max_new_tokens=n_new, batch_size=32, **SEARCH))
+            ms = add(f"ours exact beam search {precision}, batch 32", seconds, len(subset),
+                     **{"speed-up": anchor_ms / (1000 * seconds / len(subset)) if anchor_ms else None})
+            batch = args.batch or decode_batch_size(searched, prompts, SEARCH["num_beams"], n_new)
+            print(f"[{size}] fast beam search {precision}, batch {batch} ...", flush=True)
+            seconds, fast = clock(device, lambda m=searched, b=batch: fast_beam_search(
+                m, prompts, eos_id=EOS, pad_id=EOS, max_new_tokens=n_new, batch_size=b, **SEARCH))
+            same = sum(a == b for a, b in zip(fast[:len(subset)], exact, strict=True))
+            fast_ms = 1000 * seconds / len(prompts)
+            add(f"ours fast beam search {precision}, batch {batch}", seconds, len(prompts),
+                **{"speed-up": anchor_ms / fast_ms if anchor_ms else None,
+                   "same as exact": f"{same}/{len(subset)}"})
+            details[precision] = {"exact_ms_per_mr": ms, "fast_total_s": seconds,
+                                  "same_tokens": same, "checked": len(subset), "batch": batch}
+            searched = None  # frees the bf16 copy
+        except Exception as err:
+            traceback.print_exc()
+            rows.append(Row(f"ours {precision}", {"note": f"FAILED {type(err).__name__}: {err!s:.60}"}))
+        free_memory(device)
+    apply_precision("fp32", device)
+    return rows, details
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--sizes", default=None, help="comma list of S, M, tiny (default: S,M on CUDA, tiny on CPU)")
+    parser.add_argument("--config-dir", default=None)
+    parser.add_argument("--mrs", type=int, default=None, help="prompts decoded by the fast path (630 on CUDA)")
+    parser.add_argument("--subset", type=int, default=None, help="prompts for the anchor, the exact search and the check")
+    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=None, help="fast-path prompts per batch (default: fit memory)")
+    parser.add_argument("--precisions", default="tf32,fp32,bf16",
+                        help="fp32 | tf32 (tensor-core fp32 matmuls) | bf16 (bf16 weights and cache)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    cuda = device.type == "cuda"
+    sizes = (args.sizes or ("S,M" if cuda else "tiny")).split(",")
+    args.mrs = args.mrs or (630 if cuda else 12)
+    args.subset = min(args.subset or (64 if cuda else 6), args.mrs)
+    args.max_new_tokens = args.max_new_tokens or (64 if cuda else 16)
+    args.precisions = [p for p in args.precisions.split(",") if p and (cuda or p == "fp32")]
+
+    header = (f"decode, beam 10, {args.max_new_tokens} new tokens, prompts 20-60 tokens, "
+              f"device: {device_name(device)}, torch {torch.__version__}")
+    print(header, flush=True)
+    report = {"device": device_name(device), "torch": torch.__version__, "sizes": {}}
+    texts = []
+    for size in sizes:
+        rows, details = run_size(size.strip(), args, device)
+        texts.append(print_table(f"GPT-2 {size} ({header})",
+                                 ["ms/MR", "MRs", f"s per {args.mrs}", "speed-up", "same as exact", "note"], rows))
+        report["sizes"][size] = {"rows": [{"name": r.name, **r.values} for r in rows], **details}
+        report["table"] = "\n".join(texts)
+        write_json(args.json, report)  # after each size: a later timeout keeps what was measured
+
+
+if __name__ == "__main__":
+    main()

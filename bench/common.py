@@ -1,0 +1,144 @@
+"""What every benchmark shares: models with random weights, E2E-like batches, timing, tables.
+
+Imports only torch and transformers (plus solo.* modules that avoid Hydra/OmegaConf/datasets at
+import time), so the benchmarks run on a bare GPU image.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+EOS = 50256
+# Architectures by name; "tiny" is the CPU stand-in (real vocabulary, 4 small blocks).
+SIZES = {
+    "S": {"file": "gpt2.json", "n_layer": 12, "n_embd": 768, "n_head": 12},
+    "M": {"file": "gpt2-medium.json", "n_layer": 24, "n_embd": 1024, "n_head": 16},
+    "tiny": {"file": None, "n_layer": 4, "n_embd": 64, "n_head": 4},
+}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def gpt2_config(size: str, config_dir: str | None):
+    """GPT-2 config for `size` from `config_dir/<file>` if present, else built from the known sizes."""
+    from transformers import GPT2Config
+
+    spec = SIZES[size]
+    if config_dir and spec["file"] and (Path(config_dir) / spec["file"]).exists():
+        config = GPT2Config.from_json_file(str(Path(config_dir) / spec["file"]))
+    else:
+        config = GPT2Config(n_layer=spec["n_layer"], n_embd=spec["n_embd"], n_head=spec["n_head"])
+    config._attn_implementation = "sdpa"
+    return config
+
+
+def random_gpt2(size: str, config_dir: str | None, device: torch.device, seed: int = 0):
+    """A GPT-2 with random weights, initialised directly on `device` (fast for GPT-2 M)."""
+    from transformers import GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = GPT2LMHeadModel(gpt2_config(size, config_dir))
+    model.config._attn_implementation = "sdpa"
+    return model
+
+
+def e2e_like_batches(count: int, batch_size: int, seed: int, low: int = 40, high: int = 110,
+                     pad_to: int | None = None) -> list[dict[str, torch.Tensor]]:
+    """Right-padded batches of random tokens, lengths uniform in [low, high]; targets = last 55%.
+
+    E2E examples are an MR (~45% of the tokens) followed by the reference (the targets).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        lengths = torch.randint(low, high + 1, (batch_size,), generator=generator).tolist()
+        width = pad_to or max(lengths)
+        ids = torch.full((batch_size, width), EOS, dtype=torch.long)
+        attention = torch.zeros((batch_size, width), dtype=torch.long)
+        loss_mask = torch.zeros((batch_size, width))
+        for row, length in enumerate(lengths):
+            ids[row, :length] = torch.randint(0, EOS, (length,), generator=generator)
+            attention[row, :length] = 1
+            loss_mask[row, int(length * 0.45):length] = 1.0
+        out.append({"input_ids": ids, "attention_mask": attention, "loss_mask": loss_mask})
+    return out
+
+
+def random_prompts(count: int, seed: int, low: int = 20, high: int = 60) -> list[list[int]]:
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(low, high + 1, (count,), generator=generator).tolist()
+    return [torch.randint(0, EOS, (n,), generator=generator).tolist() for n in lengths]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device: torch.device, fn: Callable[[], object]) -> float:
+    """Seconds `fn` takes, the device drained before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+@dataclass
+class Row:
+    name: str
+    values: dict[str, object]
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Row]) -> str:
+    """A fixed-width table (also returned as text)."""
+    def fmt(v: object) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}"
+        return "-" if v is None else str(v)
+
+    header = ["variant", *columns]
+    body = [[row.name, *(fmt(row.values.get(c)) for c in columns)] for row in rows]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+def write_json(path: str | None, payload: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=1, default=str))
+
+
+def free_memory(device: torch.device) -> None:
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -1,0 +1,154 @@
+"""Correctness of the fast training step on the device: loss curves against the plain step.
+
+    PYTHONPATH=. python bench/gpu_check.py --device cuda      # GPT-2 S, 20 steps
+    PYTHONPATH=. python bench/gpu_check.py --device cpu       # tiny model (eager fast step)
+
+Dropout off (backbone and method) so both paths compute the same function; Solo with sparsity 0.5
+so the in-graph mask re-application and lambda clamp matter; lr 1e-3 so the curve moves. The plain
+reference is fp32 eager with the attention mask (solo.train.loop's step); the fast step runs in
+fp32 (must match within 1e-4), tf32 and bf16 (reported: whether their curves follow fp32's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import traceback
+
+import torch
+
+from bench.common import (
+    EOS,
+    Row,
+    device_name,
+    e2e_like_batches,
+    free_memory,
+    pick_device,
+    print_table,
+    random_gpt2,
+    write_json,
+)
+from solo.accel import FastTrainStep, apply_precision
+from solo.methods import apply_method
+from solo.train.loss import label_smoothed_loss
+
+METHODS = {
+    "Solo": {"name": "solo", "rank": 32, "sparsity": 0.5, "dropout": 0.0, "init_seed": 0},
+    "LoRA": {"name": "lora", "rank": 4, "alpha": 32, "dropout": 0.0},
+}
+LR = 1e-3
+
+
+def attach(base, method_cfg):
+    model = copy.deepcopy(base)
+    torch.manual_seed(1)
+    method = apply_method(model, method_cfg)
+    optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=LR, eps=1e-6, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 5))
+    return model, method, optimizer, scheduler
+
+
+def plain_curve(base, method_cfg, batches, device):
+    apply_precision("fp32", device)
+    model, method, optimizer, scheduler = attach(base, method_cfg)
+    model.train()
+    losses = []
+    for batch in batches:
+        b = {k: v.to(device) for k, v in batch.items()}
+        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False).logits
+        loss = label_smoothed_loss(logits, b["input_ids"], b["loss_mask"], 0.1)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        method.after_optimizer_step()
+        losses.append(loss.detach())
+    return [float(x) for x in losses], method.adapter_state_dict()
+
+
+def fast_curve(base, method_cfg, batches, device, precision):
+    model, method, optimizer, scheduler = attach(base, method_cfg)
+    fast = FastTrainStep(model, method, optimizer, pad_id=EOS, label_smoothing=0.1, precision=precision,
+                         log=lambda m: print("  " + m, flush=True))
+    losses = []
+    for batch in batches:
+        losses.append(fast(batch))
+        scheduler.step()
+    finite = fast.check_finite()
+    apply_precision("fp32", device)
+    return [float(x) for x in losses], method.adapter_state_dict(), fast, finite
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--size", default=None)
+    parser.add_argument("--steps", type=int, default=None, help="default 20 on CUDA, 6 on CPU")
+    parser.add_argument("--precisions", default="fp32,tf32,bf16")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    cuda = device.type == "cuda"
+    size = args.size or ("S" if cuda else "tiny")
+    args.steps = args.steps or (20 if cuda else 6)
+    precisions = [p for p in args.precisions.split(",") if cuda or p == "fp32"]
+
+    base = random_gpt2(size, None, device)
+    for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        setattr(base.config, key, 0.0)
+    for module in base.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    # Lengths 40-110 at batch 8 fall in the 80/96/112 buckets: three graphs get captured and replayed.
+    batches = e2e_like_batches(args.steps, 8, seed=3)
+    header = f"fast step vs plain step, GPT-2 {size}, {args.steps} steps, device: {device_name(device)}"
+    print(header, flush=True)
+    rows, report = [], {"device": device_name(device), "checks": {}}
+    for name, cfg in METHODS.items():
+        try:
+            plain, plain_adapter = plain_curve(base, cfg, batches, device)
+        except Exception as err:
+            traceback.print_exc()
+            rows.append(Row(f"{name} plain fp32", {"note": f"FAILED {err!s:.60}"}))
+            continue
+        for precision in precisions:
+            label = f"{name} fast {precision}"
+            try:
+                losses, adapter, fast, finite = fast_curve(base, cfg, batches, device, precision)
+                loss_diff = max(abs(a - b) for a, b in zip(plain, losses, strict=True))
+                param_diff = max(float((adapter[k] - v).abs().max()) for k, v in plain_adapter.items())
+                limit = 1e-4 if precision == "fp32" else None
+                rows.append(Row(label, {
+                    "max |dloss|": loss_diff, "max |dparam|": param_diff,
+                    "loss first": losses[0], "loss last": losses[-1], "plain last": plain[-1],
+                    "graphs": fast.num_graphs if fast.graphed else "eager", "eager steps": fast.eager_steps,
+                    "finite": finite,
+                    "pass": ("yes" if loss_diff < limit else "NO") if limit else "info",
+                    "note": (fast.fallback_reason or "")[:60] or None}))
+                report["checks"][label] = {"plain": plain, "fast": losses, "max_loss_diff": loss_diff,
+                                           "max_param_diff": param_diff, "graphed": fast.graphed,
+                                           "fallback": fast.fallback_reason}
+            except Exception as err:
+                traceback.print_exc()
+                rows.append(Row(label, {"note": f"FAILED {type(err).__name__}: {err!s:.60}"}))
+            free_memory(device)
+            # After each check: a later timeout keeps what was measured.
+            report["table"] = table(header, rows, echo=False)
+            write_json(args.json, report)
+    report["table"] = table(header, rows, echo=True)
+    write_json(args.json, report)
+
+
+def table(header, rows, echo):
+    columns = ["max |dloss|", "max |dparam|", "loss first", "loss last", "plain last", "graphs",
+               "eager steps", "finite", "pass", "note"]
+    if echo:
+        return print_table(header, columns, rows)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return print_table(header, columns, rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+"""One training step (forward, label-smoothed loss, backward, AdamW, method projection) per launch.
+
+GPT-2 training at batch 8 and E2E lengths is launch-bound: the arithmetic of a GPT-2 M step takes
+a few milliseconds, the ~2,000 kernel launches of an eager step take several times that. On CUDA,
+`FastTrainStep` captures the whole step in a CUDA graph per (batch size, length bucket) and
+replays it, so a step costs one host-to-device copy, one learning-rate fill and one graph launch,
+with no host synchronisation: the loss stays on the device and non-finite losses are flagged in a
+device-side bit that `check_finite()` reads when the caller chooses (e.g. at log time).
+
+On the CPU (or if capture fails) the same body runs eagerly: same bucketed padding, same fused
+AdamW, same loss, so its equivalence with the plain trainer step is testable without a GPU.
+
+Equivalence with the plain step rests on three facts, each covered by tests/accel:
+- batches are right-padded, so causal attention alone never lets a real token see a pad token,
+  and the attention mask can be dropped (which also lets SDPA take its fused causal kernel);
+- pad positions carry loss_mask 0, so padding further to a bucket changes no loss term;
+- the fused AdamW kernel computes the same update as the for-each one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from solo.accel.buckets import (
+    DEFAULT_BUCKETS,
+    check_buckets,
+    pad_to,
+    pick_bucket,
+    right_padded_lengths,
+)
+from solo.accel.precision import apply_precision
+from solo.train.loss import label_smoothed_loss
+
+# Eager iterations on a side stream before the first capture: they create the optimiser state,
+# cuBLAS handles and autograd buffers, which must exist before capture starts.
+_FIRST_WARMUP_ITERS = 3
+# Later buckets only need their own shapes' workspaces.
+_LATER_WARMUP_ITERS = 1
+
+
+@dataclass
+class _Graph:
+    graph: torch.cuda.CUDAGraph
+    packed: torch.Tensor  # [2, B, L] int64 on the device: row 0 input ids, row 1 loss mask
+
+
+class FastTrainStep:
+    """A training step equal to the plain one, CUDA-graphed per length bucket where it can be.
+
+    `method` is a solo.methods.Method (its `after_optimizer_step()` runs after each update) or
+    that projection itself as a callable (what solo.train.loop.train receives); `optimizer` is the trainer's AdamW over those parameters, which this class switches to the
+    fused (and, on CUDA, capturable) implementation in place. The scheduler keeps writing float
+    learning rates into `optimizer.param_groups`; each step copies them to the device.
+
+    Call with a collated batch dict (input_ids, attention_mask, loss_mask; CPU tensors, right
+    padded); returns the batch loss as a 0-dim device tensor without synchronising. Gradient
+    accumulation is not supported (one micro-batch per optimiser step).
+
+    Under CUDA graphs the gradients live in fixed buffers zeroed each step, so a parameter that
+    gets no gradient still receives AdamW's weight decay, where the plain step (gradients set to
+    None) would skip it; every parameter of solo's methods gets a gradient every step.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        method: Any,
+        optimizer: torch.optim.Optimizer,
+        *,
+        pad_id: int,
+        label_smoothing: float = 0.1,
+        grad_clip: float | None = None,
+        buckets: Sequence[int] | None = DEFAULT_BUCKETS,
+        precision: str = "fp32",
+        cuda_graphs: bool | None = None,
+        max_graphs: int = 12,
+        loss_fn: Callable[..., torch.Tensor] = label_smoothed_loss,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.method = method
+        # A Method, or the bare projection callable the training loop is handed.
+        self._project = method if callable(method) else method.after_optimizer_step
+        self.optimizer = optimizer
+        self.pad_id = int(pad_id)
+        self.label_smoothing = float(label_smoothing)
+        self.grad_clip = None if grad_clip is None else float(grad_clip)
+        self.buckets = check_buckets(buckets) if buckets else None
+        self.device = next(model.parameters()).device
+        self.autocast = apply_precision(precision, self.device)
+        self.precision = precision
+        self.loss_fn = loss_fn
+        self.max_graphs = int(max_graphs)
+        self._log = log or (lambda msg: warnings.warn(msg, stacklevel=3))
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        model.train()  # submodules too (an adapter attached while the model was in eval mode)
+
+        want_graphs = self.device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
+        if want_graphs and self.device.type != "cuda":
+            self._log("CUDA graphs need a CUDA device; running the step eagerly")
+            want_graphs = False
+        self.graphed = want_graphs
+        self.fallback_reason: str | None = None
+        self._use_fused_optimizer()
+
+        self._graphs: dict[tuple[int, int], _Graph] = {}
+        self._pool = None
+        self._static_grads: list[torch.Tensor] | None = None
+        self._lr_tensors: list[torch.Tensor] | None = None
+        self._projection_in_graph = False
+        self._loss_out = torch.zeros((), device=self.device)
+        self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+
+        self.steps = 0
+        self.eager_steps = 0
+        self.capture_seconds = 0.0
+
+    # ----------------------------------------------------------------------------------------
+    # public
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        input_ids = batch["input_ids"]
+        loss_mask = batch["loss_mask"]
+        attention_mask = batch.get("attention_mask")
+        if attention_mask is not None and attention_mask.device.type == "cpu":
+            right_padded_lengths(attention_mask)
+        length = pick_bucket(input_ids.shape[1], self.buckets)
+        input_ids = pad_to(input_ids, length, self.pad_id)
+        loss_mask = pad_to(loss_mask, length, 0)
+        if not self.model.training:  # cheap check; a full .train() walks every module
+            self.model.train()
+        self.steps += 1
+
+        if self.graphed:
+            key = (int(input_ids.shape[0]), length)
+            entry = self._graphs.get(key)
+            if entry is None and len(self._graphs) < self.max_graphs:
+                entry = self._capture(key, input_ids, loss_mask)
+            if entry is not None:
+                self._load(entry.packed, input_ids, loss_mask)
+                self._sync_learning_rates()
+                entry.graph.replay()
+                if not self._projection_in_graph:
+                    self._project()
+                return self._loss_out.clone()
+        return self._eager(input_ids, loss_mask)
+
+    def check_finite(self) -> bool:
+        """True if every loss since the last call was finite (synchronises; resets the flag)."""
+        ok = not bool(self._nonfinite.item())
+        self._nonfinite.zero_()
+        return ok
+
+    @property
+    def num_graphs(self) -> int:
+        return len(self._graphs)
+
+    # ----------------------------------------------------------------------------------------
+    # the step body, shared by eager execution and capture
+
+    def _body(self, input_ids: torch.Tensor, loss_mask: torch.Tensor, project: bool) -> torch.Tensor:
+        if self._static_grads is not None:
+            torch._foreach_zero_(self._static_grads)
+        with self.autocast():
+            # No attention mask: batches are right-padded, so causal attention is exact for every
+            # real token, and SDPA can use its fused causal kernel.
+            logits = self.model(input_ids=input_ids, use_cache=False).logits
+        loss = self.loss_fn(logits, input_ids, loss_mask, self.label_smoothing)
+        loss.backward()
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.optimizer.step()
+        if project:
+            self._project()
+        loss = loss.detach()
+        self._loss_out.copy_(loss)
+        self._nonfinite.logical_or_(~torch.isfinite(loss))
+        return loss
+
+    def _eager(self, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+        self.eager_steps += 1
+        input_ids = input_ids.to(self.device, non_blocking=True)
+        loss_mask = loss_mask.to(self.device, dtype=torch.float32, non_blocking=True)
+        loss = self._body(input_ids, loss_mask, project=True)
+        if self._static_grads is None:
+            self.optimizer.zero_grad(set_to_none=True)
+        return loss.clone()
+
+    # ----------------------------------------------------------------------------------------
+    # CUDA graphs
+
+    def _use_fused_optimizer(self) -> None:
+        """Switch the optimiser to its fused kernel (one launch for all parameters) where possible."""
+        if not isinstance(self.optimizer, (torch.optim.AdamW, torch.optim.Adam)):
+            if self.graphed:
+                self._fallback(f"{type(self.optimizer).__name__} is not capturable here; need Adam/AdamW")
+            return
+        fused_ok = all(p.is_floating_point() for p in self.params) and self.device.type in (
+            "cuda",
+            "cpu",
+        )
+        for group in self.optimizer.param_groups:
+            if group.get("differentiable"):
+                fused_ok = False
+            if fused_ok:
+                group["fused"] = True
+                group["foreach"] = False
+            if self.graphed:
+                group["capturable"] = True
+        # State created by earlier plain steps keeps `step` on the CPU; fused/capturable want it
+        # beside the parameter.
+        for param, state in self.optimizer.state.items():
+            step = state.get("step")
+            if isinstance(step, torch.Tensor) and (fused_ok or self.graphed):
+                state["step"] = step.to(param.device, torch.float32)
+
+    def _sync_learning_rates(self) -> None:
+        assert self._lr_tensors is not None
+        for group, lr in zip(self.optimizer.param_groups, self._lr_tensors, strict=True):
+            value = group["lr"]
+            if isinstance(value, torch.Tensor):
+                lr.copy_(value, non_blocking=True)
+            else:
+                lr.fill_(float(value))
+
+    def _load(self, packed: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> None:
+        host = torch.stack([input_ids.to(torch.int64), loss_mask.to(torch.int64)])
+        if host.device.type == "cpu":
+            # Pinned memory (from torch's caching host allocator, which waits on the copy before
+            # reusing a block) makes the copy truly asynchronous.
+            host = host.pin_memory()
+        packed.copy_(host, non_blocking=True)
+
+    def _fallback(self, reason: str) -> None:
+        self.graphed = False
+        self.fallback_reason = reason
+        self._log(f"fast step: CUDA graphs off, running eagerly ({reason})")
+
+    def _capture(self, key: tuple[int, int], input_ids: torch.Tensor, loss_mask: torch.Tensor) -> _Graph | None:
+        """Warm up and capture the step for one (batch, length) shape; None after a failure.
+
+        Warm-up iterations really update the parameters and optimiser state, so both are
+        snapshotted first and restored afterwards: the trajectory equals the plain one.
+        """
+        started = time.perf_counter()
+        first = not self._graphs
+        snapshot = self._snapshot()
+        stream = torch.cuda.Stream(device=self.device)
+        try:
+            if first:
+                self._pool = torch.cuda.graph_pool_handle()
+                self._static_grads = [torch.zeros_like(p) for p in self.params]
+                for p, g in zip(self.params, self._static_grads, strict=True):
+                    p.grad = g
+                self._lr_tensors = [
+                    torch.tensor(float(g["lr"]), dtype=torch.float32, device=self.device)
+                    for g in self.optimizer.param_groups
+                ]
+                self._projection_in_graph = self._projection_is_sync_free()
+            packed = torch.empty((2, *key), dtype=torch.int64, device=self.device)
+            self._load(packed, input_ids, loss_mask)
+            self._sync_learning_rates()
+            saved_lrs = [g["lr"] for g in self.optimizer.param_groups]
+            for group, lr in zip(self.optimizer.param_groups, self._lr_tensors, strict=True):
+                group["lr"] = lr  # the graph must read the rate from device memory
+            try:
+                stream.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(stream):
+                    for _ in range(_FIRST_WARMUP_ITERS if first else _LATER_WARMUP_ITERS):
+                        self._body(packed[0], packed[1].to(torch.float32), self._projection_in_graph)
+                torch.cuda.current_stream(self.device).wait_stream(stream)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=self._pool):
+                    self._body(packed[0], packed[1].to(torch.float32), self._projection_in_graph)
+            finally:
+                for group, lr in zip(self.optimizer.param_groups, saved_lrs, strict=True):
+                    group["lr"] = lr
+        except Exception as err:  # any capture failure: keep training, eagerly
+            with contextlib.suppress(RuntimeError):  # an invalidated capture may re-raise here
+                torch.cuda.synchronize(self.device)
+            self._restore(snapshot)
+            where = "".join(traceback.format_exception(err, limit=-4))  # the innermost frames
+            self._fallback(f"capture of batch {key[0]} x length {key[1]} failed: {type(err).__name__}: {err}")
+            self._log(f"fast step: capture traceback (innermost frames):\n{where}")
+            return None
+        torch.cuda.synchronize(self.device)
+        self._restore(snapshot)
+        entry = _Graph(graph=graph, packed=packed)
+        self._graphs[key] = entry
+        self.capture_seconds += time.perf_counter() - started
+        return entry
+
+    def _projection_is_sync_free(self) -> bool:
+        """Whether `after_optimizer_step` can live inside the graph (no host synchronisation).
+
+        It is a projection (clamp, mask re-application), so one extra call here is harmless, and
+        the parameters are restored from the snapshot after capture anyway.
+        """
+        torch.cuda.synchronize(self.device)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            self._project()
+            return True
+        except RuntimeError as err:
+            self._log(f"fast step: after_optimizer_step synchronises ({err}); running it outside the graph")
+            return False
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    def _snapshot(self) -> dict[str, Any]:
+        with torch.no_grad():
+            params = [p.detach().clone() for p in self.params]
+            state = {
+                p: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+                for p, s in self.optimizer.state.items()
+            }
+        return {"params": params, "state": state}
+
+    def _restore(self, snapshot: dict[str, Any]) -> None:
+        """Put parameters and optimiser state back in place (the graph holds their addresses)."""
+        with torch.no_grad():
+            for p, saved in zip(self.params, snapshot["params"], strict=True):
+                p.copy_(saved)
+            for p, state in self.optimizer.state.items():
+                before = snapshot["state"].get(p)
+                for k, v in state.items():
+                    if not isinstance(v, torch.Tensor):
+                        continue
+                    if before is not None and isinstance(before.get(k), torch.Tensor):
+                        v.copy_(before[k])
+                    else:  # state born during warm-up: a fresh Adam state is all zeros, step 0
+                        v.zero_()
+            if self._static_grads is not None:
+                torch._foreach_zero_(self._static_grads)
+            self._nonfinite.zero_()
