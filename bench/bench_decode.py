@@ -66,7 +66,7 @@ def clock(device, fn):
     return time.perf_counter() - start, result
 
 
-def run_size(size, args, device):
+def run_size(size, args, device, on_progress=None):
     model = random_gpt2(size, args.config_dir, device).eval()
     use_sdpa(model)
     prompts = random_prompts(args.mrs, seed=args.seed)
@@ -114,6 +114,8 @@ def run_size(size, args, device):
             details[precision] = {"exact_ms_per_mr": ms, "fast_total_s": seconds,
                                   "same_tokens": same, "checked": len(subset), "batch": batch}
             searched = None  # frees the bf16 copy
+            if on_progress:
+                on_progress(rows, details)  # a later timeout keeps what was measured
         except Exception as err:
             traceback.print_exc()
             rows.append(Row(f"ours {precision}", {"note": f"FAILED {type(err).__name__}: {err!s:.60}"}))
@@ -150,7 +152,12 @@ def main() -> None:
     report = {"device": device_name(device), "torch": torch.__version__, "sizes": {}}
     texts = []
     for size in sizes:
-        rows, details = run_size(size.strip(), args, device)
+        def save_partial(rows, details, size=size):
+            partial = {**report, "sizes": {**report["sizes"], size: {
+                "rows": [{"name": r.name, **r.values} for r in rows], **details}}}
+            write_json(args.json, partial)
+
+        rows, details = run_size(size.strip(), args, device, on_progress=save_partial)
         texts.append(print_table(f"GPT-2 {size} ({header})",
                                  ["ms/MR", "MRs", f"s per {args.mrs}", "speed-up", "same as exact", "note"], rows))
         report["sizes"][size] = {"rows": [{"name": r.name, **r.values} for r in rows], **details}

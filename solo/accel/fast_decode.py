@@ -41,6 +41,8 @@ def decode_batch_size(model: nn.Module, prompts: Sequence[Sequence[int]], num_be
     # fp32 logits, log-probs, beam totals and sort keys over the vocabulary.
     scores_per_row = 6 * vocab * 4
     free, _ = torch.cuda.mem_get_info(device)
+    # Blocks PyTorch keeps cached from earlier work are free to this search too.
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     rows = int(free * _MEMORY_SHARE) // (cache_per_row + scores_per_row)
     return max(1, min(_MAX_PROMPTS_PER_BATCH, rows // num_beams))
 
