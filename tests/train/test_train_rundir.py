@@ -56,3 +56,10 @@ def test_second_writer_is_refused(tmp_path) -> None:
             pass
     with claimed(tmp_path / "run"):  # released after the first holder is done
         pass
+
+
+def test_switching_data_setup_never_reuses_a_run_dir(tmp_path) -> None:
+    lora = run_dir_for(_cfg(f"run_root={tmp_path}", "data.setup=lora"))
+    official = run_dir_for(_cfg(f"run_root={tmp_path}", "data.setup=official"))
+    assert lora.name.startswith("lora-") and official.name.startswith("official-")
+    assert lora != official and config_hash(_cfg("data.setup=lora")) != config_hash(_cfg("data.setup=official"))
