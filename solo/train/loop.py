@@ -1,7 +1,16 @@
 """The training loop: plain PyTorch, resumable at any checkpoint with bitwise-identical results on CPU.
 
 `train_step` (forward, loss, backward on one micro-batch) and `optimizer_step` are separate
-functions so faster variants (CUDA graphs, torch.compile, fused optimisers) can replace them.
+functions so faster variants can replace them: with `trainer.fast_step` on, the loop runs
+`solo.accel.FastTrainStep` (the whole step CUDA-graphed per length bucket) instead of both.
+
+Losses stay on the device and are read once per logging window (and before every evaluation and
+checkpoint), so the loop never waits for the GPU between steps. A non-finite loss is therefore
+noticed up to `log_every` steps late; it is still reported at the exact step it occurred, and a
+checkpoint is written only after every loss before it was read and found finite.
+
+OmegaConf and the tracker are imported for type hints only, so the GPU image (no Hydra) can
+import this module.
 """
 
 from __future__ import annotations
@@ -12,24 +21,34 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
-from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from solo.accel.precision import PRECISIONS, apply_precision
 from solo.errors import SoloError
 from solo.train.checkpoint import DataPosition, load_checkpoint, save_checkpoint
 from solo.train.loss import label_smoothed_loss, masked_token_loss
 from solo.train.metrics import MetricsFile
 from solo.train.optim import build_optimizer, build_scheduler
-from solo.train.tracking import Tracker
 
-PRECISIONS = ("fp32", "tf32", "bf16")
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from solo.accel import FastTrainStep
+    from solo.train.tracking import Tracker
+
+# Optimiser flags that say which AdamW kernel runs; a checkpoint carries the ones of the path that
+# wrote it (FastTrainStep switches to fused/capturable), which the plain path must not inherit.
+_KERNEL_FLAGS = ("fused", "foreach", "capturable")
 
 
 class BatchSource(Protocol):
-    """What the loop needs from `solo.data.TrainBatches`."""
+    """What the loop needs from `solo.data.TrainBatches` (pad_id and bucket_lengths: fast step)."""
+
+    pad_id: int
+    bucket_lengths: list[int] | None
 
     def __len__(self) -> int: ...
     def epoch(self, epoch: int) -> list[list[int]]: ...
@@ -60,6 +79,32 @@ def check_trainer_config(trainer_cfg: DictConfig) -> None:
     if not 0.0 <= float(trainer_cfg.label_smoothing) < 1.0:
         raise SoloError(f"trainer.label_smoothing={trainer_cfg.label_smoothing} must be in [0, 1)")
     resolve_device(str(trainer_cfg.device))
+    fast_step_setting(trainer_cfg)
+
+
+def fast_step_setting(trainer_cfg: DictConfig) -> bool | str:
+    """`trainer.fast_step` checked: "auto", True or False (absent = "auto")."""
+    value = trainer_cfg.get("fast_step", "auto")
+    if value != "auto" and not isinstance(value, bool):
+        raise SoloError(f"trainer.fast_step={value!r} must be auto, true or false")
+    if value is True and int(trainer_cfg.get("grad_accum") or 1) > 1:
+        raise SoloError(
+            f"trainer.fast_step=true needs trainer.grad_accum=1 (got {trainer_cfg.grad_accum}): "
+            "the fast step is one micro-batch per update; set trainer.fast_step=false or auto"
+        )
+    return value
+
+
+def use_fast_step(trainer_cfg: DictConfig, device: torch.device) -> bool:
+    """Whether the loop runs FastTrainStep: `auto` means on CUDA without gradient accumulation.
+
+    `true` on the CPU runs FastTrainStep eagerly (no graphs): useful only to test it against the
+    plain path, which `auto` keeps on the CPU.
+    """
+    value = fast_step_setting(trainer_cfg)
+    if value == "auto":
+        return device.type == "cuda" and int(trainer_cfg.get("grad_accum") or 1) == 1
+    return bool(value)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -74,24 +119,6 @@ def resolve_device(name: str) -> torch.device:
             f"trainer.device={name!r} is not auto, cpu or cuda[:N]; set trainer.device=auto"
         )
     return torch.device(name)
-
-
-def precision_context(
-    precision: str, device: torch.device
-) -> Callable[[], contextlib.AbstractContextManager]:
-    """A factory of the autocast context for forward passes; sets the TF32 switches for `tf32`.
-
-    fp32 and tf32 run without autocast (tf32 only lets CUDA matmuls use TensorFloat-32); bf16
-    autocasts the forward pass while parameters, gradients and optimiser state stay fp32.
-    """
-    if precision not in PRECISIONS:
-        raise SoloError(f"trainer.precision={precision!r} is not one of {', '.join(PRECISIONS)}")
-    allow_tf32 = precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
-    torch.backends.cudnn.allow_tf32 = allow_tf32
-    if precision == "bf16":
-        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -196,6 +223,65 @@ class TrainOutcome:
     final_dev_loss: float | None
 
 
+def _fast_step(
+    model: torch.nn.Module,
+    after_optimizer_step: Callable[[], None],
+    optimizer: torch.optim.Optimizer,
+    train_batches: BatchSource,
+    trainer_cfg: DictConfig,
+    device: torch.device,
+) -> FastTrainStep:
+    from solo.accel import DEFAULT_BUCKETS, FastTrainStep
+
+    graphs = device.type == "cuda"
+    # Eager (CPU) steps gain nothing from fixed shapes, so they skip the extra bucket padding.
+    buckets = (getattr(train_batches, "bucket_lengths", None) or DEFAULT_BUCKETS) if graphs else None
+    return FastTrainStep(
+        model,
+        after_optimizer_step,
+        optimizer,
+        pad_id=int(train_batches.pad_id),
+        label_smoothing=float(trainer_cfg.label_smoothing),
+        grad_clip=float(trainer_cfg.grad_clip) if trainer_cfg.get("grad_clip") else None,
+        buckets=buckets,
+        precision=str(trainer_cfg.precision),
+        cuda_graphs=graphs,
+    )
+
+
+class LossWindow:
+    """The micro-batch losses since the last log, kept on the device until read."""
+
+    def __init__(self, fast: FastTrainStep | None) -> None:
+        self.fast = fast
+        self.losses: list[torch.Tensor] = []
+        self.origins: list[tuple[int, int, int]] = []  # (optimiser step, epoch, batch) per loss
+        self.tokens = 0
+        self.started = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, step: int, epoch: int, batch: int) -> None:
+        self.losses.append(loss)
+        self.origins.append((step, epoch, batch))
+
+    def read(self, last_good: str) -> list[float]:
+        """The losses as floats (one host sync); NonFiniteLoss naming the first non-finite one."""
+        values = torch.stack(self.losses).tolist() if self.losses else []
+        flag_ok = self.fast.check_finite() if self.fast is not None else True
+        for value, (step, epoch, batch) in zip(values, self.origins, strict=True):
+            if not math.isfinite(value):
+                raise NonFiniteLoss(
+                    f"training stopped: loss is {value} at optimiser step {step} (epoch {epoch}, "
+                    f"batch {batch}); last good checkpoint: {last_good}; "
+                    "lower trainer.lr or set trainer.grad_clip"
+                )
+        if not flag_ok:  # every loss is in `values`, so this means a bug, not bad data
+            raise NonFiniteLoss(
+                f"training stopped: the fast step flagged a non-finite loss; last good checkpoint: "
+                f"{last_good}; lower trainer.lr or set trainer.grad_clip"
+            )
+        return values
+
+
 def train(
     *,
     model: torch.nn.Module,
@@ -211,21 +297,28 @@ def train(
     """Train `params` of `model` (already on `device`) per `trainer_cfg`, resuming from
     `run_dir/checkpoint` if present; logs to `run_dir/metrics.jsonl` and `tracker`."""
     accum = int(trainer_cfg.get("grad_accum") or 1)
+    fast_on = use_fast_step(trainer_cfg, device)
     total = planned_steps(trainer_cfg, len(train_batches))
-    autocast = precision_context(str(trainer_cfg.precision), device)
+    autocast = apply_precision(str(trainer_cfg.precision), device)
     optimizer = build_optimizer(params, trainer_cfg)
     scheduler = build_scheduler(optimizer, int(trainer_cfg.warmup_steps), total)
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir = run_dir / "checkpoint"
     metrics = MetricsFile(run_dir / "metrics.jsonl")
 
+    own_kernel = [{k: g.get(k) for k in _KERNEL_FLAGS} for g in optimizer.param_groups]
     restored = load_checkpoint(
         checkpoint_dir, model=model, optimizer=optimizer, scheduler=scheduler
     )
+    for group, flags in zip(optimizer.param_groups, own_kernel, strict=True):
+        group.update(flags)  # FastTrainStep below sets its own
     position = restored or DataPosition()
     # Records past the checkpoint are replayed by this process; with no checkpoint, all of them.
     metrics.keep_until(position.step if restored else -1)
     last_good = position.step if restored else None
+
+    def kept() -> str:
+        return f"step {last_good} in {checkpoint_dir}" if last_good is not None else "none written yet"
 
     log_every = int(trainer_cfg.get("log_every") or 1)
     eval_every = trainer_cfg.get("eval_every")
@@ -245,14 +338,18 @@ def train(
 
     if restored is None and eval_every:
         final_dev = evaluate(0)  # the untrained baseline, so every run's curve has a start
+    # Built after the restore: it converts the restored optimiser state to its fused kernel.
+    fast = (
+        _fast_step(model, after_optimizer_step, optimizer, train_batches, trainer_cfg, device)
+        if fast_on
+        else None
+    )
     model.train()
     stream = micro_batches(train_batches, position)
     bar = tqdm(
         total=total, initial=position.step, desc="train", dynamic_ncols=True, mininterval=1.0
     )
-    window_losses: list[float] = []
-    window_tokens = 0
-    window_start = time.perf_counter()
+    window = LossWindow(fast)
     step = position.step
     try:
         while step < total:
@@ -260,34 +357,28 @@ def train(
             for _ in range(accum):
                 epoch, index, indices = next(stream)
                 cpu_batch = train_batches.collate(indices)
-                window_tokens += int(cpu_batch["attention_mask"].sum())  # counted before the copy: no sync
-                batch = to_device(cpu_batch, device)
-                loss = train_step(
-                    model,
-                    batch,
-                    label_smoothing=smoothing,
-                    autocast=autocast,
-                    loss_scale=1.0 / accum,
+                window.tokens += int(cpu_batch["attention_mask"].sum())  # before the copy: no sync
+                if fast is not None:
+                    loss = fast(cpu_batch)  # includes the update and the projection
+                else:
+                    loss = train_step(
+                        model,
+                        to_device(cpu_batch, device),
+                        label_smoothing=smoothing,
+                        autocast=autocast,
+                        loss_scale=1.0 / accum,
+                    )
+                window.add(loss, step + 1, epoch, index)
+            if fast is not None:
+                scheduler.step()
+            else:
+                optimizer_step(
+                    optimizer,
+                    scheduler,
+                    params,
+                    grad_clip=trainer_cfg.get("grad_clip"),
+                    after_step=after_optimizer_step,
                 )
-                value = loss.item()
-                if not math.isfinite(value):
-                    kept = (
-                        f"step {last_good} in {checkpoint_dir}"
-                        if last_good is not None
-                        else "none written yet"
-                    )
-                    raise NonFiniteLoss(
-                        f"training stopped: loss is {value} at optimiser step {step + 1} (epoch {epoch}, "
-                        f"batch {index}); last good checkpoint: {kept}; lower trainer.lr or set trainer.grad_clip"
-                    )
-                window_losses.append(value)
-            optimizer_step(
-                optimizer,
-                scheduler,
-                params,
-                grad_clip=trainer_cfg.get("grad_clip"),
-                after_step=after_optimizer_step,
-            )
             step += 1
             next_epoch, next_index = (
                 (epoch + 1, 0) if index + 1 == len(train_batches) else (epoch, index + 1)
@@ -296,13 +387,14 @@ def train(
             bar.update(1)
 
             if step % log_every == 0 or step == total:
-                elapsed = max(time.perf_counter() - window_start, 1e-9)
+                values = window.read(kept())
+                elapsed = max(time.perf_counter() - window.started, 1e-9)
                 record = {
                     "step": step,
                     "epoch": round(epoch + (index + 1) / len(train_batches), 4),
-                    "loss": sum(window_losses) / len(window_losses),
+                    "loss": sum(values) / len(values),
                     "lr": lr,
-                    "tokens_per_s": window_tokens / elapsed,
+                    "tokens_per_s": window.tokens / elapsed,
                 }
                 metrics.append(record)
                 tracker.log(
@@ -319,14 +411,16 @@ def train(
                     lr=f"{lr:.2e}",
                     tok_s=f"{record['tokens_per_s']:.0f}",
                 )
-                window_losses, window_tokens, window_start = [], 0, time.perf_counter()
+                window = LossWindow(fast)
             if eval_every and (step % int(eval_every) == 0 or step == total):
+                window.read(kept())  # no dev loss of a diverged model
                 final_dev = evaluate(step)
             if ckpt_every and step % int(ckpt_every) == 0 and step < total:
+                window.read(kept())  # the checkpoint must precede the first non-finite loss
                 if not all(bool(torch.isfinite(p).all()) for p in params):
                     raise NonFiniteLoss(
                         f"training stopped: parameters became NaN/inf at optimiser step {step}; last good "
-                        f"checkpoint: step {last_good} in {checkpoint_dir}; lower trainer.lr or set trainer.grad_clip"
+                        f"checkpoint: {kept()}; lower trainer.lr or set trainer.grad_clip"
                     )
                 save_checkpoint(
                     checkpoint_dir,

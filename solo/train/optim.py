@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from omegaconf import DictConfig
 
 from solo.errors import SoloError
+
+if TYPE_CHECKING:  # type hints only: the GPU image has no OmegaConf
+    from omegaconf import DictConfig
 
 
 def build_optimizer(
