@@ -2,6 +2,8 @@
 
     PYTHONPATH=. python bench/bench_train_step.py --device cuda --sizes S,M
     PYTHONPATH=. python bench/bench_train_step.py --device cpu            # tiny model, few steps
+    PYTHONPATH=. python bench/bench_train_step.py --device cuda --sizes M --precisions bf16 --compile \
+        --variants anchor,fast-solo-bf16,fast-solo-bf16-compile --buckets 112   # a chosen subset
 
 Batch 8, lengths uniform in 40-110 tokens (fixed seed), random weights. Anchor: peft LoRA on
 c_attn (r=4, alpha=32, dropout 0.1), eager fp32, per-batch padding and padded to 512 (as
@@ -9,6 +11,9 @@ microsoft/LoRA does). Ours: solo.accel.FastTrainStep (CUDA graph per length buck
 AdamW, SDPA, no host syncs) in fp32, tf32 and bf16, plus our plain eager step for reference.
 Prints ms/step, tokens/s and the speed-up over the per-batch-padding anchor, and checks that
 our LoRA and peft's start from the same loss (both add exactly zero at initialisation).
+`--compile` adds fast-step variants whose forward + loss go through torch.compile (inductor) before
+the CUDA-graph capture; `--variants` keeps only the listed variant ids (see `variant_list`);
+`--buckets` sets the fast step's length buckets (one bucket = one capture and one compilation).
 """
 
 from __future__ import annotations
@@ -114,7 +119,7 @@ def ours_plain(base, device, method_cfg, precision="fp32"):
     return model, step, {}
 
 
-def ours_fast(base, device, method_cfg, precision, buckets=DEFAULT_BUCKETS):
+def ours_fast(base, device, method_cfg, precision, buckets=DEFAULT_BUCKETS, compile=False):  # noqa: A002
     import copy
 
     model = copy.deepcopy(base)
@@ -122,7 +127,8 @@ def ours_fast(base, device, method_cfg, precision, buckets=DEFAULT_BUCKETS):
     method = apply_method(model, method_cfg)
     optimizer, scheduler = make_optimizer(method.trainable_parameters())
     fast = FastTrainStep(model, method, optimizer, pad_id=EOS, label_smoothing=SMOOTHING,
-                         buckets=buckets, precision=precision, log=lambda m: print("  " + m, flush=True))
+                         buckets=buckets, precision=precision, compile=compile,
+                         log=lambda m: print("  " + m, flush=True))
 
     def step(batch):
         loss = fast(batch)
@@ -132,12 +138,12 @@ def ours_fast(base, device, method_cfg, precision, buckets=DEFAULT_BUCKETS):
     return model, step, {"fast": fast}
 
 
-def measure(step, batches, warmup, steps, device):
+def measure(step, batches, warmup, steps, device, buckets=DEFAULT_BUCKETS):
     # Warm up on the first batches plus one batch of every length bucket that occurs, so no CUDA
     # graph capture falls inside the timed steps.
     first_of_bucket = {}
     for batch in batches:
-        first_of_bucket.setdefault(pick_bucket(batch["input_ids"].shape[1], DEFAULT_BUCKETS), batch)
+        first_of_bucket.setdefault(pick_bucket(batch["input_ids"].shape[1], buckets), batch)
     for batch in batches[:warmup] + list(first_of_bucket.values()):
         step(batch)
     timed_batches = batches[warmup:warmup + steps]
@@ -146,38 +152,63 @@ def measure(step, batches, warmup, steps, device):
     return 1000.0 * seconds / len(timed_batches), tokens / seconds
 
 
-def run_size(size, args, device) -> tuple[list[Row], dict]:
+def variant_list(base, device, args) -> list[tuple[str, str, callable, bool]]:
+    """(id for --variants, table name, builder, padded-to-pad-length data?) in the order run."""
+    buckets = args.buckets
+    variants = [
+        ("anchor", "anchor peft LoRA fp32, per-batch pad", lambda: anchor_peft(base, device), False),
+        ("anchor-pad", f"anchor peft LoRA fp32, pad {args.pad_length}", lambda: anchor_peft(base, device), True),
+        ("plain-solo", "ours plain Solo fp32 (eager)", lambda: ours_plain(base, device, SOLO), False),
+    ]
+    for precision in args.precisions:
+        for label, cfg in (("LoRA", LORA), ("Solo", SOLO)):
+            key = f"fast-{label.lower()}-{precision}"
+            variants.append((key, f"ours fast {label} {precision}",
+                             lambda p=precision, c=cfg: ours_fast(base, device, c, p, buckets), False))
+    if args.compile:
+        for precision in args.precisions:
+            for label, cfg in (("Solo", SOLO), ("LoRA", LORA)):  # Solo first: it carries the goal
+                key = f"fast-{label.lower()}-{precision}-compile"
+                variants.append((key, f"ours fast {label} {precision} compiled",
+                                 lambda p=precision, c=cfg: ours_fast(base, device, c, p, buckets, compile=True),
+                                 False))
+    if args.variants:
+        known = [v[0] for v in variants]
+        unknown = [k for k in args.variants if k not in known]
+        if unknown:
+            raise SystemExit(f"unknown --variants {unknown}; known here: {', '.join(known)}")
+        variants = [v for v in variants if v[0] in args.variants]
+    return variants
+
+
+def run_size(size, args, device, on_row=lambda rows: None) -> tuple[list[Row], dict]:
     base = random_gpt2(size, args.config_dir, device)
     n = args.warmup + args.steps
     batches = e2e_like_batches(n, args.batch, seed=args.seed)
-    padded = e2e_like_batches(n, args.batch, seed=args.seed, pad_to=args.pad_length)
     # The padded anchor counts the same real tokens as the others (pad_to keeps the lengths).
-    variants: list[tuple[str, callable, list]] = [
-        ("anchor peft LoRA fp32, per-batch pad", lambda: anchor_peft(base, device), batches),
-        (f"anchor peft LoRA fp32, pad {args.pad_length}", lambda: anchor_peft(base, device), padded),
-        ("ours plain Solo fp32 (eager)", lambda: ours_plain(base, device, SOLO), batches),
-    ]
-    for precision in args.precisions:
-        variants.append((f"ours fast LoRA {precision}", lambda p=precision: ours_fast(base, device, LORA, p), batches))
-        variants.append((f"ours fast Solo {precision}", lambda p=precision: ours_fast(base, device, SOLO, p), batches))
+    padded = e2e_like_batches(n, args.batch, seed=args.seed, pad_to=args.pad_length)
 
     rows, details = [], {}
     anchor_ms = None
     start_losses = {}
-    for name, build, data in variants:
+    for _key, name, build, pads in variant_list(base, device, args):
         print(f"[{size}] {name} ...", flush=True)
+        data = padded if pads else batches
         try:
             model, step, extra = build()
             if "LoRA" in name and ("fp32" in name):
                 start_losses[name] = eval_loss(model, batches[0], device)
-            ms, tok_s = measure(step, data, args.warmup, args.steps, device)
+            ms, tok_s = measure(step, data, args.warmup, args.steps, device, args.buckets or None)
             values = {"ms/step": ms, "tokens/s": tok_s}
             fast = extra.get("fast")
             if fast is not None:
                 values["graphs"] = fast.num_graphs if fast.graphed else "eager"
                 values["capture s"] = fast.capture_seconds
-                if fast.fallback_reason:
-                    values["note"] = fast.fallback_reason[:60]
+                if "compiled" in name:
+                    values["compile s"] = fast.compile_seconds
+                reason = fast.fallback_reason or fast.compile_failure
+                if reason:
+                    values["note"] = reason[:60]
             if anchor_ms is None and name.startswith("anchor"):
                 anchor_ms = ms
             values["speed-up"] = anchor_ms / ms if anchor_ms else None
@@ -186,6 +217,12 @@ def run_size(size, args, device) -> tuple[list[Row], dict]:
         except Exception as err:  # keep measuring the other variants
             traceback.print_exc()
             rows.append(Row(name, {"note": f"FAILED {type(err).__name__}: {str(err)[:60]}"}))
+        print(f"[{size}] {name}: {rows[-1].values}", flush=True)
+        on_row(rows)
+        if "compiled" in name:
+            import torch._dynamo
+
+            torch._dynamo.reset()  # drop this model's compiled graphs and guards before the next
         free_memory(device)
         apply_precision("fp32", device)
     anchor_loss = start_losses.get("anchor peft LoRA fp32, per-batch pad")
@@ -207,8 +244,16 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,tf32,bf16")
     parser.add_argument("--pad-length", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true",
+                        help="add fast-step variants run through torch.compile (ids fast-<method>-<precision>-compile)")
+    parser.add_argument("--variants", default=None,
+                        help="comma list of variant ids to run, e.g. anchor,fast-solo-bf16,fast-solo-bf16-compile")
+    parser.add_argument("--buckets", default=None,
+                        help="comma list of fast-step length buckets (default: solo.accel.DEFAULT_BUCKETS)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
+    args.buckets = tuple(int(b) for b in args.buckets.split(",")) if args.buckets else DEFAULT_BUCKETS
     device = pick_device(args.device)
     cuda = device.type == "cuda"
     sizes = (args.sizes or ("S,M" if cuda else "tiny")).split(",")
@@ -221,12 +266,18 @@ def main() -> None:
     header = f"train step, batch {args.batch}, lengths 40-110, device: {device_name(device)}, torch {torch.__version__}"
     print(header, flush=True)
     report = {"device": device_name(device), "torch": torch.__version__, "batch": args.batch,
-              "steps": args.steps, "sizes": {}}
+              "steps": args.steps, "buckets": list(args.buckets), "sizes": {}}
     texts = []
+    columns = ["ms/step", "tokens/s", "speed-up", "graphs", "capture s"]
+    columns += ["compile s"] if args.compile else []
+    columns += ["note"]
     for size in sizes:
-        rows, details = run_size(size.strip(), args, device)
-        texts.append(print_table(f"GPT-2 {size} ({header})",
-                                 ["ms/step", "tokens/s", "speed-up", "graphs", "capture s", "note"], rows))
+        def keep(rows, size=size):  # after each variant: a later timeout keeps what was measured
+            report["sizes"][size] = {"rows": [{"name": r.name, **r.values} for r in rows]}
+            write_json(args.json, report)
+
+        rows, details = run_size(size.strip(), args, device, keep)
+        texts.append(print_table(f"GPT-2 {size} ({header})", columns, rows))
         if "start_loss" in details:
             sl = details["start_loss"]
             line = (f"start loss (no dropout): peft LoRA {sl['anchor_peft_lora']:.6f}  ours LoRA "
