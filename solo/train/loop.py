@@ -80,6 +80,7 @@ def check_trainer_config(trainer_cfg: DictConfig) -> None:
         raise SoloError(f"trainer.label_smoothing={trainer_cfg.label_smoothing} must be in [0, 1)")
     resolve_device(str(trainer_cfg.device))
     fast_step_setting(trainer_cfg)
+    compile_setting(trainer_cfg)
 
 
 def fast_step_setting(trainer_cfg: DictConfig) -> bool | str:
@@ -91,6 +92,18 @@ def fast_step_setting(trainer_cfg: DictConfig) -> bool | str:
         raise SoloError(
             f"trainer.fast_step=true needs trainer.grad_accum=1 (got {trainer_cfg.grad_accum}): "
             "the fast step is one micro-batch per update; set trainer.fast_step=false or auto"
+        )
+    return value
+
+
+def compile_setting(trainer_cfg: DictConfig) -> bool:
+    """`trainer.compile` checked: torch.compile inside the fast step (absent = false)."""
+    value = trainer_cfg.get("compile", False)
+    if not isinstance(value, bool):
+        raise SoloError(f"trainer.compile={value!r} must be true or false")
+    if value and trainer_cfg.get("fast_step", "auto") is False:
+        raise SoloError(
+            "trainer.compile=true works inside the fast step; set trainer.fast_step=auto or true"
         )
     return value
 
@@ -246,6 +259,7 @@ def _fast_step(
         buckets=buckets,
         precision=str(trainer_cfg.precision),
         cuda_graphs=graphs,
+        compile=compile_setting(trainer_cfg),
     )
 
 

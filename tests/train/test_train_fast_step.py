@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -163,3 +164,17 @@ def test_fast_step_with_grad_accum_is_refused_by_the_loop(tmp_path) -> None:
     with pytest.raises(SoloError, match=r"trainer\.fast_step=true needs trainer\.grad_accum=1"):
         _run(tmp_path, _trainer(fast_step=True, grad_accum=2))
     assert not (tmp_path / "checkpoint").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [({"compile": "yes"}, "trainer.compile='yes' must be true or false"),
+     ({"compile": True, "fast_step": False}, "trainer.compile=true works inside the fast step")],
+)
+def test_compile_setting_is_checked(overrides, message):
+    from solo.train.loop import compile_setting
+
+    cfg = OmegaConf.create({"fast_step": "auto", "grad_accum": 1, **overrides})
+    with pytest.raises(SoloError, match=re.escape(message)):
+        compile_setting(cfg)
+    assert compile_setting(OmegaConf.create({"fast_step": "auto"})) is False
