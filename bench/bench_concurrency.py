@@ -12,8 +12,6 @@ their steps per second. Goal: N runs give >= 0.8*N times the throughput of one.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -34,6 +32,7 @@ from bench.common import (
     write_json,
 )
 
+CONCURRENCY_COLUMNS = ["steps/s total", "steps/s each", "x one", "goal", "met", "note"]
 
 def worker(args) -> None:
     from bench.bench_train_step import SOLO, ours_fast, ours_plain
@@ -146,18 +145,11 @@ def main() -> None:
                     "x one": scaling, "goal": 0.8 * count,
                     "met": None if scaling is None else ("yes" if scaling >= 0.8 * count else "no")}))
                 # After each group: a later timeout keeps what was measured.
-                report["table"] = table(header, rows, echo=False)
+                report["table"] = print_table(header, CONCURRENCY_COLUMNS, rows, echo=False)
                 write_json(args.json, report)
-    report["table"] = table(header, rows, echo=True)
+    report["table"] = print_table(header, CONCURRENCY_COLUMNS, rows)
     write_json(args.json, report)
 
-
-def table(header, rows, echo: bool) -> str:
-    columns = ["steps/s total", "steps/s each", "x one", "goal", "met", "note"]
-    if echo:
-        return print_table(header, columns, rows)
-    with contextlib.redirect_stdout(io.StringIO()):
-        return print_table(header, columns, rows)
 
 
 if __name__ == "__main__":

@@ -113,8 +113,8 @@ class Row:
     values: dict[str, object]
 
 
-def print_table(title: str, columns: Sequence[str], rows: Sequence[Row]) -> str:
-    """A fixed-width table (also returned as text)."""
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Row], echo: bool = True) -> str:
+    """A fixed-width table, returned as text and printed unless `echo` is false (partial reports)."""
     def fmt(v: object) -> str:
         if isinstance(v, float):
             return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}"
@@ -126,7 +126,8 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Row]) -> str:
     lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
     text = "\n".join(lines)
-    print(text, flush=True)
+    if echo:
+        print(text, flush=True)
     return text
 
 

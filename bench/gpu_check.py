@@ -12,9 +12,7 @@ fp32 (must match within 1e-4), tf32 and bf16 (reported: whether their curves fol
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import io
 import traceback
 
 import torch
@@ -40,6 +38,9 @@ METHODS = {
 }
 LR = 1e-3
 
+
+CHECK_COLUMNS = ["max |dloss|", "max |dparam|", "loss first", "loss last", "plain last", "graphs",
+               "eager steps", "finite", "pass", "note"]
 
 def attach(base, method_cfg):
     model = copy.deepcopy(base)
@@ -135,19 +136,11 @@ def main() -> None:
                 rows.append(Row(label, {"note": f"FAILED {type(err).__name__}: {err!s:.60}"}))
             free_memory(device)
             # After each check: a later timeout keeps what was measured.
-            report["table"] = table(header, rows, echo=False)
+            report["table"] = print_table(header, CHECK_COLUMNS, rows, echo=False)
             write_json(args.json, report)
-    report["table"] = table(header, rows, echo=True)
+    report["table"] = print_table(header, CHECK_COLUMNS, rows)
     write_json(args.json, report)
 
-
-def table(header, rows, echo):
-    columns = ["max |dloss|", "max |dparam|", "loss first", "loss last", "plain last", "graphs",
-               "eager steps", "finite", "pass", "note"]
-    if echo:
-        return print_table(header, columns, rows)
-    with contextlib.redirect_stdout(io.StringIO()):
-        return print_table(header, columns, rows)
 
 
 if __name__ == "__main__":

@@ -2,80 +2,32 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 import torch
 from omegaconf import OmegaConf
-from transformers import GPT2Config, GPT2LMHeadModel
+from toy_loop import Interrupt, metric_records, run_toy, toy_model
+from toy_loop import toy_trainer as _trainer
 
 from solo.accel import graphed_step
-from solo.data import TrainBatches
 from solo.errors import SoloError
 from solo.train.checkpoint import readable_directory
-from solo.train.loop import NonFiniteLoss, check_trainer_config, train, use_fast_step
-from solo.train.tracking import Tracker
+from solo.train.loop import NonFiniteLoss, check_trainer_config, use_fast_step
 
 
-class Interrupt(Exception):
-    """Stands in for a crash at a chosen optimiser step."""
-
-
-def _model() -> GPT2LMHeadModel:
-    torch.manual_seed(0)
+def _model():
     # No dropout: the fast step drops the attention mask, and under CUDA graphs pads to buckets,
     # so only a dropout-free model gives the same numbers on both paths.
-    config = GPT2Config(
-        vocab_size=40, n_positions=32, n_embd=16, n_layer=2, n_head=2,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
-    )
-    model = GPT2LMHeadModel(config)
-    model.transformer.wte.weight.requires_grad_(False)  # a frozen part, like a backbone
-    return model
-
-
-def _batches(shuffle: bool = True) -> TrainBatches:
-    gen = torch.Generator().manual_seed(1)
-    examples = []
-    for n in range(16):
-        length = 5 + n % 7
-        examples.append((torch.randint(1, 40, (length,), generator=gen).tolist(), [0, 0] + [1] * (length - 2)))
-    return TrainBatches(examples, 4, seed=3, pad_id=0, shuffle=shuffle)
-
-
-def _trainer(**changes):
-    base = {
-        "epochs": 2, "max_steps": None, "batch_size": 4, "lr": 0.01, "weight_decay": 0.01,
-        "warmup_steps": 2, "label_smoothing": 0.1, "grad_clip": 1.0, "grad_accum": 1,
-        "fast_step": False, "eval_every": 4, "eval_max_batches": 2, "ckpt_every": 3, "log_every": 2,
-        "precision": "fp32", "device": "cpu",
-    }
-    return OmegaConf.create({**base, **changes})
+    return toy_model(dropout=0.0)
 
 
 def _run(run_dir, trainer_cfg, model=None, hook=None):
-    model = model or _model()
-    params = [p for p in model.parameters() if p.requires_grad]
-    steps = {"n": 0}
-
-    def after_step() -> None:
-        steps["n"] += 1
-        if hook:
-            hook(steps["n"], model)
-
-    outcome = train(
-        model=model, params=params, after_optimizer_step=after_step, train_batches=_batches(),
-        dev_batches=_batches(shuffle=False), trainer_cfg=trainer_cfg, run_dir=run_dir,
-        tracker=Tracker(), device=torch.device("cpu"),
-    )
-    return model, outcome
+    return run_toy(run_dir, trainer_cfg, model or _model(), n_examples=16, hook=hook)
 
 
 def _records(run_dir) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [{k: v for k, v in json.loads(line).items() if k != "tokens_per_s"} for line in lines]
+    return metric_records(run_dir, drop=("tokens_per_s",))
 
 
 @pytest.fixture

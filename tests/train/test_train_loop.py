@@ -2,101 +2,25 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from omegaconf import OmegaConf
-from transformers import GPT2Config, GPT2LMHeadModel
+from toy_loop import Interrupt, metric_records, run_toy, toy_model
+from toy_loop import toy_trainer as _trainer
 
-from solo.data import TrainBatches
 from solo.train.checkpoint import readable_directory
-from solo.train.loop import NonFiniteLoss, train
-from solo.train.tracking import Tracker
+from solo.train.loop import NonFiniteLoss
 
 
-class Interrupt(Exception):
-    """Stands in for a crash at a chosen optimiser step."""
-
-
-def _model() -> GPT2LMHeadModel:
-    torch.manual_seed(0)
-    # Dropout on: resuming must restore the dropout RNG to give the same result.
-    config = GPT2Config(
-        vocab_size=40,
-        n_positions=32,
-        n_embd=16,
-        n_layer=2,
-        n_head=2,
-        resid_pdrop=0.1,
-        embd_pdrop=0.1,
-        attn_pdrop=0.1,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    model = GPT2LMHeadModel(config)
-    model.transformer.wte.weight.requires_grad_(False)  # a frozen part, like a backbone
-    return model
-
-
-def _batches(batch_size: int = 4) -> TrainBatches:
-    gen = torch.Generator().manual_seed(1)
-    examples = []
-    for n in range(22):
-        length = 5 + n % 7
-        ids = torch.randint(1, 40, (length,), generator=gen).tolist()
-        mask = [0, 0] + [1] * (length - 2)
-        examples.append((ids, mask))
-    return TrainBatches(examples, batch_size, seed=3, pad_id=0)
-
-
-def _trainer(**changes):
-    base = {
-        "epochs": 2,
-        "max_steps": None,
-        "batch_size": 4,
-        "lr": 0.01,
-        "weight_decay": 0.01,
-        "warmup_steps": 2,
-        "label_smoothing": 0.1,
-        "grad_clip": 1.0,
-        "grad_accum": 1,
-        "eval_every": 4,
-        "eval_max_batches": 2,
-        "ckpt_every": 3,
-        "log_every": 2,
-        "precision": "fp32",
-        "device": "cpu",
-    }
-    return OmegaConf.create({**base, **changes})
+def _model():
+    return toy_model(dropout=0.1)  # dropout on: resuming must restore the dropout RNG too
 
 
 def _run(run_dir, trainer_cfg, model=None, hook=None):
-    model = model or _model()
-    params = [p for p in model.parameters() if p.requires_grad]
-    steps = {"n": 0}
-
-    def after_step() -> None:
-        steps["n"] += 1
-        if hook:
-            hook(steps["n"], model)
-
-    outcome = train(
-        model=model,
-        params=params,
-        after_optimizer_step=after_step,
-        train_batches=_batches(),
-        dev_batches=TrainBatches(_batches().examples, 4, 0, 0, shuffle=False),
-        trainer_cfg=trainer_cfg,
-        run_dir=run_dir,
-        tracker=Tracker(),
-        device=torch.device("cpu"),
-    )
-    return model, outcome
+    return run_toy(run_dir, trainer_cfg, model or _model(), n_examples=22, hook=hook)
 
 
 def _records(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return metric_records(run_dir)
 
 
 @pytest.mark.parametrize("crash_step, resumed_from", [(8, 6), (2, None)])
@@ -121,7 +45,7 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(
 
 
 def _without_timing(run_dir) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in _records(run_dir)]
+    return metric_records(run_dir, drop=("tokens_per_s",))
 
 
 def test_grad_accumulation_counts_optimizer_steps(tmp_path) -> None:
