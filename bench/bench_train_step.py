@@ -80,17 +80,26 @@ def anchor_peft(base, device):
     optimizer, scheduler = make_optimizer([p for p in model.parameters() if p.requires_grad])
     model.train()
 
+    return model, eager_step(model, optimizer, scheduler, device), {}
+
+
+def eager_step(model, optimizer, scheduler, device, autocast=contextlib.nullcontext, after_step=None):
+    """One plain eager training step (forward, label-smoothed loss, backward, AdamW, schedule)."""
+
     def step(batch):
         b = to_device(batch, device)
-        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False).logits
+        with autocast():
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False).logits
         loss = label_smoothed_loss(logits, b["input_ids"], b["loss_mask"], SMOOTHING)
         loss.backward()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if after_step:
+            after_step()
         return loss.detach()
 
-    return model, step, {}
+    return step
 
 
 def ours_plain(base, device, method_cfg, precision="fp32"):
@@ -104,19 +113,7 @@ def ours_plain(base, device, method_cfg, precision="fp32"):
     optimizer, scheduler = make_optimizer(method.trainable_parameters())
     model.train()
 
-    def step(batch):
-        b = to_device(batch, device)
-        with autocast():
-            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False).logits
-        loss = label_smoothed_loss(logits, b["input_ids"], b["loss_mask"], SMOOTHING)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        method.after_optimizer_step()
-        return loss.detach()
-
-    return model, step, {}
+    return model, eager_step(model, optimizer, scheduler, device, autocast, method.after_optimizer_step), {}
 
 
 def ours_fast(base, device, method_cfg, precision, buckets=DEFAULT_BUCKETS, compile=False):  # noqa: A002
