@@ -28,8 +28,7 @@ from bench.common import (
     device_name,
     e2e_like_batches,
     pick_device,
-    print_table,
-    write_json,
+    save_report,
 )
 
 CONCURRENCY_COLUMNS = ["steps/s total", "steps/s each", "x one", "goal", "met", "note"]
@@ -145,11 +144,8 @@ def main() -> None:
                     "x one": scaling, "goal": 0.8 * count,
                     "met": None if scaling is None else ("yes" if scaling >= 0.8 * count else "no")}))
                 # After each group: a later timeout keeps what was measured.
-                report["table"] = print_table(header, CONCURRENCY_COLUMNS, rows, echo=False)
-                write_json(args.json, report)
-    report["table"] = print_table(header, CONCURRENCY_COLUMNS, rows)
-    write_json(args.json, report)
-
+                save_report(args.json, report, header, CONCURRENCY_COLUMNS, rows, echo=False)
+    save_report(args.json, report, header, CONCURRENCY_COLUMNS, rows)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,14 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Row], echo: b
     return text
 
 
+def save_report(path: str | None, report: dict, title: str, columns: Sequence[str],
+                rows: Sequence[Row], echo: bool = True) -> None:
+    """Put the table into `report` and write it: called after each part (echo=False), so a later
+    timeout keeps what was measured, and once at the end to print it."""
+    report["table"] = print_table(title, columns, rows, echo=echo)
+    write_json(path, report)
+
+
 def write_json(path: str | None, payload: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -24,9 +24,8 @@ from bench.common import (
     e2e_like_batches,
     free_memory,
     pick_device,
-    print_table,
     random_gpt2,
-    write_json,
+    save_report,
 )
 from solo.accel import FastTrainStep, apply_precision
 from solo.methods import apply_method
@@ -136,11 +135,8 @@ def main() -> None:
                 rows.append(Row(label, {"note": f"FAILED {type(err).__name__}: {err!s:.60}"}))
             free_memory(device)
             # After each check: a later timeout keeps what was measured.
-            report["table"] = print_table(header, CHECK_COLUMNS, rows, echo=False)
-            write_json(args.json, report)
-    report["table"] = print_table(header, CHECK_COLUMNS, rows)
-    write_json(args.json, report)
-
+            save_report(args.json, report, header, CHECK_COLUMNS, rows, echo=False)
+    save_report(args.json, report, header, CHECK_COLUMNS, rows)
 
 
 if __name__ == "__main__":
