@@ -7,6 +7,8 @@ Dropout off (backbone and method) so both paths compute the same function; Solo 
 so the in-graph mask re-application and lambda clamp matter; lr 1e-3 so the curve moves. The plain
 reference is fp32 eager with the attention mask (solo.train.loop's step); the fast step runs in
 fp32 (must match within 1e-4), tf32 and bf16 (reported: whether their curves follow fp32's).
+`--compile P,...` adds the fast step with torch.compile inside the graph in those precisions
+(one length bucket, 112, so each variant compiles once; fp32 must match within 1e-4 too).
 """
 
 from __future__ import annotations
@@ -68,10 +70,11 @@ def plain_curve(base, method_cfg, batches, device):
     return [float(x) for x in losses], method.adapter_state_dict()
 
 
-def fast_curve(base, method_cfg, batches, device, precision):
+def fast_curve(base, method_cfg, batches, device, precision, compiled=False):
     model, method, optimizer, scheduler = attach(base, method_cfg)
+    extra = {"compile": True, "buckets": (112,)} if compiled else {}
     fast = FastTrainStep(model, method, optimizer, pad_id=EOS, label_smoothing=0.1, precision=precision,
-                         log=lambda m: print("  " + m, flush=True))
+                         log=lambda m: print("  " + m, flush=True), **extra)
     losses = []
     for batch in batches:
         losses.append(fast(batch))
@@ -87,6 +90,7 @@ def main() -> None:
     parser.add_argument("--size", default=None)
     parser.add_argument("--steps", type=int, default=None, help="default 20 on CUDA, 6 on CPU")
     parser.add_argument("--precisions", default="fp32,tf32,bf16")
+    parser.add_argument("--compile", default="", help="precisions of compiled variants, e.g. fp32,bf16")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     device = pick_device(args.device)
@@ -113,10 +117,13 @@ def main() -> None:
             traceback.print_exc()
             rows.append(Row(f"{name} plain fp32", {"note": f"FAILED {err!s:.60}"}))
             continue
-        for precision in precisions:
-            label = f"{name} fast {precision}"
+        variants = [(p, False) for p in precisions]
+        variants += [(p, True) for p in args.compile.split(",") if p and (cuda or p == "fp32")]
+        for precision, compiled in variants:
+            label = f"{name} fast {precision}" + (" compiled" if compiled else "")
             try:
-                losses, adapter, fast, finite = fast_curve(base, cfg, batches, device, precision)
+                losses, adapter, fast, finite = fast_curve(base, cfg, batches, device, precision,
+                                                           compiled)
                 loss_diff = max(abs(a - b) for a, b in zip(plain, losses, strict=True))
                 param_diff = max(float((adapter[k] - v).abs().max()) for k, v in plain_adapter.items())
                 limit = 1e-4 if precision == "fp32" else None
@@ -126,7 +133,7 @@ def main() -> None:
                     "graphs": fast.num_graphs if fast.graphed else "eager", "eager steps": fast.eager_steps,
                     "finite": finite,
                     "pass": ("yes" if loss_diff < limit else "NO") if limit else "info",
-                    "note": (fast.fallback_reason or "")[:60] or None}))
+                    "note": (fast.fallback_reason or getattr(fast, "compile_failure", None) or "")[:60] or None}))
                 report["checks"][label] = {"plain": plain, "fast": losses, "max_loss_diff": loss_diff,
                                            "max_param_diff": param_diff, "graphed": fast.graphed,
                                            "fallback": fast.fallback_reason}

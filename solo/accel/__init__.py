@@ -7,10 +7,11 @@ Nothing here imports Hydra, OmegaConf or datasets, so the GPU benchmarks run on 
 
 from solo.accel.buckets import DEFAULT_BUCKETS, pick_bucket
 from solo.accel.fast_decode import decode_batch_size, fast_beam_search
+from solo.accel.gpt2_decode import SharedPromptGPT2State
 from solo.accel.graphed_step import FastTrainStep
 from solo.accel.precision import apply_precision, use_sdpa
 
 __all__ = [
-    "DEFAULT_BUCKETS", "FastTrainStep", "apply_precision", "decode_batch_size", "fast_beam_search",
+    "DEFAULT_BUCKETS", "FastTrainStep", "SharedPromptGPT2State", "apply_precision", "decode_batch_size", "fast_beam_search",
     "pick_bucket", "use_sdpa",
 ]

@@ -1,22 +1,28 @@
-"""Fast decoding: the exact beam search of solo.decode, with GPU-sized batches and SDPA attention.
+"""Fast decoding: the exact beam search of solo.decode over a cheaper decoding state, in big batches.
 
 The search itself is solo.decode.beam_search, unchanged (its results do not depend on the batch
-size). What makes decoding fast on a GPU is the batch: beam search at batch 32 x 10 beams runs
-GPT-2 at a few hundred rows per step and is launch-bound; batching as many prompts as memory
-allows amortises every launch and the per-step host check over more rows.
+size). Two things make it fast on a GPU:
+- the state: for GPT-2, `SharedPromptGPT2State` (gpt2_decode.py) keeps one copy of each prompt's
+  keys and never copies the beams' cache; other models use their own forward with SDPA attention;
+- the batch: at batch 32 x 10 beams GPT-2 runs a few hundred rows per step and is launch-bound;
+  as many prompts as memory allows (split evenly across batches) amortise every launch and the
+  per-step host checks over more rows.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import nn
 
+from solo.accel.gpt2_decode import SharedPromptGPT2State, unsupported_reason
 from solo.accel.precision import use_sdpa
 from solo.decode.beam_search import beam_search
 
-# Fraction of free GPU memory the KV cache and per-step score tensors may take.
+# Fraction of free GPU memory the caches and per-step score tensors may take.
 _MEMORY_SHARE = 0.5
 # Beyond this, larger batches gain little and the prompt-length spread inside a batch grows.
 _MAX_PROMPTS_PER_BATCH = 256
@@ -25,35 +31,61 @@ _CPU_BATCH = 32
 
 def decode_batch_size(model: nn.Module, prompts: Sequence[Sequence[int]], num_beams: int,
                       max_new_tokens: int) -> int:
-    """The number of prompts per beam-search batch that fits the device's free memory."""
+    """Prompts per beam-search batch: what fits the device's free memory, split evenly."""
+    if not prompts:
+        return _CPU_BATCH
     device = next(model.parameters()).device
-    if device.type != "cuda" or not prompts:
+    if device.type != "cuda":
         return _CPU_BATCH
     config = model.config
     layers = int(getattr(config, "n_layer", getattr(config, "num_hidden_layers", 24)))
     width = int(getattr(config, "n_embd", getattr(config, "hidden_size", 1024)))
     vocab = int(getattr(config, "vocab_size", 50257))
     element = next(model.parameters()).element_size()
-    length = max(len(p) for p in prompts) + max_new_tokens
-    # Keys and values of every layer; x3: the cache grows by concatenation and is reordered by
-    # copy each step, so up to three copies coexist.
-    cache_per_row = 3 * 2 * layers * width * length * element
+    prompt_length = max(len(p) for p in prompts)
+    if unsupported_reason(model) is None:
+        # Keys and values of every layer: the prompt once per prompt, max_new_tokens per beam.
+        cache_per_prompt = 2 * layers * width * (prompt_length + num_beams * max_new_tokens) * element
+    else:
+        # DynamicCache: every beam holds the whole sequence, and concatenation plus the beam
+        # reorder keep up to three copies alive.
+        cache_per_prompt = 3 * 2 * layers * width * (prompt_length + max_new_tokens) * element * num_beams
     # fp32 logits, log-probs, beam totals and sort keys over the vocabulary.
-    scores_per_row = 6 * vocab * 4
+    scores_per_prompt = 6 * vocab * 4 * num_beams
     free, _ = torch.cuda.mem_get_info(device)
     # Blocks PyTorch keeps cached from earlier work are free to this search too.
     free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    rows = int(free * _MEMORY_SHARE) // (cache_per_row + scores_per_row)
-    return max(1, min(_MAX_PROMPTS_PER_BATCH, rows // num_beams))
+    fits = int(free * _MEMORY_SHARE) // (cache_per_prompt + scores_per_prompt)
+    return even_batch_size(len(prompts), max(1, min(_MAX_PROMPTS_PER_BATCH, fits)))
+
+
+def even_batch_size(count: int, fits: int) -> int:
+    """The smallest batch size that needs as few batches as batches of `fits` would.
+
+    630 prompts at 256 a batch would leave a last batch of 118; 3 x 210 takes as many steps
+    with less padding and less memory.
+    """
+    return math.ceil(count / math.ceil(count / fits))
 
 
 def fast_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: int, pad_id: int,
                      num_beams: int = 10, length_penalty: float = 0.9, no_repeat_ngram_size: int = 4,
-                     max_new_tokens: int = 64, batch_size: int | None = None) -> list[list[int]]:
-    """solo.decode.beam_search with SDPA attention and (by default) the largest batch that fits."""
-    use_sdpa(model)
+                     max_new_tokens: int = 64, batch_size: int | None = None,
+                     progress: bool = False) -> list[list[int]]:
+    """solo.decode.beam_search's tokens, computed with the fast state and (by default) the largest
+    batch that fits."""
+    if unsupported_reason(model) is None:
+        state = partial(_gpt2_state, max_new_tokens=max_new_tokens)
+    else:
+        use_sdpa(model)
+        state = None
     if batch_size is None:
         batch_size = decode_batch_size(model, prompts, num_beams, max_new_tokens)
     return beam_search(model, prompts, eos_id=eos_id, pad_id=pad_id, num_beams=num_beams,
                        length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-                       max_new_tokens=max_new_tokens, batch_size=batch_size)
+                       max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                       state=state)
+
+
+def _gpt2_state(model: nn.Module, num_beams: int, *, max_new_tokens: int) -> SharedPromptGPT2State:
+    return SharedPromptGPT2State(model, num_beams, max_new_tokens)

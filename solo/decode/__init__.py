@@ -6,7 +6,13 @@ Typical use (after training):
     write_references(run_dir / "references.txt", groups)
 """
 
-from solo.decode.beam_search import BeamSettings, beam_search, top_k_low_index_first
+from solo.decode.beam_search import (
+    BeamSettings,
+    DecoderState,
+    HFCacheState,
+    beam_search,
+    top_k_low_index_first,
+)
 from solo.decode.ngram import ban_repeated_ngrams
 from solo.decode.predict import DecodeStats, decode_mrs, decode_mrs_with_stats, settings_from_config
 from solo.decode.writers import one_line, write_predictions, write_references
@@ -14,6 +20,8 @@ from solo.decode.writers import one_line, write_predictions, write_references
 __all__ = [
     "BeamSettings",
     "DecodeStats",
+    "DecoderState",
+    "HFCacheState",
     "ban_repeated_ngrams",
     "beam_search",
     "decode_mrs",

@@ -32,17 +32,20 @@ and position ids make padding invisible, so a prompt's result does not depend on
 That holds exactly in exact arithmetic (the tests use float64 models); in fp32/bf16 the model's
 kernels may round differently for other batch shapes, which can flip a near-tie.
 
-Speed: the prompt pass runs once per prompt and its cache is repeated K times; each step runs one
-token per beam and reorders the cache (`Cache.reorder_cache`) with tensor ops; prompts that are
-done leave the batch (`Cache.batch_select_indices`). Host syncs per step: "is the top-k superset
+Model calls go through a DecoderState (prompt pass, one token per row per step, beam reorder,
+removal of done prompts). The default, HFCacheState, is the model's own forward with a
+DynamicCache: the prompt pass runs once per prompt and its cache is repeated K times, each step
+concatenates to and reorders the whole cache. solo.accel's SharedPromptGPT2State computes the
+same logits for GPT-2 without those copies. Host syncs per step: "is the top-k superset
 tie-free?" and "is any prompt done?".
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -50,36 +53,53 @@ from torch import nn
 from solo.decode.ngram import ban_repeated_ngrams
 from solo.errors import SoloError
 
+ENGINES = ("fast", "reference")
+
 
 @dataclass(frozen=True)
 class BeamSettings:
-    """The search settings, as in `configs/decode/default.yaml` (batch_size only affects speed)."""
+    """The search settings, as in `configs/decode/default.yaml`.
+
+    batch_size only affects speed (None: memory-sized on CUDA with the fast engine, else 32).
+    engine picks the decoding state, not the search: "reference" runs the model's own forward
+    with HF's DynamicCache, "fast" solo.accel's SharedPromptGPT2State for GPT-2 models (the
+    reference for others); both give the same tokens up to floating-point rounding.
+    """
 
     num_beams: int = 10
     length_penalty: float = 0.9
     no_repeat_ngram_size: int = 4
     max_new_tokens: int = 64
-    batch_size: int = 32
+    batch_size: int | None = None
+    engine: str = "fast"
 
     def validate(self) -> None:
         for field, low in (("num_beams", 1), ("no_repeat_ngram_size", 0), ("max_new_tokens", 0),
                            ("batch_size", 1)):
             value = getattr(self, field)
-            if not isinstance(value, int) or value < low:
+            if field == "batch_size" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SoloError(f"decode.{field}={value!r} must be an integer >= {low}")
+        if self.engine not in ENGINES:
+            raise SoloError(f"decode.engine={self.engine!r} must be one of {', '.join(ENGINES)}")
 
 
 def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: int, pad_id: int,
                 num_beams: int = 10, length_penalty: float = 0.9, no_repeat_ngram_size: int = 4,
                 max_new_tokens: int = 64, batch_size: int = 32,
-                progress: bool = False) -> list[list[int]]:
+                progress: bool = False, state: StateFactory | None = None) -> list[list[int]]:
     """One generated token list per prompt (no prompt, no eos), in the order of `prompts`.
 
     See the module doc for the exact search. The model is put in eval mode for the search and
     restored afterwards; results do not depend on batch_size or on which prompts share a batch.
+    `state` builds the per-batch DecoderState (default: the model's own forward with a
+    DynamicCache); solo.accel passes a faster one that computes the same logits.
     """
     settings = BeamSettings(num_beams, float(length_penalty), no_repeat_ngram_size, max_new_tokens,
                             batch_size)
+    if batch_size is None:
+        raise SoloError("beam_search needs an integer batch_size")
     settings.validate()
     for i, prompt in enumerate(prompts):
         if len(prompt) == 0:
@@ -96,14 +116,15 @@ def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: i
         from tqdm import tqdm
 
         batches = tqdm(batches, desc="decode", unit="batch")
-    caller = _ModelCaller(model)
+    make_state = state or HFCacheState
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             for batch in batches:
-                outs = _search_batch(caller, [list(prompts[i]) for i in batch], eos_id, pad_id,
-                                     settings)
+                outs = _search_batch(make_state(model, num_beams), device,
+                                     [list(prompts[i]) for i in batch], eos_id, pad_id, settings)
                 for i, out in zip(batch, outs, strict=True):
                     results[i] = out
     finally:
@@ -111,18 +132,36 @@ def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: i
     return results
 
 
-class _ModelCaller:
-    """Calls any HF causal LM for one decoding step, whatever its transformers version names the cache."""
+class DecoderState(Protocol):
+    """What the search needs from a model: logits for the next token of every live row.
 
-    def __init__(self, model: nn.Module):
+    Rows are numbered prompt * num_beams + beam within the current batch. `start` runs the
+    prompts (left-padded) and returns one row of logits per prompt; every beam of a prompt starts
+    from it. `reorder(rows)` makes row i continue the hypothesis that row rows[i] held; `select`
+    keeps only the given rows (whole prompts leave the batch); `advance` feeds one token per row
+    at `positions` and returns the next logits. `mask` is the attention mask over the padded
+    prompt and the tokens generated so far (an implementation may track it itself).
+    """
+
+    def start(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor: ...
+    def reorder(self, rows: torch.Tensor) -> None: ...
+    def select(self, rows: torch.Tensor) -> None: ...
+    def advance(self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor: ...
+
+
+class HFCacheState:
+    """DecoderState for any Hugging Face causal LM, through its own forward and a DynamicCache."""
+
+    def __init__(self, model: nn.Module, num_beams: int):
         self.model = model
+        self.num_beams = num_beams
         params = _forward_parameters(model)
         # transformers 5.x renamed `past_key_values` to `cache` (old name deprecated).
         self.cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self.keep_last_logits_only = "logits_to_keep" in params
-        self.device = next(model.parameters()).device
+        self.cache = self._new_cache()
 
-    def new_cache(self):
+    def _new_cache(self):
         from transformers import DynamicCache
 
         try:
@@ -130,13 +169,31 @@ class _ModelCaller:
         except TypeError:  # transformers 4.x
             return DynamicCache()
 
-    def last_logits(self, input_ids, attention_mask, position_ids, cache) -> torch.Tensor:
-        kwargs = {self.cache_kwarg: cache}
+    def _last_logits(self, input_ids, attention_mask, position_ids) -> torch.Tensor:
+        kwargs = {self.cache_kwarg: self.cache}
         if self.keep_last_logits_only:
             kwargs["logits_to_keep"] = 1
         out = self.model(input_ids=input_ids, attention_mask=attention_mask,
                          position_ids=position_ids, use_cache=True, **kwargs)
         return out.logits[:, -1, :]
+
+    def start(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        logits = self._last_logits(ids, mask, positions)
+        # One prompt pass, then each beam gets its own copy of the prompt's cache.
+        self.cache.batch_repeat_interleave(self.num_beams)
+        return logits
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        self.cache.reorder_cache(rows)
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.cache.batch_select_indices(rows)
+
+    def advance(self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self._last_logits(tokens[:, None], mask, positions[:, None])
+
+
+StateFactory = Callable[[nn.Module, int], DecoderState]
 
 
 def _forward_parameters(model: nn.Module) -> set[str]:
@@ -166,18 +223,20 @@ def top_k_low_index_first(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, t
     torch.topk leaves the order of ties unspecified, so the final choice and order come from
     unique int64 keys (see `_tie_free_keys`). Building keys for a whole 500k-wide row is slow,
     so a plain topk first takes a few more than k; that superset holds every element tied with
-    the k-th one unless its last value still equals the k-th (rare outside tiny vocabularies),
-    in which case the keys are built for the whole row.
+    the k-th one unless its last value still equals the k-th (rare with real weights in fp32;
+    common in bf16, whose coarse logits tie often), in which case a superset 8x wider is tried,
+    and so on up to the whole row.
     """
     if scores.dtype != torch.float32:
         raise TypeError(f"scores must be float32, got {scores.dtype}")
     width = scores.shape[-1]
-    wide = min(width, 2 * k + 8)
-    if wide < width:
+    wide = 2 * k + 8
+    while wide < width:
         values, columns = scores.topk(wide, dim=-1)
         if bool((values[:, -1] < values[:, k - 1]).all()):
             best = _tie_free_keys(values, columns).topk(k, dim=-1).indices
             return values.gather(-1, best), columns.gather(-1, best)
+        wide *= 8
     columns = torch.arange(width, device=scores.device).expand_as(scores)
     best = _tie_free_keys(scores, columns).topk(k, dim=-1).indices
     return scores.gather(-1, best), best
@@ -191,9 +250,8 @@ def _tie_free_keys(values: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     return monotone.to(torch.int64) * (1 << 32) + ((1 << 32) - 1 - columns)
 
 
-def _search_batch(caller: _ModelCaller, prompts: list[list[int]], eos_id: int, pad_id: int,
-                  settings: BeamSettings) -> list[list[int]]:
-    device = caller.device
+def _search_batch(state: DecoderState, device: torch.device, prompts: list[list[int]], eos_id: int,
+                  pad_id: int, settings: BeamSettings) -> list[list[int]]:
     num_prompts, beams = len(prompts), settings.num_beams
     steps, ngram = settings.max_new_tokens, settings.no_repeat_ngram_size
     prompt_width = max(len(p) for p in prompts)
@@ -208,10 +266,7 @@ def _search_batch(caller: _ModelCaller, prompts: list[list[int]], eos_id: int, p
     mask[:, :prompt_width] = torch.arange(prompt_width, device=device) >= (prompt_width - lengths)[:, None]
     positions = (mask[:, :prompt_width].cumsum(-1) - 1).clamp(min=0)
 
-    cache = caller.new_cache()
-    logits = caller.last_logits(ids[:, :prompt_width], mask[:, :prompt_width], positions, cache)
-    # One prompt pass, then each beam gets its own copy of the prompt's cache.
-    cache.batch_repeat_interleave(beams)
+    logits = state.start(ids[:, :prompt_width], mask[:, :prompt_width], positions)
     logits = logits.repeat_interleave(beams, dim=0)
     tokens = ids.repeat_interleave(beams, dim=0)  # [rows, prompt_width + steps], row = prompt*K + beam
     mask = mask.repeat_interleave(beams, dim=0)
@@ -267,7 +322,7 @@ def _search_batch(caller: _ModelCaller, prompts: list[list[int]], eos_id: int, p
         next_tokens = cand_tokens.gather(1, pick).view(-1)
         tokens = tokens[rows]
         tokens[:, prompt_width + step] = next_tokens
-        cache.reorder_cache(rows)
+        state.reorder(rows)
 
         worst_kept = kept_scores[alive][:, -1]
         best_live = live_scores.max(dim=1).values
@@ -281,10 +336,9 @@ def _search_batch(caller: _ModelCaller, prompts: list[list[int]], eos_id: int, p
             tokens, mask = tokens[keep_rows], mask[keep_rows]
             first_real, next_position = first_real[keep_rows], next_position[keep_rows]
             next_tokens = next_tokens[keep_rows]
-            cache.batch_select_indices(keep_rows)
+            state.select(keep_rows)
 
-        logits = caller.last_logits(next_tokens[:, None], mask[:, :prompt_width + step + 1],
-                                    (next_position + step)[:, None], cache)
+        logits = state.advance(next_tokens, mask[:, :prompt_width + step + 1], next_position + step)
 
     best_lengths = kept_lengths[:, 0].tolist()
     best_tokens = kept_tokens[:, 0].tolist()

@@ -13,6 +13,8 @@ from solo.decode.beam_search import BeamSettings, beam_search
 from solo.errors import SoloError
 
 log = logging.getLogger(__name__)
+# Prompts per batch of the reference engine when decode.batch_size is null.
+DEFAULT_BATCH_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,18 @@ def decode_mrs_with_stats(model: nn.Module, tokenizer, mrs: Sequence[str],
     prompts = [encode_prompt(tokenizer, mr) for mr in unique]
     eos_id = int(tokenizer.eos_token_id)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    search_kwargs = dict(eos_id=eos_id, pad_id=int(pad_id), num_beams=settings.num_beams,
+                         length_penalty=settings.length_penalty,
+                         no_repeat_ngram_size=settings.no_repeat_ngram_size,
+                         max_new_tokens=settings.max_new_tokens, progress=progress)
     started = time.perf_counter()
-    outputs = beam_search(model, prompts, eos_id=eos_id, pad_id=int(pad_id),
-                          num_beams=settings.num_beams, length_penalty=settings.length_penalty,
-                          no_repeat_ngram_size=settings.no_repeat_ngram_size,
-                          max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
-                          progress=progress)
+    if settings.engine == "fast":
+        from solo.accel.fast_decode import fast_beam_search  # solo.accel imports solo.decode
+
+        outputs = fast_beam_search(model, prompts, batch_size=settings.batch_size, **search_kwargs)
+    else:
+        outputs = beam_search(model, prompts, batch_size=settings.batch_size or DEFAULT_BATCH_SIZE,
+                              **search_kwargs)
     seconds = time.perf_counter() - started
     texts = {mr: tokenizer.decode(ids, skip_special_tokens=False,
                                   clean_up_tokenization_spaces=False).strip()

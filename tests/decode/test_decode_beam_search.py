@@ -146,7 +146,8 @@ def test_top_k_low_index_first_breaks_ties_by_column():
         assert values[row].tolist() == scores[row, expected].tolist()
 
 
-def test_top_k_low_index_first_on_wide_rows_with_ties_at_the_boundary(monkeypatch):
+@pytest.mark.parametrize("tied, keyed_width", [(4, 48), (40, 384), (900, 3072), (4000, 5000)])
+def test_top_k_low_index_first_on_wide_rows_with_ties_at_the_boundary(monkeypatch, tied, keyed_width):
     # `solo.decode.beam_search` the attribute is the function; the module is needed here.
     bs = importlib.import_module("solo.decode.beam_search")
 
@@ -158,9 +159,11 @@ def test_top_k_low_index_first_on_wide_rows_with_ties_at_the_boundary(monkeypatc
     k = 20
     for row in range(3):
         kth = scores[row].sort(descending=True).values[k - 1]
-        scores[row, torch.randperm(5000, generator=generator)[:4]] = kth  # ties across the cut
+        scores[row, torch.randperm(5000, generator=generator)[:tied]] = kth  # ties across the cut
     values, indices = top_k_low_index_first(scores, k)
-    assert widths == [2 * k + 8]  # the fast path handled it
+    # Keys are built once: for the first superset (48, 384, 3072, then the whole row) whose last
+    # value is below the k-th.
+    assert widths == [keyed_width]
     for row in range(3):
         expected = sorted(range(5000), key=lambda c: (-scores[row, c].item(), c))[:k]
         assert indices[row].tolist() == expected

@@ -40,7 +40,7 @@ def test_unique_mrs_decoded_once_and_texts_stripped(never_ending_model, gpt2_tok
     beam_search = predict.beam_search
     monkeypatch.setattr(predict, "beam_search", spy)
     mrs = ["name[The Eagle], food[French]", "name[Alimentum]", "name[The Eagle], food[French]"]
-    cfg = {"num_beams": 2, "max_new_tokens": 4, "batch_size": 2}
+    cfg = {"num_beams": 2, "max_new_tokens": 4, "batch_size": 2, "engine": "reference"}
     texts, stats = decode_mrs_with_stats(never_ending_model, gpt2_tokenizer, mrs, cfg)
 
     assert seen == [[encode_prompt(gpt2_tokenizer, mrs[0]), encode_prompt(gpt2_tokenizer, mrs[1])]]
@@ -57,7 +57,16 @@ def test_settings_from_the_decode_config_file():
     cfg = OmegaConf.load(REPO_ROOT / "configs" / "decode" / "default.yaml")
     assert settings_from_config(cfg) == BeamSettings(num_beams=10, length_penalty=0.9,
                                                      no_repeat_ngram_size=4, max_new_tokens=64,
-                                                     batch_size=32)
+                                                     batch_size=None, engine="fast")
+
+
+def test_fast_and_reference_engines_give_the_same_texts(never_ending_model, gpt2_tokenizer):
+    model = never_ending_model.double()
+    mrs = ["name[The Eagle], food[French]", "name[Alimentum], area[riverside]", "name[Zizzi]"]
+    cfg = {"num_beams": 3, "max_new_tokens": 6}
+    fast = decode_mrs_with_stats(model, gpt2_tokenizer, mrs, {**cfg, "engine": "fast"})[0]
+    reference = decode_mrs_with_stats(model, gpt2_tokenizer, mrs, {**cfg, "engine": "reference"})[0]
+    assert fast == reference and len(set(fast)) == 3
 
 
 def test_bad_decode_config_is_a_solo_error():
@@ -65,3 +74,7 @@ def test_bad_decode_config_is_a_solo_error():
         settings_from_config({"beams": 4})
     with pytest.raises(SoloError, match=r"decode\.max_new_tokens=-1"):
         settings_from_config({"max_new_tokens": -1})
+    with pytest.raises(SoloError, match=r"decode\.engine='quick' must be one of fast, reference"):
+        settings_from_config({"engine": "quick"})
+    with pytest.raises(SoloError, match=r"decode\.batch_size=0"):
+        settings_from_config({"batch_size": 0})
