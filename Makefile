@@ -21,7 +21,7 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check solo e2e_eval tests bench scripts
+	$(VENV)/bin/ruff check solo e2e_eval tests bench scripts hydra_plugins
 
 demo: install
 	$(PY) -m solo.demo

@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
-# The one script to run on a lent GPU: every device check and benchmark, within ~7 minutes.
+# The one script to run on a lent GPU: every figure issue 7 still needs, side by side, in one run.
 #
 #   PYTHONPATH=. bash bench/gpu_all.sh          # writes to $OUT (or ./bench_out), prints a summary
+#   DEVICE=cpu PYTHON=.venv/bin/python bash bench/gpu_all.sh    # dry run with tiny models
 #
-# Each part runs under `timeout`, so a hang costs that part only. Outputs (6 files):
-#   log.txt (everything printed), summary.txt (the tables), gpu_check.json, train_step.json,
-#   decode.json, concurrency.json.
+# Parts (each under `timeout`; limits sum to 560 s, so `run` with timeout_s=600 returns in time;
+# every benchmark writes its JSON after each row, so a part that hits its limit keeps its rows):
+#   gpu_check    fast step == plain step in fp32 (< 1e-4), plus the compiled step (fp32)
+#   train_step   GPT-2 M and S, batch 8, bf16: the peft anchor, our fast step, and the compiled
+#                step for Solo and LoRA (one length bucket, so each compiles once, ~50 s on M)
+#   decode       630 MRs on M and S: generate (anchor), exact search, fast search in bf16 and
+#                fp32 (fp32: the token check against the exact search)
+#   concurrency  N = 1, 2, 4 runs in one process in lockstep on CUDA streams (bf16), and one run
+#                at batch 8·N (what packing N runs into one batched step could reach)
+# Outputs: log.txt, summary.txt and one JSON per part.
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench_out}"
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
+# Inductor: compile on all cores, no max-autotune (no per-kernel GEMM benchmarking).
+export TORCHINDUCTOR_COMPILE_THREADS="${TORCHINDUCTOR_COMPILE_THREADS:-16}" TORCHINDUCTOR_MAX_AUTOTUNE=0
 PY="${PYTHON:-python3}"
 LOG="$OUT/log.txt"
-DEV="${DEVICE:-cuda}"  # DEVICE=cpu: a dry run of the whole script with tiny models
-SIZES="--sizes M,S"; COUNTS="1,2,4"  # M first: its figures are the goals
-[ "$DEV" = cpu ] && { SIZES=""; COUNTS="1,2"; }
+DEV="${DEVICE:-cuda}"
+SIZES="--sizes M,S"; COUNTS="1,2,4"; P=bf16; COMPILE="--compile fp32"; STEPS=10; DP="bf16,fp32"  # M first: it carries the goals
+[ "$DEV" = cpu ] && { SIZES=""; COUNTS="1,2"; P=fp32; COMPILE=""; STEPS=3; DP=fp32; }
 CONFIGS=""
 [ -d shared/data/gpt2-configs ] && CONFIGS="--config-dir shared/data/gpt2-configs"
 
@@ -24,7 +34,7 @@ part() {  # part NAME SECONDS COMMAND...
   local name=$1 limit=$2; shift 2
   local t0=$SECONDS
   echo "=== $name (limit ${limit}s) ===" | tee -a "$LOG"
-  timeout --kill-after=10 "$limit" "$@" >>"$LOG" 2>&1
+  timeout --kill-after=5 "$limit" "$@" >>"$LOG" 2>&1
   local rc=$?
   echo "=== $name: rc=$rc, $((SECONDS - t0)) s ===" | tee -a "$LOG"
 }
@@ -36,10 +46,18 @@ part() {  # part NAME SECONDS COMMAND...
   $PY -c "import peft; print('peft', peft.__version__)" 2>&1
 } | tee -a "$LOG"
 
-part gpu_check 60 $PY bench/gpu_check.py --device "$DEV" --json "$OUT/gpu_check.json"
-part train_step 140 $PY bench/bench_train_step.py --device "$DEV" $SIZES $CONFIGS --json "$OUT/train_step.json"
-part decode 120 $PY bench/bench_decode.py --device "$DEV" $SIZES $CONFIGS --json "$OUT/decode.json"
-part concurrency 90 $PY bench/bench_concurrency.py --device "$DEV" --counts "$COUNTS" --paths fast --seconds 4 --json "$OUT/concurrency.json"
+part gpu_check 90 $PY bench/gpu_check.py --device "$DEV" --steps $STEPS --precisions fp32 $COMPILE \
+  --json "$OUT/gpu_check.json"
+part train_step 240 $PY bench/bench_train_step.py --device "$DEV" $SIZES $CONFIGS --precisions $P \
+  --buckets 112 --compile --variants "anchor,fast-solo-$P,fast-lora-$P,fast-solo-$P-compile,fast-lora-$P-compile" \
+  --json "$OUT/train_step.json"
+# A cache that grows a little every step fragments the caching allocator; expandable segments
+# let it grow in place.
+PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
+part decode 130 $PY bench/bench_decode.py --device "$DEV" $SIZES $CONFIGS --precisions "$DP" \
+  --json "$OUT/decode.json"
+part concurrency 100 $PY bench/bench_concurrency.py --device "$DEV" --counts "$COUNTS" --paths fast \
+  --modes lockstep,batch --precision $P --seconds 4 --json "$OUT/concurrency.json"
 
 $PY - "$OUT" > "$OUT/summary.txt" 2>&1 <<'PYEOF'
 import json, sys

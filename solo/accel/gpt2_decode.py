@@ -134,7 +134,9 @@ class SharedPromptGPT2State:
         q, k, v = self._split(block, layer, hidden)
         if layer == 0:
             self._reset_caches(q)
-        self.prompt_keys[layer], self.prompt_values[layer] = k, v
+        # Contiguous copies, once: views into c_attn's output would keep q alive and make every
+        # step's batched matmul copy them.
+        self.prompt_keys[layer], self.prompt_values[layer] = k.contiguous(), v.contiguous()
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.scales[layer])
 
     def _reset_caches(self, q: torch.Tensor) -> None:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import torch
 from tqdm.auto import tqdm
@@ -296,6 +296,18 @@ class LossWindow:
         return values
 
 
+T = TypeVar("T")
+
+
+def drain(steps: Generator[object, None, T]) -> T:
+    """Run a step generator (`train_steps`, the pipeline's stages) to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
 def train(
     *,
     model: torch.nn.Module,
@@ -310,6 +322,36 @@ def train(
 ) -> TrainOutcome:
     """Train `params` of `model` (already on `device`) per `trainer_cfg`, resuming from
     `run_dir/checkpoint` if present; logs to `run_dir/metrics.jsonl` and `tracker`."""
+    return drain(
+        train_steps(
+            model=model,
+            params=params,
+            after_optimizer_step=after_optimizer_step,
+            train_batches=train_batches,
+            dev_batches=dev_batches,
+            trainer_cfg=trainer_cfg,
+            run_dir=run_dir,
+            tracker=tracker,
+            device=device,
+        )
+    )
+
+
+def train_steps(
+    *,
+    model: torch.nn.Module,
+    params: list[torch.nn.Parameter],
+    after_optimizer_step: Callable[[], None],
+    train_batches: BatchSource,
+    dev_batches: BatchSource | None,
+    trainer_cfg: DictConfig,
+    run_dir: Path,
+    tracker: Tracker,
+    device: torch.device,
+) -> Generator[int, None, TrainOutcome]:
+    """`train` as a generator: yields the step count after every optimiser step (its logging,
+    evaluation and checkpoint done) and returns the TrainOutcome, so a driver can interleave
+    several runs (solo.train.together). Nothing runs before the first `next()`."""
     accum = int(trainer_cfg.get("grad_accum") or 1)
     fast_on = use_fast_step(trainer_cfg, device)
     total = planned_steps(trainer_cfg, len(train_batches))
@@ -444,6 +486,7 @@ def train(
                     position=position,
                 )
                 last_good = step
+            yield step
     finally:
         bar.close()
     return TrainOutcome(

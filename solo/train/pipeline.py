@@ -2,11 +2,15 @@
 
 Each stage leaves a file behind (`adapter/`, `predictions.txt`, `scores.json`), so rerunning an
 interrupted experiment skips what is done and resumes training from its last checkpoint.
+
+`experiment_steps` is the same experiment as a generator that yields after every optimiser step,
+so solo.train.together can advance several experiments in lockstep; `run_experiment` drains it.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,7 @@ from solo.train.atomic import (
     write_json_atomic,
     write_text_atomic,
 )
-from solo.train.loop import check_trainer_config, resolve_device, train
+from solo.train.loop import check_trainer_config, drain, resolve_device, train_steps
 from solo.train.rundir import DONE_FILE, claimed, config_hash, is_finished, run_dir_for
 from solo.train.tracking import start_tracking
 
@@ -80,6 +84,15 @@ def decode_test_set(
 
 def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
     """Train, decode and score one config into its run directory; returns that directory."""
+    return drain(experiment_steps(cfg, overrides))
+
+
+def experiment_steps(
+    cfg: DictConfig, overrides: list[str] | None = None
+) -> Generator[int, None, Path]:
+    """`run_experiment` as a generator: yields the step count after every optimiser step (the
+    run-dir lock held throughout), decodes and scores without yielding, returns the run dir.
+    Nothing runs before the first `next()`."""
     run_dir = run_dir_for(cfg)
     if is_finished(run_dir):
         print(f"already finished, not rerun: results in {run_dir} (scores.json)")
@@ -91,12 +104,14 @@ def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
         if is_finished(run_dir):  # another process finished it between the check and the lock
             print(f"already finished, not rerun: results in {run_dir} (scores.json)")
             return run_dir
-        _run_stages(cfg, run_dir, overrides or [])
+        yield from _run_stages(cfg, run_dir, overrides or [])
     print(f"done: results in {run_dir}")
     return run_dir
 
 
-def _run_stages(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
+def _run_stages(
+    cfg: DictConfig, run_dir: Path, overrides: list[str]
+) -> Generator[int, None, None]:
     from solo.models import load_backbone
 
     config_path = run_dir / "config.yaml"
@@ -132,7 +147,7 @@ def _run_stages(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
     )
     try:
-        _train_stage(cfg, run_dir, model, tokenizer, device, tracker)
+        yield from _train_stage(cfg, run_dir, model, tokenizer, device, tracker)
         texts, groups = _decode_stage(cfg, run_dir, model, tokenizer)
         _score_stage(run_dir, texts, groups, tracker)
     except BaseException:
@@ -145,7 +160,7 @@ def _run_stages(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
 
 def _train_stage(
     cfg: DictConfig, run_dir: Path, model, tokenizer, device: torch.device, tracker
-) -> None:
+) -> Generator[int, None, None]:
     """Train and save `adapter/`; if it exists already (an earlier attempt got this far), load it."""
     from solo.methods import apply_method, load_adapter, save_adapter
 
@@ -163,7 +178,7 @@ def _train_stage(
         if cfg.trainer.get("eval_every")
         else None
     )
-    outcome = train(
+    outcome = yield from train_steps(
         model=model,
         params=list(method.trainable_parameters()),
         after_optimizer_step=method.after_optimizer_step,

@@ -1,0 +1,118 @@
+"""The `lockstep` launcher: composes every job's config, runs them with run_lockstep.
+
+It does not call the task function (`solo.train.__main__._task`, one experiment to its end):
+the jobs must advance together, so it drives `solo.train.pipeline.experiment_steps` directly
+through solo.train.together. Torch is imported only when a sweep launches, because Hydra imports
+every plugin module at each start of `python -m solo.train`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict, read_write
+
+from solo.errors import SoloError
+
+log = logging.getLogger(__name__)
+
+
+class LockstepLauncher(Launcher):
+    def __init__(self, runs_at_once: int | None = None) -> None:
+        if runs_at_once is not None and (
+            isinstance(runs_at_once, bool) or not isinstance(runs_at_once, int) or runs_at_once < 1
+        ):
+            raise SoloError(
+                f"hydra.launcher.runs_at_once={runs_at_once!r} must be a positive integer or null"
+            )
+        self.runs_at_once = runs_at_once
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        assert self.config is not None and self.hydra_context is not None
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info(f"Launching {len(job_overrides)} jobs in lockstep in this process")
+        jobs = [
+            self._compose(initial_job_idx + offset, overrides)
+            for offset, overrides in enumerate(job_overrides)
+        ]
+        group = self.runs_at_once or max(len(jobs), 1)
+        returns: list[JobReturn] = []
+        failures: list[str] = []
+        for start in range(0, len(jobs), group):
+            group_returns, group_failures = self._run_group(jobs[start : start + group])
+            returns += group_returns
+            failures += group_failures
+        if failures:
+            # Hydra would re-raise only the first failure, with a traceback; solo's CLI prints
+            # one `error:` line per problem and exits with status 2 (solo.errors).
+            total = len(returns)
+            print(f"error: {len(failures)} of {total} lockstep runs failed:", file=sys.stderr)
+            for line in failures:
+                print(f"  {line}", file=sys.stderr)
+            raise SystemExit(2)
+        return returns
+
+    def _compose(self, idx: int, overrides: Sequence[str]) -> DictConfig:
+        assert self.config is not None and self.hydra_context is not None
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        sweep_config = self.hydra_context.config_loader.load_sweep_config(
+            self.config, list(overrides)
+        )
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = idx
+            sweep_config.hydra.job.num = idx
+        return sweep_config
+
+    def _run_group(self, configs: list[DictConfig]) -> tuple[list[JobReturn], list[str]]:
+        """The jobs' returns, and one line per failed job (its run dir and why)."""
+        from solo.train.together import run_lockstep
+
+        assert self.hydra_context is not None
+        callbacks = self.hydra_context.callbacks
+        configure_log(configs[0].hydra.job_logging, configs[0].hydra.verbose)
+        returns, task_cfgs, overrides = [], [], []
+        for config in configs:
+            ret = JobReturn()
+            ret.overrides = list(config.hydra.overrides.task)
+            ret.hydra_cfg = copy.deepcopy(config)
+            ret.working_dir = str(Path.cwd())
+            ret.task_name = str(config.hydra.job.name)
+            ret.cfg = task_cfg = copy.deepcopy(config)
+            with read_write(task_cfg), open_dict(task_cfg):
+                del task_cfg["hydra"]  # what Hydra's run_job hands a task function
+            callbacks.on_job_start(config=config, task_function=self.task_function)
+            returns.append(ret)
+            task_cfgs.append(task_cfg)
+            overrides.append(ret.overrides)
+        results = run_lockstep(task_cfgs, overrides)
+        failures = []
+        for config, ret, result in zip(configs, returns, results, strict=True):
+            if result.error is None:
+                ret.status, ret.return_value = JobStatus.COMPLETED, result.run_dir
+            else:
+                ret.status = JobStatus.FAILED
+                ret.return_value = result.exception or SoloError(result.error)
+                failures.append(f"{result.label}: {result.error}")
+            callbacks.on_job_end(config=config, job_return=ret)
+        return returns, failures

@@ -1,0 +1,241 @@
+"""Several experiments in one process, advanced in lockstep, each on its own CUDA stream.
+
+Why: N training processes on one GPU only time-slice it. On an H200, N processes each running a
+CUDA-graphed step (solo.accel.FastTrainStep) gave 0.93x the throughput of one run in total for
+N=2 and N=4, where issue 7 asks >= 0.8*N x. Graph launches of one process on different CUDA
+streams can run on the GPU at the same time, so the runs go into one process: one optimiser step
+of run 1, then one of run 2, ..., round robin on one thread (a fixed, deterministic order), the
+GPU work of run k enqueued on stream k.
+
+Each run is `solo.train.pipeline.experiment_steps`: its own model (backbone loaded per run),
+method, optimiser, data order, run directory and lock, checkpoints, metrics and wandb run, exactly
+as alone; finished runs are skipped, unfinished ones resume. What a process shares is swapped per
+run around every advance: Python's `random`, numpy's global RNG, torch's CPU RNG, the CUDA
+generators (each run gets its own generator state object, so CUDA graphs a run captures replay
+with its draws and never race with another run's) and the TF32 switches of trainer.precision.
+
+Determinism: a run trained in lockstep produces the numbers it produces alone with the same config
+and seed (metrics, adapter, predictions; on the CPU bitwise, tests/train/test_together.py).
+
+A failing run (a SoloError such as a non-finite loss, or any other exception) stops alone; the
+others go on, and the failures are reported at the end, one line per run.
+
+OmegaConf and the pipeline are imported inside `run_lockstep`, so the GPU image (no Hydra) can
+import `RunState` and `on_stream` (bench/bench_concurrency.py measures with them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+import traceback
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from solo.errors import SoloError
+from solo.train.loop import resolve_device
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+
+@dataclass
+class LockstepResult:
+    """One job's end: its run dir (None if its config names none) and, if it failed, why."""
+
+    label: str  # the run dir, or the job's overrides when it has none
+    run_dir: Path | None = None
+    error: str | None = None
+    exception: BaseException | None = None
+
+
+class LockstepFailed(SoloError):
+    """Some runs of a lockstep group failed; the message has one line per failed run."""
+
+
+# torch >= 2.5: generators can point at a shared state object (graph-safe); older torch copies
+# values, which is exact for eager steps but lets two runs' graph replays share one offset slot.
+_GRAPHSAFE = hasattr(torch.Generator, "graphsafe_set_state")
+
+
+class RunState:
+    """The process-global state a run draws from or sets, held while the run is swapped out:
+    `restore()` before advancing the run, `capture()` after. Starts as a copy of the current state.
+    """
+
+    def __init__(self, cuda: bool, own: bool = True) -> None:
+        """`cuda`: also the CUDA generators; `own`: give them state objects of their own (a run),
+        rather than keep the current ones (the caller's, restored after the runs)."""
+        self.cuda_states: list[Any] = []
+        self.capture()
+        if cuda:
+            torch.cuda.init()  # default_generators is empty until CUDA is initialised
+            # Graph-safe states are objects, not values: a run's generators point at its own
+            # objects, so the CUDA graphs it captures register (and replay with) those.
+            self.cuda_states = [
+                _clone_cuda_state(g) if own else _current_cuda_state(g)
+                for g in torch.cuda.default_generators
+            ]
+
+    def capture(self) -> None:
+        self.python = random.getstate()
+        self.numpy = np.random.get_state()
+        self.torch = torch.get_rng_state()
+        self.tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        if self.cuda_states and not _GRAPHSAFE:
+            self.cuda_states = [g.get_state() for g in torch.cuda.default_generators]
+
+    def restore(self) -> None:
+        random.setstate(self.python)
+        np.random.set_state(self.numpy)
+        torch.set_rng_state(self.torch)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.tf32
+        for generator, state in zip(torch.cuda.default_generators, self.cuda_states, strict=False):
+            if _GRAPHSAFE:
+                generator.graphsafe_set_state(state)
+            else:
+                generator.set_state(state)
+
+
+def _clone_cuda_state(generator: torch.Generator) -> Any:
+    return generator.clone_state() if _GRAPHSAFE else generator.get_state()
+
+
+def _current_cuda_state(generator: torch.Generator) -> Any:
+    return generator.graphsafe_get_state() if _GRAPHSAFE else generator.get_state()
+
+
+@dataclass
+class _Run:
+    index: int
+    steps: Generator[int, None, Path]
+    state: RunState
+    stream: torch.cuda.Stream | None
+    result: LockstepResult
+    sharers: list[int] = field(default_factory=list)  # later jobs with the same run dir
+
+    def advance(self) -> bool:
+        """One optimiser step (or the rest of the run once training is over); False when done."""
+        self.state.restore()
+        try:
+            with on_stream(self.stream):
+                next(self.steps)
+            return True
+        except StopIteration as done:
+            self.result.run_dir = done.value
+            return False
+        except Exception as err:  # noqa: BLE001 - one run's failure must not stop the others
+            self.result.error, self.result.exception = _reason(err), err
+            if not isinstance(err, SoloError):
+                traceback.print_exception(err, file=sys.stderr)  # a bug: keep its traceback
+            return False
+        finally:
+            self.state.capture()
+
+
+def on_stream(stream: torch.cuda.Stream | None) -> contextlib.AbstractContextManager:
+    """Enqueue GPU work on `stream` (after what is queued on the default stream); None: no-op."""
+    if stream is None:  # torch.cuda.stream(None) would initialise CUDA, which CPU builds cannot
+        return contextlib.nullcontext()
+    stream.wait_stream(torch.cuda.default_stream(stream.device))  # e.g. a caller's set-up
+    return torch.cuda.stream(stream)
+
+
+def _reason(err: BaseException) -> str:
+    message = str(err).strip().splitlines()
+    text = message[0] if message else ""
+    return text if isinstance(err, SoloError) else f"{type(err).__name__}: {text}"
+
+
+def _describe(overrides: Sequence[str]) -> str:
+    return " ".join(overrides) if overrides else "(no overrides)"
+
+
+def run_lockstep(
+    cfgs: Sequence[DictConfig], overrides_list: Sequence[Sequence[str]] | None = None
+) -> list[LockstepResult]:
+    """Run every config's experiment in lockstep; one result per config, failures included."""
+    from solo.train.pipeline import experiment_steps
+    from solo.train.rundir import run_dir_for
+
+    overrides_list = list(overrides_list) if overrides_list is not None else [[] for _ in cfgs]
+    if len(overrides_list) != len(cfgs):
+        raise SoloError(
+            f"run_together got {len(cfgs)} configs but {len(overrides_list)} override lists; "
+            "pass one override list per config"
+        )
+    results = [
+        LockstepResult(label=f"job {i} ({_describe(o)})") for i, o in enumerate(overrides_list)
+    ]
+    runs: list[_Run] = []
+    by_dir: dict[Path, _Run] = {}
+    for index, (cfg, overrides) in enumerate(zip(cfgs, overrides_list, strict=True)):
+        try:
+            run_dir = run_dir_for(cfg)
+            device = resolve_device(str(cfg.trainer.device))
+        except Exception as err:  # noqa: BLE001 - e.g. a bad interpolation: this job only
+            results[index].error, results[index].exception = _reason(err), err
+            continue
+        results[index].run_dir, results[index].label = run_dir, str(run_dir)
+        if run_dir in by_dir:  # e.g. a sweep over logger.*: one run, reported for both jobs
+            by_dir[run_dir].sharers.append(index)
+            continue
+        cuda = device.type == "cuda"
+        run = _Run(
+            index=index,
+            steps=experiment_steps(cfg, list(overrides)),
+            state=RunState(cuda),
+            stream=torch.cuda.Stream(device=device) if cuda else None,
+            result=results[index],
+        )
+        runs.append(run)
+        by_dir[run_dir] = run
+
+    if sum(str(cfg.logger.get("mode", "offline")) != "disabled" for cfg in cfgs) > 1:
+        _separate_wandb_runs()
+    outer = RunState(cuda=any(run.stream is not None for run in runs), own=False)
+    active = list(runs)
+    try:
+        while active:
+            active = [run for run in active if run.advance()]
+    finally:
+        for run in active:  # interrupted (e.g. Ctrl-C): release locks, close trackers
+            run.steps.close()
+        outer.restore()
+        if any(run.stream is not None for run in runs):
+            torch.cuda.synchronize()
+    for run in runs:
+        for index in run.sharers:
+            results[index].error = run.result.error
+            results[index].exception = run.result.exception
+    return results
+
+
+def run_together(
+    cfgs: Sequence[DictConfig], overrides_list: Sequence[Sequence[str]] | None = None
+) -> list[Path]:
+    """Train, decode and score every config in lockstep; their run dirs, in order.
+
+    Raises LockstepFailed after all runs ended if any failed (one line per failed run)."""
+    results = run_lockstep(cfgs, overrides_list)
+    failed = [r for r in results if r.error is not None]
+    if failed:
+        lines = [f"{r.label}: {r.error}" for r in failed]
+        raise LockstepFailed(
+            f"{len(failed)} of {len(results)} lockstep runs failed:\n" + "\n".join(lines)
+        )
+    return [r.run_dir for r in results if r.run_dir is not None]
+
+
+def _separate_wandb_runs() -> None:
+    """Let each run keep its own wandb run: by default a second wandb.init in a process returns
+    (or finishes) the active run instead of starting another."""
+    import wandb
+
+    wandb.setup(wandb.Settings(reinit="create_new"))
