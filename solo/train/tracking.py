@@ -25,12 +25,24 @@ class Tracker:
         pass
 
 
+STEP_KEY = "trainer/step"
+
+
 class WandbTracker(Tracker):
+    """Logs against the trainer's step as a metric, not wandb's own step counter.
+
+    wandb ignores a log whose step is not above the last one it recorded, and a resumed run
+    replays the steps between its checkpoint and the crash: with `step=` those replayed values
+    would be dropped. As a metric, every log is kept and charts use it as their x-axis.
+    """
+
     def __init__(self, run: Any) -> None:
         self.run = run
+        run.define_metric(STEP_KEY)
+        run.define_metric("*", step_metric=STEP_KEY)
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
-        self.run.log(metrics, step=step)
+        self.run.log({**metrics, STEP_KEY: step})
 
     def summary(self, values: dict[str, Any]) -> None:
         self.run.summary.update(values)
