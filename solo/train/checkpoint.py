@@ -25,11 +25,14 @@ STATE_FILE = "state.pt"
 @dataclasses.dataclass(frozen=True)
 class DataPosition:
     """Where training stands: `step` optimiser steps done; the next micro-batch is
-    batch `batch` of epoch `epoch` (batch order is a pure function of (seed, epoch))."""
+    batch `batch` of epoch `epoch` (batch order is a pure function of (seed, epoch)).
+    `window_losses`: the micro-batch losses since the last metrics record, which the next record
+    averages with the ones that follow (a checkpoint need not fall on a log step)."""
 
     step: int = 0
     epoch: int = 0
     batch: int = 0
+    window_losses: tuple[float, ...] = ()
 
 
 def capture_rng_state() -> dict:
@@ -107,4 +110,6 @@ def load_checkpoint(
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     restore_rng_state(state["rng"])
-    return DataPosition(**state["position"])
+    position = dict(state["position"])
+    position["window_losses"] = tuple(position.get("window_losses", ()))
+    return DataPosition(**position)

@@ -16,6 +16,7 @@ import this module.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -264,10 +265,12 @@ def _fast_step(
 
 
 class LossWindow:
-    """The micro-batch losses since the last log, kept on the device until read."""
+    """The micro-batch losses since the last log, kept on the device until read; `carried`: the
+    losses of this window logged before a checkpoint this run resumed from (already checked)."""
 
-    def __init__(self, fast: FastTrainStep | None) -> None:
+    def __init__(self, fast: FastTrainStep | None, carried: tuple[float, ...] = ()) -> None:
         self.fast = fast
+        self.carried = list(carried)
         self.losses: list[torch.Tensor] = []
         self.origins: list[tuple[int, int, int]] = []  # (optimiser step, epoch, batch) per loss
         self.tokens = 0
@@ -293,7 +296,7 @@ class LossWindow:
                 f"training stopped: the fast step flagged a non-finite loss; last good checkpoint: "
                 f"{last_good}; lower trainer.lr or set trainer.grad_clip"
             )
-        return values
+        return self.carried + values
 
 
 T = TypeVar("T")
@@ -405,7 +408,7 @@ def train_steps(
     bar = tqdm(
         total=total, initial=position.step, desc="train", dynamic_ncols=True, mininterval=1.0
     )
-    window = LossWindow(fast)
+    window = LossWindow(fast, position.window_losses)
     step = position.step
     try:
         while step < total:
@@ -472,7 +475,8 @@ def train_steps(
                 window.read(kept())  # no dev loss of a diverged model
                 final_dev = evaluate(step)
             if ckpt_every and step % int(ckpt_every) == 0 and step < total:
-                window.read(kept())  # the checkpoint must precede the first non-finite loss
+                # Read first: the checkpoint must precede the first non-finite loss.
+                position = dataclasses.replace(position, window_losses=tuple(window.read(kept())))
                 if not all(bool(torch.isfinite(p).all()) for p in params):
                     raise NonFiniteLoss(
                         f"training stopped: parameters became NaN/inf at optimiser step {step}; last good "

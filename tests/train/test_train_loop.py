@@ -23,7 +23,8 @@ def _records(run_dir):
     return metric_records(run_dir)
 
 
-@pytest.mark.parametrize("crash_step, resumed_from", [(8, 6), (2, None)])
+# Checkpoints every 3 steps, metrics every 2: resuming from step 3 starts inside a log window.
+@pytest.mark.parametrize("crash_step, resumed_from", [(8, 6), (5, 3), (2, None)])
 def test_interrupted_and_resumed_run_is_bitwise_identical(
     tmp_path, crash_step, resumed_from
 ) -> None:
