@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import torch
 from tqdm.auto import tqdm
@@ -311,33 +311,11 @@ def drain(steps: Generator[object, None, T]) -> T:
             return done.value
 
 
-def train(
-    *,
-    model: torch.nn.Module,
-    params: list[torch.nn.Parameter],
-    after_optimizer_step: Callable[[], None],
-    train_batches: BatchSource,
-    dev_batches: BatchSource | None,
-    trainer_cfg: DictConfig,
-    run_dir: Path,
-    tracker: Tracker,
-    device: torch.device,
-) -> TrainOutcome:
-    """Train `params` of `model` (already on `device`) per `trainer_cfg`, resuming from
-    `run_dir/checkpoint` if present; logs to `run_dir/metrics.jsonl` and `tracker`."""
-    return drain(
-        train_steps(
-            model=model,
-            params=params,
-            after_optimizer_step=after_optimizer_step,
-            train_batches=train_batches,
-            dev_batches=dev_batches,
-            trainer_cfg=trainer_cfg,
-            run_dir=run_dir,
-            tracker=tracker,
-            device=device,
-        )
-    )
+def train(**arguments: Any) -> TrainOutcome:
+    """`train_steps(**arguments)` run to its end: trains `params` of `model` (already on
+    `device`) per `trainer_cfg`, resuming from `run_dir/checkpoint` if present; logs to
+    `run_dir/metrics.jsonl` and `tracker`."""
+    return drain(train_steps(**arguments))
 
 
 def train_steps(
