@@ -16,6 +16,7 @@ import this module.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import math
 import time
@@ -264,6 +265,11 @@ def _fast_step(
     )
 
 
+# The terminal line of this run's progress bar when several runs share a process (lockstep):
+# None for a run alone.
+PROGRESS_LINE: contextvars.ContextVar[int | None] = contextvars.ContextVar("progress_line", default=None)
+
+
 class LossWindow:
     """The micro-batch losses since the last log, kept on the device until read; `carried`: the
     losses of this window logged before a checkpoint this run resumed from (already checked)."""
@@ -383,8 +389,10 @@ def train_steps(
     )
     model.train()
     stream = micro_batches(train_batches, position)
+    line = PROGRESS_LINE.get()
     bar = tqdm(
-        total=total, initial=position.step, desc="train", dynamic_ncols=True, mininterval=1.0
+        total=total, initial=position.step, desc="train" if line is None else f"train {line}",
+        dynamic_ncols=True, mininterval=1.0, position=line,
     )
     window = LossWindow(fast, position.window_losses)
     step = position.step

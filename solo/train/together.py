@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from solo.errors import SoloError
-from solo.train.loop import resolve_device
+from solo.train.loop import PROGRESS_LINE, resolve_device
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -123,6 +123,7 @@ class _Run:
     def advance(self) -> bool:
         """One optimiser step (or the rest of the run once training is over); False when done."""
         self.state.restore()
+        line = PROGRESS_LINE.set(self.index)  # each run's progress bar on its own line
         try:
             with on_stream(self.stream):
                 next(self.steps)
@@ -136,6 +137,7 @@ class _Run:
                 traceback.print_exception(err, file=sys.stderr)  # a bug: keep its traceback
             return False
         finally:
+            PROGRESS_LINE.reset(line)
             self.state.capture()
 
 
