@@ -46,15 +46,15 @@ part() {  # part NAME SECONDS COMMAND...
   $PY -c "import peft; print('peft', peft.__version__)" 2>&1
 } | tee -a "$LOG"
 
-part gpu_check 90 $PY bench/gpu_check.py --device "$DEV" --steps $STEPS --precisions fp32 $COMPILE \
+part gpu_check 110 $PY bench/gpu_check.py --device "$DEV" --steps $STEPS --precisions fp32 $COMPILE \
   --json "$OUT/gpu_check.json"
-part train_step 240 $PY bench/bench_train_step.py --device "$DEV" $SIZES $CONFIGS --precisions $P \
-  --buckets 112 --compile --variants "anchor,fast-solo-$P,fast-lora-$P,fast-solo-$P-compile,fast-lora-$P-compile" \
+part train_step 230 $PY bench/bench_train_step.py --device "$DEV" $SIZES $CONFIGS --precisions $P \
+  --buckets 112 --compile --variants "anchor,fast-solo-$P,fast-solo-$P-compile,fast-lora-$P-compile" \
   --json "$OUT/train_step.json"
 # A cache that grows a little every step fragments the caching allocator; expandable segments
 # let it grow in place.
 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
-part decode 130 $PY bench/bench_decode.py --device "$DEV" $SIZES $CONFIGS --precisions "$DP" \
+part decode 120 $PY bench/bench_decode.py --device "$DEV" $SIZES $CONFIGS --precisions "$DP" \
   --json "$OUT/decode.json"
 part concurrency 100 $PY bench/bench_concurrency.py --device "$DEV" --counts "$COUNTS" --paths fast \
   --modes lockstep,batch --precision $P --seconds 4 --json "$OUT/concurrency.json"
