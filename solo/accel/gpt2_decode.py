@@ -17,8 +17,9 @@ computes the same logits with three changes:
   history (K times the dot products of the exact gather, but no copy of the cache).
 
 Each block still runs through `block(...)` (its forward replaced for the search), so forward hooks
-(Solo Connection) and replaced projections (LoRA's `c_attn`) act as in training. Softmax is taken
-in fp32. Only GPT-2 (`model_type == "gpt2"`, self-attention only) is supported; `unsupported_reason`
+(Solo Connection) and replaced projections (LoRA's `c_attn`) act as in training. Scores are
+computed in the model's dtype, softmax in fp32; the MLP's tanh-GELU is torch's one-kernel form.
+About 27 kernels a block per step, so the host's launch time is of the order of the GPU's work. Only GPT-2 (`model_type == "gpt2"`, self-attention only) is supported; `unsupported_reason`
 says why another model is not, and solo.accel.fast_beam_search then uses the plain state.
 """
 
@@ -68,6 +69,7 @@ class SharedPromptGPT2State:
         self.beam_keys: list[torch.Tensor] = []      # per layer [P, H, T*K, hd], slot = step*K + beam
         self.beam_values: list[torch.Tensor] = []
         self.prompt_mask = torch.empty(0)            # [P, W] bool, False on left padding
+        self.prompt_padding = torch.empty(0)         # [P, 1, 1, W] bool, True on left padding
         self.ancestry = torch.empty(0)               # [P, K, T] beam slot of each row's history
 
     # -- DecoderState ----------------------------------------------------------------------------
@@ -75,6 +77,7 @@ class SharedPromptGPT2State:
     def start(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         prompts, width = ids.shape
         self.prompt_mask = mask.bool()
+        self.prompt_padding = ~self.prompt_mask[:, None, None, :]
         self.ancestry = torch.zeros(prompts, self.beams, max(self.max_steps, 1), dtype=torch.long,
                                     device=ids.device)
         # Causal attention that never looks at padding; a padding position sees itself only, so
@@ -95,6 +98,7 @@ class SharedPromptGPT2State:
     def select(self, rows: torch.Tensor) -> None:
         keep = rows.view(-1, self.beams)[:, 0] // self.beams
         self.prompt_mask = self.prompt_mask[keep]
+        self.prompt_padding = self.prompt_padding[keep]
         self.ancestry = self.ancestry[keep]
         for cache in (self.prompt_keys, self.prompt_values, self.beam_keys, self.beam_values):
             cache[:] = [layer[keep] for layer in cache]
@@ -151,7 +155,8 @@ class SharedPromptGPT2State:
                         hidden: torch.Tensor) -> torch.Tensor:
         prompts, beams, heads = self.prompt_mask.shape[0], self.beams, self.heads
         q, k, v = self._split(block, layer, hidden)            # [P*K, H, 1, hd]
-        q = q.reshape(prompts, beams, heads, -1).transpose(1, 2)  # [P, H, K, hd]
+        # [P, H, K, hd], contiguous once for the two matmuls below
+        q = q.reshape(prompts, beams, heads, -1).transpose(1, 2).contiguous()
         slots = slice(step * beams, (step + 1) * beams)
         keys, values = self.beam_keys[layer], self.beam_values[layer]
         keys[:, :, slots] = k.reshape(prompts, beams, heads, -1).transpose(1, 2)
@@ -161,7 +166,7 @@ class SharedPromptGPT2State:
         scale = self.scales[layer]
         accurate = torch.promote_types(q.dtype, torch.float32)  # fp32, or fp64 for fp64 models
         prompt_scores = (q @ self.prompt_keys[layer].transpose(-1, -2)).to(accurate) * scale
-        prompt_scores.masked_fill_(~self.prompt_mask[:, None, None, :], float("-inf"))
+        prompt_scores.masked_fill_(self.prompt_padding, float("-inf"))
         # Every beam's query against every beam slot, then each row keeps its own history.
         history = self.ancestry[:, None, :, :step + 1, None].expand(-1, heads, -1, -1, 1)
         all_scores = (q @ keys.transpose(-1, -2)).view(prompts, heads, beams, step + 1, beams)
@@ -183,7 +188,21 @@ def _block_forward(attention, block: nn.Module, layer: int, hidden: torch.Tensor
     rows, _, length, _ = heads_out.shape
     merged = heads_out.transpose(1, 2).reshape(rows, length, -1)
     hidden = hidden + block.attn.resid_dropout(block.attn.c_proj(merged))
-    return hidden + block.mlp(block.ln_2(hidden))
+    return hidden + _mlp(block.mlp, block.ln_2(hidden))
+
+
+# GPT-2's activation is the tanh approximation of GELU, which HF writes as eight elementwise
+# kernels and torch computes in one (equal up to rounding); other activations run as they are.
+_TANH_GELUS = ("NewGELUActivation", "PytorchGELUTanh", "GELUTanh")
+
+
+def _mlp(mlp: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    inner = mlp.c_fc(hidden)
+    if type(mlp.act).__name__ in _TANH_GELUS:
+        inner = F.gelu(inner, approximate="tanh")
+    else:
+        inner = mlp.act(inner)
+    return mlp.dropout(mlp.c_proj(inner))
 
 
 @contextlib.contextmanager
