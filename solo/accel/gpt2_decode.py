@@ -19,8 +19,9 @@ computes the same logits with three changes:
 Each block still runs through `block(...)` (its forward replaced for the search), so forward hooks
 (Solo Connection) and replaced projections (LoRA's `c_attn`) act as in training. Scores are
 computed in the model's dtype, softmax in fp32; the MLP's tanh-GELU is torch's one-kernel form.
-About 27 kernels a block per step, so the host's launch time is of the order of the GPU's work. Only GPT-2 (`model_type == "gpt2"`, self-attention only) is supported; `unsupported_reason`
-says why another model is not, and solo.accel.fast_beam_search then uses the plain state.
+About 27 kernels a block per step, so the host's launch time is of the order of the GPU's work.
+Only GPT-2 (`model_type == "gpt2"`, self-attention only) is supported; `unsupported_reason` says
+why another model is not, and solo.accel.fast_beam_search then uses the plain state.
 """
 
 from __future__ import annotations
