@@ -90,40 +90,34 @@ def _error(reader, path: Path) -> str:
     return message
 
 
-@pytest.mark.parametrize(
-    "content, line, words",
-    [
-        ("meaning,text\na,b\n", 1, "missing column(s) mr, ref"),
-        ("mr,text\na,b\n", 1, "missing column(s) ref"),
-        ("mr,ref\na,b\n ,c\n", 3, "empty MR"),
-        ("mr,ref\na,b\nc,\n", 3, "empty reference"),
-        ("mr,ref\na,b\nc,d,e\n", 3, "expected 2 fields"),
-        ("mr,ref\na,b\nc\n", 3, "expected 2 fields"),
-        ('mr,ref\na,b\n"x\ny",\n', 3, "empty reference"),  # a record spanning lines 3-4
-        ('mr,ref\na,b\n"c"x,d\n', 3, "malformed CSV"),
-    ],
-)
-def test_bad_csv(tmp_path: Path, content: str, line: int, words: str):
-    path = tmp_path / "bad.csv"
-    path.write_text(content, encoding="utf-8")
-    message = _error(read_official_csv, path)
-    assert message.startswith(f"{path}:{line}: ")
-    assert words in message
+BAD_CSV = [
+    ("meaning,text\na,b\n", 1, "missing column(s) mr, ref"),
+    ("mr,text\na,b\n", 1, "missing column(s) ref"),
+    ("mr,ref\na,b\n ,c\n", 3, "empty MR"),
+    ("mr,ref\na,b\nc,\n", 3, "empty reference"),
+    ("mr,ref\na,b\nc,d,e\n", 3, "expected 2 fields"),
+    ("mr,ref\na,b\nc\n", 3, "expected 2 fields"),
+    ('mr,ref\na,b\n"x\ny",\n', 3, "empty reference"),  # a record spanning lines 3-4
+    ('mr,ref\na,b\n"c"x,d\n', 3, "malformed CSV"),
+]
+BAD_LORA_TXT = [
+    ("a||b\nno separator here\n", 2, "found no '||'"),
+    ("a||b\nx||y||z\n", 2, "found 2 '||'"),
+    ("a||b\n  ||ref\n", 2, "empty MR"),
+    ("a||b\n\nmr|| \n", 3, "empty reference"),
+]
 
 
 @pytest.mark.parametrize(
-    "content, line, words",
-    [
-        ("a||b\nno separator here\n", 2, "found no '||'"),
-        ("a||b\nx||y||z\n", 2, "found 2 '||'"),
-        ("a||b\n  ||ref\n", 2, "empty MR"),
-        ("a||b\n\nmr|| \n", 3, "empty reference"),
-    ],
+    "reader, name, content, line, words",
+    [(read_official_csv, "bad.csv", *case) for case in BAD_CSV]
+    + [(read_lora_txt, "bad.txt", *case) for case in BAD_LORA_TXT],
 )
-def test_bad_lora_txt(tmp_path: Path, content: str, line: int, words: str):
-    path = tmp_path / "bad.txt"
+def test_bad_file_names_file_line_and_problem(tmp_path: Path, reader, name: str, content: str,
+                                              line: int, words: str):
+    path = tmp_path / name
     path.write_text(content, encoding="utf-8")
-    message = _error(read_lora_txt, path)
+    message = _error(reader, path)
     assert message.startswith(f"{path}:{line}: ")
     assert words in message
 

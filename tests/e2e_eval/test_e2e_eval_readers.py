@@ -107,16 +107,14 @@ def test_two_blank_lines_in_reference_blocks_are_rejected(tmp_path):
         load_inputs(refs, _write(tmp_path / "p.txt", "x\ny\n"))
 
 
-def test_csv_without_recognisable_columns_is_rejected(tmp_path):
-    refs = _write(tmp_path / "refs.csv", "mr,ref,reference\nA,a,b\n")
-    with pytest.raises(E2EEvalError, match=r"refs\.csv:1: cannot tell the columns apart"):
-        load_inputs(refs, _write(tmp_path / "p.txt", "x\n"))
-
-
-def test_csv_rows_with_a_wrong_number_of_fields_are_named(tmp_path):
-    refs = _write(tmp_path / "refs.csv", "mr,ref\nA,a\nB,b,extra\n")
-    with pytest.raises(E2EEvalError, match=r"rows \[2\]"):
-        load_inputs(refs, _write(tmp_path / "p.txt", "x\ny\n"))
+@pytest.mark.parametrize("csv, predictions, problem", [
+    ("mr,ref,reference\nA,a,b\n", "x\n", r"refs\.csv:1: cannot tell the columns apart"),
+    ("mr,ref\nA,a\nB,b,extra\n", "x\ny\n", r"rows \[2\]"),  # wrong number of fields, named
+])
+def test_unreadable_reference_csv_is_rejected(tmp_path, csv, predictions, problem):
+    refs = _write(tmp_path / "refs.csv", csv)
+    with pytest.raises(E2EEvalError, match=problem):
+        load_inputs(refs, _write(tmp_path / "p.txt", predictions))
 
 
 def test_headerless_two_column_csv_is_mr_then_text(tmp_path):
