@@ -133,7 +133,7 @@ def main() -> None:
                     "graphs": fast.num_graphs if fast.graphed else "eager", "eager steps": fast.eager_steps,
                     "finite": finite,
                     "pass": ("yes" if loss_diff < limit else "NO") if limit else "info",
-                    "note": (fast.fallback_reason or getattr(fast, "compile_failure", None) or "")[:60] or None}))
+                    "note": (fast.fallback_reason or fast.compile_failure or "")[:60] or None}))
                 report["checks"][label] = {"plain": plain, "fast": losses, "max_loss_diff": loss_diff,
                                            "max_param_diff": param_diff, "graphed": fast.graphed,
                                            "fallback": fast.fallback_reason}

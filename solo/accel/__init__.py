@@ -12,6 +12,6 @@ from solo.accel.graphed_step import FastTrainStep
 from solo.accel.precision import apply_precision, use_sdpa
 
 __all__ = [
-    "DEFAULT_BUCKETS", "FastTrainStep", "SharedPromptGPT2State", "apply_precision", "decode_batch_size", "fast_beam_search",
-    "pick_bucket", "use_sdpa",
+    "DEFAULT_BUCKETS", "FastTrainStep", "SharedPromptGPT2State", "apply_precision",
+    "decode_batch_size", "fast_beam_search", "pick_bucket", "use_sdpa",
 ]

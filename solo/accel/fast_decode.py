@@ -20,23 +20,22 @@ from torch import nn
 
 from solo.accel.gpt2_decode import SharedPromptGPT2State, unsupported_reason
 from solo.accel.precision import use_sdpa
-from solo.decode.beam_search import beam_search
+from solo.decode.beam_search import DEFAULT_BATCH_SIZE, beam_search
 
 # Fraction of free GPU memory the caches and per-step score tensors may take.
 _MEMORY_SHARE = 0.5
 # Beyond this, larger batches gain little and the prompt-length spread inside a batch grows.
 _MAX_PROMPTS_PER_BATCH = 256
-_CPU_BATCH = 32
 
 
 def decode_batch_size(model: nn.Module, prompts: Sequence[Sequence[int]], num_beams: int,
                       max_new_tokens: int) -> int:
     """Prompts per beam-search batch: what fits the device's free memory, split evenly."""
     if not prompts:
-        return _CPU_BATCH
+        return DEFAULT_BATCH_SIZE
     device = next(model.parameters()).device
     if device.type != "cuda":
-        return _CPU_BATCH
+        return DEFAULT_BATCH_SIZE
     config = model.config
     layers = int(getattr(config, "n_layer", getattr(config, "num_hidden_layers", 24)))
     width = int(getattr(config, "n_embd", getattr(config, "hidden_size", 1024)))
@@ -75,7 +74,7 @@ def fast_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_
     """solo.decode.beam_search's tokens, computed with the fast state and (by default) the largest
     batch that fits."""
     if unsupported_reason(model) is None:
-        state = partial(_gpt2_state, max_new_tokens=max_new_tokens)
+        state = partial(SharedPromptGPT2State, max_new_tokens=max_new_tokens)
     else:
         use_sdpa(model)
         state = None
@@ -85,7 +84,3 @@ def fast_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_
                        length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
                        max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
                        state=state)
-
-
-def _gpt2_state(model: nn.Module, num_beams: int, *, max_new_tokens: int) -> SharedPromptGPT2State:
-    return SharedPromptGPT2State(model, num_beams, max_new_tokens)

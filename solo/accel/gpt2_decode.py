@@ -129,14 +129,14 @@ class SharedPromptGPT2State:
                 hidden = block(hidden)
         return hidden
 
-    def _split(self, block: nn.Module, layer: int, hidden: torch.Tensor):
+    def _split(self, block: nn.Module, hidden: torch.Tensor):
         rows, length, _ = hidden.shape
         qkv = block.attn.c_attn(hidden).view(rows, length, 3, self.heads, self.head_dim)
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)  # q, k, v: [rows, H, length, hd]
 
     def _prompt_attention(self, allowed: torch.Tensor, block: nn.Module, layer: int,
                           hidden: torch.Tensor) -> torch.Tensor:
-        q, k, v = self._split(block, layer, hidden)
+        q, k, v = self._split(block, hidden)
         if layer == 0:
             self._reset_caches(q)
         # Contiguous copies, once: views into c_attn's output would keep q alive and make every
@@ -155,7 +155,7 @@ class SharedPromptGPT2State:
     def _beam_attention(self, step: int, block: nn.Module, layer: int,
                         hidden: torch.Tensor) -> torch.Tensor:
         prompts, beams, heads = self.prompt_mask.shape[0], self.beams, self.heads
-        q, k, v = self._split(block, layer, hidden)            # [P*K, H, 1, hd]
+        q, k, v = self._split(block, hidden)                   # [P*K, H, 1, hd]
         # [P, H, K, hd], contiguous once for the two matmuls below
         q = q.reshape(prompts, beams, heads, -1).transpose(1, 2).contiguous()
         slots = slice(step * beams, (step + 1) * beams)

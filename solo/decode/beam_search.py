@@ -54,13 +54,16 @@ from solo.decode.ngram import ban_repeated_ngrams
 from solo.errors import SoloError
 
 ENGINES = ("fast", "reference")
+# Prompts per batch when nothing sizes the batch to a GPU's memory.
+DEFAULT_BATCH_SIZE = 32
 
 
 @dataclass(frozen=True)
 class BeamSettings:
     """The search settings, as in `configs/decode/default.yaml`.
 
-    batch_size only affects speed (None: memory-sized on CUDA with the fast engine, else 32).
+    batch_size only affects speed (None: memory-sized on CUDA with the fast engine, else
+    DEFAULT_BATCH_SIZE).
     engine picks the decoding state, not the search: "reference" runs the model's own forward
     with HF's DynamicCache, "fast" solo.accel's SharedPromptGPT2State for GPT-2 models (the
     reference for others); both give the same tokens up to floating-point rounding.
@@ -87,7 +90,7 @@ class BeamSettings:
 
 def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: int, pad_id: int,
                 num_beams: int = 10, length_penalty: float = 0.9, no_repeat_ngram_size: int = 4,
-                max_new_tokens: int = 64, batch_size: int = 32,
+                max_new_tokens: int = 64, batch_size: int = DEFAULT_BATCH_SIZE,
                 progress: bool = False, state: StateFactory | None = None) -> list[list[int]]:
     """One generated token list per prompt (no prompt, no eos), in the order of `prompts`.
 

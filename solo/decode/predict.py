@@ -9,12 +9,10 @@ from dataclasses import asdict, dataclass, fields
 
 from torch import nn
 
-from solo.decode.beam_search import BeamSettings, beam_search
+from solo.decode.beam_search import DEFAULT_BATCH_SIZE, BeamSettings, beam_search
 from solo.errors import SoloError
 
 log = logging.getLogger(__name__)
-# Prompts per batch of the reference engine when decode.batch_size is null.
-DEFAULT_BATCH_SIZE = 32
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,4 @@ def load_checkpoint(
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     restore_rng_state(state["rng"])
-    position = dict(state["position"])
-    position["window_losses"] = tuple(position.get("window_losses", ()))
-    return DataPosition(**position)
+    return DataPosition(**state["position"])
