@@ -17,7 +17,8 @@ class SoloError(Exception):
 
 
 def exit_on_solo_error(fn: F) -> F:
-    """Wrap a CLI entry point so a SoloError prints `error: <message>` and exits with status 2.
+    """Wrap a CLI entry point so a SoloError prints `error: <message>` and exits with status 2
+    (or the error's own `exit_code`: 130/143 for a run stopped by SIGINT/SIGTERM, no prefix).
 
     The metric package's own error (bad reference files, Java missing) is shown the same way.
     """
@@ -27,7 +28,8 @@ def exit_on_solo_error(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (SoloError, E2EEvalError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+            code = getattr(err, "exit_code", 2)
+            print(f"error: {err}" if code == 2 else str(err), file=sys.stderr)
+            raise SystemExit(code) from None
 
     return wrapper  # type: ignore[return-value]

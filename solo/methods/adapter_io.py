@@ -1,12 +1,15 @@
 """Adapter files: `adapter.safetensors` (trainable tensors only) + `adapter_config.json`.
 
 The JSON holds the method's full config (seeds included, so masks and frozen random weights are
-rebuilt rather than stored) and a signature of the backbone it was trained on, so loading onto a
-backbone of another shape fails with a message instead of a shape error deep in torch.
+rebuilt rather than stored), a SHA-256 of each rebuilt tensor (`rebuilt`: a change in torch's
+random streams would otherwise load a different adapter silently) and a signature of the
+backbone it was trained on, so loading onto a backbone of another shape fails with a message
+instead of a shape error deep in torch. Adapters saved before `rebuilt` existed load unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,50 @@ def _describe(sig: dict[str, Any]) -> str:
     return f"{sig['model_type']} with {sig['num_hidden_layers']} blocks, d={sig['hidden_size']}, vocab {sig['vocab_size']}"
 
 
+def tensor_hash(tensor: torch.Tensor) -> str:
+    """SHA-256 of a tensor's dtype, shape and bytes (CPU, contiguous)."""
+    data = tensor.detach().to("cpu").contiguous()
+    digest = hashlib.sha256(f"{data.dtype}{tuple(data.shape)}".encode())
+    digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def _check_rebuilt(method: Method, meta: dict[str, Any], path: Path) -> None:
+    stored = meta.get("rebuilt")
+    if stored is None:
+        return
+    rebuilt = {name: tensor_hash(t) for name, t in method.rebuilt_tensors().items()}
+    for name in sorted(set(stored) | set(rebuilt)):
+        if stored.get(name) != rebuilt.get(name):
+            raise SoloError(
+                f"{path}: {name} rebuilt from the method's seeds differs from the one the adapter "
+                f"was trained with (sha256 {str(rebuilt.get(name))[:12]} vs "
+                f"{str(stored.get(name))[:12]}): this torch ({torch.__version__}) draws other "
+                f"random numbers than the one that saved it ({meta.get('torch', 'unknown')}); "
+                "load the adapter with that torch version"
+            )
+
+
+def _check_masks(method: Method, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    for name, mask in method.stored_masks().items():
+        outside = int((tensors[name].to(mask.device)[~mask] != 0).sum())
+        if outside:
+            raise SoloError(
+                f"{path}: {name} has {outside} nonzero entries outside its sparsity mask; the file "
+                "was not trained with this method config (method.mask_seed, method.sparsity)"
+            )
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors' own error types for cut or garbled files
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SoloError(
+            f"{path} is unreadable ({reason}): cut short or damaged; restore it or retrain"
+        ) from None
+
+
 def save_adapter(method: Method, directory: str | Path, *, overwrite: bool = False) -> Path:
     """Write the method's adapter into `directory` (created); refuses to replace one unless asked."""
     directory = Path(directory)
@@ -49,6 +96,8 @@ def save_adapter(method: Method, directory: str | Path, *, overwrite: bool = Fal
         "method": method.config,
         "backbone": backbone_signature(method.model),
         "trainable": method.num_trainable(),
+        "rebuilt": {name: tensor_hash(t) for name, t in method.rebuilt_tensors().items()},
+        "torch": torch.__version__,
     }
     # Write to temporary names and rename, so a crash never leaves a half-written adapter behind.
     tmp_weights, tmp_config = directory / (WEIGHTS_FILE + ".tmp"), directory / (CONFIG_FILE + ".tmp")
@@ -88,20 +137,24 @@ def load_adapter(model: nn.Module, directory: str | Path) -> Method:
     if not weights_path.is_file():
         raise SoloError(f"{weights_path} not found; the adapter directory is incomplete")
     method = apply_method(model, meta["method"])
-    tensors = load_file(str(weights_path))
-    targets = dict(model.named_parameters())
-    wanted = method.adapter_state_dict()
-    if set(tensors) != set(wanted):
-        missing, extra = sorted(set(wanted) - set(tensors)), sorted(set(tensors) - set(wanted))
-        method.detach()
-        raise SoloError(f"{weights_path} does not match the method: missing {missing[:3]}, unexpected {extra[:3]}")
-    for name, tensor in tensors.items():
-        if tensor.shape != targets[name].shape:
-            method.detach()
-            raise SoloError(
-                f"{weights_path}: {name} has shape {tuple(tensor.shape)}, the backbone expects "
-                f"{tuple(targets[name].shape)}; load it onto the model it was trained with"
-            )
+    try:
+        _check_rebuilt(method, meta, directory / CONFIG_FILE)
+        tensors = _read_weights(weights_path)
+        targets = dict(model.named_parameters())
+        wanted = method.adapter_state_dict()
+        if set(tensors) != set(wanted):
+            missing, extra = sorted(set(wanted) - set(tensors)), sorted(set(tensors) - set(wanted))
+            raise SoloError(f"{weights_path} does not match the method: missing {missing[:3]}, unexpected {extra[:3]}")
+        for name, tensor in tensors.items():
+            if tensor.shape != targets[name].shape:
+                raise SoloError(
+                    f"{weights_path}: {name} has shape {tuple(tensor.shape)}, the backbone expects "
+                    f"{tuple(targets[name].shape)}; load it onto the model it was trained with"
+                )
+        _check_masks(method, tensors, weights_path)
+    except SoloError:
+        method.detach()  # the backbone is left as it was
+        raise
     with torch.no_grad():
         for name, tensor in tensors.items():
             targets[name].copy_(tensor)

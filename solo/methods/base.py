@@ -42,6 +42,16 @@ class Method:
             name: p.detach() for name, p in self.model.named_parameters() if id(p) in wanted
         }
 
+    def rebuilt_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors rebuilt from the config's seeds instead of stored (sparsity masks, frozen
+        random weights); the adapter file keeps a hash of each to check the rebuild at load."""
+        return {}
+
+    def stored_masks(self) -> dict[str, torch.Tensor]:
+        """For each stored tensor (by its `adapter_state_dict` name) that a mask sparsifies, the
+        boolean mask of the entries it may hold; a nonzero entry outside it is a wrong file."""
+        return {}
+
     def detach(self) -> None:
         """Remove the method from the backbone, leaving the backbone as it was before attaching."""
         raise NotImplementedError
@@ -64,6 +74,11 @@ def plain_config(method_cfg: Any) -> dict[str, Any]:
 def check_keys(cfg: Mapping[str, Any], allowed: set[str], method: str) -> None:
     """Reject unknown keys so a typo (`sparcity`) fails instead of silently using a default."""
     unknown = sorted(set(cfg) - allowed - {"name"})
+    if unknown and not allowed:
+        raise SoloError(
+            f"method.{unknown[0]} is not a setting of method {method!r}, which takes none "
+            f"besides `name`; remove method.{', method.'.join(unknown)}"
+        )
     if unknown:
         raise SoloError(
             f"unknown key(s) method.{', method.'.join(unknown)} for method {method!r}; "
@@ -78,6 +93,11 @@ def config_from_dict(cls: type, cfg: Mapping[str, Any], method: str, tuple_field
     values = {k: v for k, v in cfg.items() if k in fields}
     for key in tuple_fields:
         if values.get(key) is not None:
+            if isinstance(values[key], (str, bytes)) or not isinstance(values[key], (list, tuple)):
+                raise SoloError(
+                    f"method.{key} must be a list (e.g. [{values[key]}]) or null, "
+                    f"got {values[key]!r}"
+                )
             values[key] = tuple(values[key])
     config = cls(**values)
     config.validate()

@@ -95,6 +95,17 @@ def kept_entries(numel: int, sparsity: float) -> int:
     return round((1.0 - sparsity) * numel)
 
 
+def check_kept_entries(cfg: SoloConfig, d: int) -> None:
+    """A mask that keeps no entry gives a dead adapter (E, D identically zero): refuse it."""
+    numel = cfg.rank * d
+    if cfg.sparsity > 0 and kept_entries(numel, cfg.sparsity) == 0:
+        raise SoloError(
+            f"method.sparsity={cfg.sparsity} keeps 0 of the {numel} entries of E and D "
+            f"(r·d = {cfg.rank}·{d}), a dead adapter; lower method.sparsity so that "
+            f"round((1 - s)·{numel}) >= 1"
+        )
+
+
 def random_mask(shape: tuple[int, int], sparsity: float, generator: torch.Generator) -> torch.Tensor:
     """A boolean mask with exactly `kept_entries` True entries at positions drawn from `generator`."""
     numel = math.prod(shape)
@@ -183,6 +194,7 @@ class SoloConnection(Method):
         self.settings = cfg
         blocks = find_blocks(model)
         self.groups = connection_groups(len(blocks), cfg.blocks, cfg.span)
+        check_kept_entries(cfg, hidden_size(model))
         freeze(model)
         reference = next(blocks.parameters())
         self.adapter = SoloAdapter(hidden_size(model), len(self.groups), cfg).to(device=reference.device)
@@ -227,6 +239,20 @@ class SoloConnection(Method):
 
     def after_optimizer_step(self) -> None:
         self.adapter.project()
+
+    def rebuilt_tensors(self) -> dict[str, torch.Tensor]:
+        a, out = self.adapter, {}
+        if a.masked:
+            out.update(encoder_mask=a.encoder_mask, decoder_mask=a.decoder_mask)
+        if not self.settings.train_encdec:  # Table 5: frozen at their seeded random init
+            out.update(encoder=a.encoder, decoder=a.decoder)
+        return out
+
+    def stored_masks(self) -> dict[str, torch.Tensor]:
+        a = self.adapter
+        if not (a.masked and self.settings.train_encdec):
+            return {}
+        return {f"{ADAPTER_ATTR}.encoder": a.encoder_mask, f"{ADAPTER_ATTR}.decoder": a.decoder_mask}
 
     def detach(self) -> None:
         for handle in self._handles:

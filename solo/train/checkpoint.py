@@ -8,15 +8,18 @@ Layout of `checkpoint/` (replaced atomically, see `atomic.py`):
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import io
+import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from solo.errors import SoloError
-from solo.train.atomic import atomic_directory, readable_directory
+from solo.train.atomic import atomic_directory, previous_path
 
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "state.pt"
@@ -58,6 +61,16 @@ def trainable_named_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Par
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write through Python's file object, so a full disk is an OSError naming `path` (torch's
+    own writer reports it as an `unexpected pos` RuntimeError)."""
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
+
+
 def save_checkpoint(
     directory: Path,
     *,
@@ -77,9 +90,62 @@ def save_checkpoint(
         "rng": capture_rng_state(),
         "position": dataclasses.asdict(position),
     }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic_directory(directory) as staging:
-        save_file(weights, str(staging / WEIGHTS_FILE))
-        torch.save(state, staging / STATE_FILE)
+        _write_bytes(staging / WEIGHTS_FILE, save(weights))
+        _write_bytes(staging / STATE_FILE, buffer.getvalue())
+
+
+class _Unreadable(Exception):
+    """One checkpoint copy cannot be used; the message says which file and why."""
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _read_copy(found: Path, params: dict[str, torch.nn.Parameter]) -> tuple[dict, dict]:
+    """(weights, state) of one checkpoint copy, checked against the model's trainable parameters."""
+    weights_path, state_path = found / WEIGHTS_FILE, found / STATE_FILE
+    for path in (weights_path, state_path):
+        if not path.is_file():
+            raise _Unreadable(f"{path} is missing")
+    try:
+        weights = load_file(str(weights_path))
+    except Exception as err:  # safetensors raises its own error types for cut or garbled files
+        raise _Unreadable(f"{weights_path} is unreadable ({_first_line(err)})") from None
+    if set(weights) != set(params):
+        missing = sorted(set(params) - set(weights))[:3]
+        extra = sorted(set(weights) - set(params))[:3]
+        raise _Unreadable(
+            f"{weights_path} does not match the model's trainable parameters (missing {missing}, "
+            f"unexpected {extra})"
+        )
+    for name, param in params.items():
+        if weights[name].shape != param.shape:
+            raise _Unreadable(f"{weights_path}: {name} has shape {tuple(weights[name].shape)}, "
+                              f"the model {tuple(param.shape)}")
+    try:
+        # Our own file, holding numpy RNG state and Python tuples: not loadable with weights_only.
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated or random bytes: pickle, zip or torch errors
+        raise _Unreadable(f"{state_path} is unreadable ({_first_line(err)})") from None
+    keys = {"optimizer", "scheduler", "rng", "position"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        raise _Unreadable(f"{state_path} is not a checkpoint state (expected the keys {sorted(keys)})")
+    return weights, state
+
+
+def _set_aside(directory: Path) -> Path:
+    """Rename a damaged checkpoint copy out of the way (never deleted: the user decides)."""
+    for n in range(1, 1000):
+        target = directory.with_name(f"{directory.name}.damaged{'' if n == 1 else n}")
+        if not target.exists():
+            os.rename(directory, target)
+            return target
+    raise SoloError(f"too many damaged copies beside {directory}; remove the old *.damaged folders")
 
 
 def load_checkpoint(
@@ -89,25 +155,47 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> DataPosition | None:
-    """Restore the state saved by `save_checkpoint`, RNGs included; None if there is no checkpoint."""
-    found = readable_directory(directory)
-    if found is None:
+    """Restore the state saved by `save_checkpoint`, RNGs included; None if there is no checkpoint.
+
+    Tries `checkpoint/`, then `checkpoint.old/` (what a crash between the two renames of
+    `atomic_directory` leaves). A damaged copy is reported, renamed to `*.damaged` when an intact
+    one is used instead, and refused with the choices when none is intact.
+    """
+    copies = [d for d in (directory, previous_path(directory)) if d.is_dir()]
+    if not copies:
         return None
     params = trainable_named_parameters(model)
-    weights = load_file(str(found / WEIGHTS_FILE))
-    if set(weights) != set(params):
-        missing = sorted(set(params) - set(weights))[:3]
-        extra = sorted(set(weights) - set(params))[:3]
+    problems: list[str] = []
+    for found in copies:
+        try:
+            weights, state = _read_copy(found, params)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            position = DataPosition(**state["position"])
+        except _Unreadable as err:
+            problems.append(str(err))
+            continue
+        except (KeyError, TypeError, ValueError) as err:  # unpickled, but not what we saved
+            problems.append(f"{found / STATE_FILE} does not fit this run ({_first_line(err)})")
+            continue
+        break
+    else:
         raise SoloError(
-            f"{found} does not match the model's trainable parameters (missing {missing}, "
-            f"unexpected {extra}); delete that checkpoint folder to start the run afresh"
+            f"cannot resume: {'; '.join(problems)}; no intact checkpoint is left: restore it, "
+            f"or move {directory} aside (mv {directory} {directory}.damaged) to train this run "
+            "again from step 0"
         )
     with torch.no_grad():
         for name, param in params.items():
             param.copy_(weights[name])
-    # Our own file, holding numpy RNG state and Python tuples: not loadable with weights_only.
-    state = torch.load(found / STATE_FILE, map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
     restore_rng_state(state["rng"])
-    return DataPosition(**state["position"])
+    written = datetime.datetime.fromtimestamp(
+        (found / STATE_FILE).stat().st_mtime, datetime.timezone.utc
+    ).strftime("%Y-%m-%d %H:%M:%S UTC")
+    source = "" if found == directory else f", from {found.name}"
+    if problems:
+        damaged = _set_aside(copies[0])
+        print(f"checkpoint: {problems[0]}; kept it as {damaged.name} and used the intact "
+              f"{found.name} instead")
+    print(f"resumed from step {position.step} (checkpoint written {written}{source})")
+    return position

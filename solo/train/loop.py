@@ -28,12 +28,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import torch
 from tqdm.auto import tqdm
 
-from solo.accel.precision import PRECISIONS, apply_precision
+from solo.accel.precision import apply_precision
 from solo.errors import SoloError
+from solo.train import interrupt
 from solo.train.checkpoint import DataPosition, load_checkpoint, save_checkpoint
 from solo.train.loss import label_smoothed_loss, masked_token_loss
 from solo.train.metrics import MetricsFile
 from solo.train.optim import build_optimizer, build_scheduler
+from solo.train.settings import trainer_settings
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -63,51 +65,18 @@ class NonFiniteLoss(SoloError):
 
 def check_trainer_config(trainer_cfg: DictConfig) -> None:
     """Refuse bad trainer settings before a run directory is created for them."""
-    precision = str(trainer_cfg.precision)
-    if precision not in PRECISIONS:
-        raise SoloError(f"trainer.precision={precision!r} is not one of {', '.join(PRECISIONS)}")
-    for key in ("batch_size", "grad_accum"):
-        value = trainer_cfg.get(key)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise SoloError(f"trainer.{key}={value!r} must be a positive integer")
-    for key in ("max_steps", "eval_every", "ckpt_every", "log_every", "eval_max_batches"):
-        value = trainer_cfg.get(key)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise SoloError(f"trainer.{key}={value!r} must be a positive integer or null")
-    if not 0.0 <= float(trainer_cfg.label_smoothing) < 1.0:
-        raise SoloError(f"trainer.label_smoothing={trainer_cfg.label_smoothing} must be in [0, 1)")
+    trainer_settings(trainer_cfg)  # every field's type and range (solo/train/settings.py)
     resolve_device(str(trainer_cfg.device))
-    fast_step_setting(trainer_cfg)
-    compile_setting(trainer_cfg)
 
 
 def fast_step_setting(trainer_cfg: DictConfig) -> bool | str:
     """`trainer.fast_step` checked: "auto", True or False (absent = "auto")."""
-    value = trainer_cfg.get("fast_step", "auto")
-    if value != "auto" and not isinstance(value, bool):
-        raise SoloError(f"trainer.fast_step={value!r} must be auto, true or false")
-    if value is True and int(trainer_cfg.get("grad_accum") or 1) > 1:
-        raise SoloError(
-            f"trainer.fast_step=true needs trainer.grad_accum=1 (got {trainer_cfg.grad_accum}): "
-            "the fast step is one micro-batch per update; set trainer.fast_step=false or auto"
-        )
-    return value
+    return trainer_settings(trainer_cfg).fast_step
 
 
 def compile_setting(trainer_cfg: DictConfig) -> bool:
     """`trainer.compile` checked: torch.compile inside the fast step (absent = false)."""
-    value = trainer_cfg.get("compile", False)
-    if not isinstance(value, bool):
-        raise SoloError(f"trainer.compile={value!r} must be true or false")
-    if value and trainer_cfg.get("fast_step", "auto") is False:
-        raise SoloError(
-            "trainer.compile=true works inside the fast step; set trainer.fast_step=auto or true"
-        )
-    return value
+    return trainer_settings(trainer_cfg).compile
 
 
 def use_fast_step(trainer_cfg: DictConfig, device: torch.device) -> bool:
@@ -460,7 +429,8 @@ def train_steps(
             if eval_every and (step % int(eval_every) == 0 or step == total):
                 window.read(kept())  # no dev loss of a diverged model
                 final_dev = evaluate(step)
-            if ckpt_every and step % int(ckpt_every) == 0 and step < total:
+            stop = interrupt.requested()  # SIGINT/SIGTERM: checkpoint this step, then stop
+            if (ckpt_every and step % int(ckpt_every) == 0 and step < total) or stop:
                 # Read first: the checkpoint must precede the first non-finite loss.
                 position = dataclasses.replace(position, window_losses=tuple(window.read(kept())))
                 if not all(bool(torch.isfinite(p).all()) for p in params):
@@ -476,6 +446,8 @@ def train_steps(
                     position=position,
                 )
                 last_good = step
+            if stop:
+                raise interrupt.stopped(step, last_good)
             yield step
     finally:
         bar.close()

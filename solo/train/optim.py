@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
 
 from solo.errors import SoloError
+from solo.train.settings import trainer_settings
 
 if TYPE_CHECKING:  # type hints only: the GPU image has no OmegaConf
     from omegaconf import DictConfig
 
 
 def build_optimizer(
-    params: Sequence[torch.nn.Parameter], trainer_cfg: DictConfig
+    params: Sequence[torch.nn.Parameter], trainer_cfg: DictConfig | Mapping
 ) -> torch.optim.AdamW:
     """AdamW (decoupled weight decay) over exactly the trainable parameters.
 
@@ -28,13 +29,13 @@ def build_optimizer(
         raise SoloError(
             "the method has no trainable parameters; check the method config (method=...)"
         )
-    betas = tuple(float(b) for b in trainer_cfg.get("betas", (0.9, 0.999)))
+    settings = trainer_settings(trainer_cfg)
     return torch.optim.AdamW(
         params,
-        lr=float(trainer_cfg.lr),
-        betas=betas,  # type: ignore[arg-type]
-        eps=float(trainer_cfg.get("eps", 1e-6)),
-        weight_decay=float(trainer_cfg.weight_decay),
+        lr=float(settings.lr),
+        betas=tuple(float(b) for b in settings.betas),  # type: ignore[arg-type]
+        eps=float(settings.eps),
+        weight_decay=float(settings.weight_decay),
     )
 
 

@@ -9,6 +9,7 @@ so solo.train.together can advance several experiments in lockstep; `run_experim
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Generator
 from pathlib import Path
@@ -24,8 +25,17 @@ from solo.train.atomic import (
     write_json_atomic,
     write_text_atomic,
 )
+from solo.train.interrupt import deferred, stop_on_signals
 from solo.train.loop import check_trainer_config, drain, resolve_device, train_steps
-from solo.train.rundir import DONE_FILE, claimed, config_hash, is_finished, run_dir_for
+from solo.train.rundir import (
+    DONE_FILE,
+    claimed,
+    config_hash,
+    is_finished,
+    refuse_if_claimed,
+    run_dir_for,
+    write_error,
+)
 from solo.train.tracking import start_tracking
 
 
@@ -35,12 +45,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _setup_description(data_cfg: DictConfig) -> str:
-    try:
-        from solo.data import setup_description
-    except ImportError:  # older solo.data without it
-        return str(data_cfg.setup)
-    return setup_description(data_cfg)
+def check_config(cfg: DictConfig) -> None:
+    """Every config group checked before a run directory exists or a weight is loaded: the trainer,
+    data and decode schemas, the method's settings; the model group is checked by loading it."""
+    from solo.data.settings import data_settings
+    from solo.decode.predict import settings_from_config
+    from solo.methods import check_method_config
+
+    check_trainer_config(cfg.trainer)
+    data_settings(cfg.data)
+    settings_from_config(OmegaConf.to_container(cfg.decode, resolve=True))  # type: ignore[arg-type]
+    check_method_config(cfg.method)
 
 
 def build_batches(cfg: DictConfig, tokenizer, split: str, *, shuffle: bool):
@@ -64,13 +79,13 @@ def _pad_id(tokenizer) -> int:
 
 
 def decode_test_set(
-    model: torch.nn.Module, tokenizer, cfg: DictConfig
+    model: torch.nn.Module, tokenizer, cfg: DictConfig, groups: list | None = None
 ) -> tuple[list[str], list, dict]:
     """Beam-search one prediction per unique test MR (order of first appearance), with timing."""
     from solo.data import group_by_mr, load_split
     from solo.decode import decode_mrs_with_stats
 
-    groups = group_by_mr(load_split(cfg.data, "test"))
+    groups = groups if groups is not None else group_by_mr(load_split(cfg.data, "test"))
     model.eval()
     with torch.no_grad():
         texts, stats = decode_mrs_with_stats(
@@ -82,9 +97,50 @@ def decode_test_set(
     return texts, groups, stats.as_dict()
 
 
+@dataclasses.dataclass
+class Inputs:
+    """Everything a run reads, loaded (and so known good) before its run directory is made.
+    `method` is None when an earlier attempt saved the trained adapter (then already loaded)."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    method: object | None
+    train_batches: object | None
+    dev_batches: object | None
+    test_groups: list
+
+
+def load_inputs(cfg: DictConfig, run_dir: Path) -> Inputs:
+    """Backbone, method (or the saved adapter), data: any bad input fails here, writing nothing."""
+    from solo.data import group_by_mr, load_split
+    from solo.methods import apply_method, load_adapter
+    from solo.models import load_backbone
+
+    # The backbone may be randomly initialised (tests, smoke runs): seed first so a resumed
+    # process rebuilds the very same frozen weights.
+    seed_everything(int(cfg.seed))
+    model, tokenizer = load_backbone(cfg.model)
+    finished_adapter = readable_directory(run_dir / "adapter")
+    if finished_adapter is not None:
+        load_adapter(model, finished_adapter)
+        method, train_batches, dev_batches = None, None, None
+    else:
+        method = apply_method(model, cfg.method)
+        train_batches = build_batches(cfg, tokenizer, "train", shuffle=True)
+        dev_batches = (
+            build_batches(cfg, tokenizer, "valid", shuffle=False)
+            if cfg.trainer.get("eval_every")
+            else None
+        )
+    test_groups = group_by_mr(load_split(cfg.data, "test"))
+    return Inputs(model, tokenizer, method, train_batches, dev_batches, test_groups)
+
+
 def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
-    """Train, decode and score one config into its run directory; returns that directory."""
-    return drain(experiment_steps(cfg, overrides))
+    """Train, decode and score one config into its run directory; returns that directory.
+    SIGINT/SIGTERM stop it after the current optimiser step with a checkpoint (exit 130/143)."""
+    with stop_on_signals():
+        return drain(experiment_steps(cfg, overrides))
 
 
 def experiment_steps(
@@ -97,22 +153,29 @@ def experiment_steps(
     if is_finished(run_dir):
         print(f"already finished, not rerun: results in {run_dir} (scores.json)")
         return run_dir
-    # Bad settings fail here, before a run directory exists for them.
-    check_trainer_config(cfg.trainer)
-    _setup_description(cfg.data)
-    with claimed(run_dir):
-        if is_finished(run_dir):  # another process finished it between the check and the lock
-            print(f"already finished, not rerun: results in {run_dir} (scores.json)")
-            return run_dir
-        yield from _run_stages(cfg, run_dir, overrides or [])
+    # Bad settings and bad inputs fail here, before a run directory exists for them.
+    check_config(cfg)
+    refuse_if_claimed(run_dir)
+    inputs = load_inputs(cfg, run_dir)
+    try:
+        with claimed(run_dir):
+            if is_finished(run_dir):  # another process finished it between the check and the lock
+                print(f"already finished, not rerun: results in {run_dir} (scores.json)")
+                return run_dir
+            yield from _run_stages(cfg, run_dir, overrides or [], inputs)
+    except OSError as err:
+        explained = write_error(err, run_dir)
+        if explained is err:
+            raise
+        raise explained from None
     print(f"done: results in {run_dir}")
     return run_dir
 
 
 def _run_stages(
-    cfg: DictConfig, run_dir: Path, overrides: list[str]
+    cfg: DictConfig, run_dir: Path, overrides: list[str], inputs: Inputs
 ) -> Generator[int, None, None]:
-    from solo.models import load_backbone
+    from solo.data import setup_description
 
     config_path = run_dir / "config.yaml"
     if not config_path.exists():  # a resumed run keeps the config it started with
@@ -124,7 +187,7 @@ def _run_stages(
         meta_path,
         name=str(cfg.name),
         seed=int(cfg.seed),
-        setup=_setup_description(cfg.data),
+        setup=setup_description(cfg.data),
         git_sha=sha,
         git_dirty=dirty,
         machine=run_meta.machine_description(),
@@ -134,10 +197,6 @@ def _run_stages(
         started=run_meta.utc_now(),
     )
 
-    # The backbone may be randomly initialised (tests, smoke runs): seed first so a resumed
-    # process rebuilds the very same frozen weights.
-    seed_everything(int(cfg.seed))
-    model, tokenizer = load_backbone(cfg.model)
     run_id = f"{cfg.data.setup}-{config_hash(cfg)}"
     tracker = start_tracking(
         cfg.logger,
@@ -147,9 +206,9 @@ def _run_stages(
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
     )
     try:
-        yield from _train_stage(cfg, run_dir, model, tokenizer, device, tracker)
-        texts, groups = _decode_stage(cfg, run_dir, model, tokenizer)
-        _score_stage(run_dir, texts, groups, tracker)
+        yield from _train_stage(cfg, run_dir, inputs, device, tracker)
+        texts = _decode_stage(cfg, run_dir, inputs)
+        _score_stage(run_dir, texts, inputs.test_groups, tracker)
     except BaseException:
         tracker.finish(exit_code=1)
         raise
@@ -159,61 +218,52 @@ def _run_stages(
 
 
 def _train_stage(
-    cfg: DictConfig, run_dir: Path, model, tokenizer, device: torch.device, tracker
+    cfg: DictConfig, run_dir: Path, inputs: Inputs, device: torch.device, tracker
 ) -> Generator[int, None, None]:
-    """Train and save `adapter/`; if it exists already (an earlier attempt got this far), load it."""
-    from solo.methods import apply_method, load_adapter, save_adapter
+    """Train and save `adapter/` (unless an earlier attempt did: then `load_inputs` loaded it)."""
+    from solo.methods import save_adapter
 
-    adapter_dir = run_dir / "adapter"
-    finished_adapter = readable_directory(adapter_dir)
-    if finished_adapter is not None:
-        load_adapter(model, finished_adapter)
-        model.to(device)
-        return
-    method = apply_method(model, cfg.method)
+    model, method = inputs.model, inputs.method
     model.to(device)
+    if method is None:
+        return
     run_meta.write_params(run_dir / "params.json", model, method.num_trainable())
-    dev_batches = (
-        build_batches(cfg, tokenizer, "valid", shuffle=False)
-        if cfg.trainer.get("eval_every")
-        else None
-    )
-    outcome = yield from train_steps(
-        model=model,
-        params=list(method.trainable_parameters()),
-        after_optimizer_step=method.after_optimizer_step,
-        train_batches=build_batches(cfg, tokenizer, "train", shuffle=True),
-        dev_batches=dev_batches,
-        trainer_cfg=cfg.trainer,
-        run_dir=run_dir,
-        tracker=tracker,
-        device=device,
-    )
-    with atomic_directory(adapter_dir) as staging:
+    with deferred():  # a signal stops training after the current step, with a checkpoint
+        outcome = yield from train_steps(
+            model=model,
+            params=list(method.trainable_parameters()),
+            after_optimizer_step=method.after_optimizer_step,
+            train_batches=inputs.train_batches,
+            dev_batches=inputs.dev_batches,
+            trainer_cfg=cfg.trainer,
+            run_dir=run_dir,
+            tracker=tracker,
+            device=device,
+        )
+    with atomic_directory(run_dir / "adapter") as staging:
         save_adapter(method, staging)
     run_meta.update_meta(
         run_dir / "meta.json", steps=outcome.steps, final_dev_loss=outcome.final_dev_loss
     )
 
 
-def _decode_stage(cfg: DictConfig, run_dir: Path, model, tokenizer) -> tuple[list[str], list]:
-    """Write predictions.txt and references.txt (unless an earlier attempt did); return both."""
-    from solo.data import group_by_mr, load_split
+def _decode_stage(cfg: DictConfig, run_dir: Path, inputs: Inputs) -> list[str]:
+    """Write predictions.txt and references.txt (unless an earlier attempt did); return the texts."""
     from solo.decode import write_predictions, write_references
 
     predictions, references = run_dir / "predictions.txt", run_dir / "references.txt"
     if predictions.exists() and references.exists():
-        return predictions.read_text(encoding="utf-8").splitlines(), group_by_mr(
-            load_split(cfg.data, "test")
-        )
-    texts, groups, decode_stats = decode_test_set(model, tokenizer, cfg)
+        return predictions.read_text(encoding="utf-8").splitlines()
+    texts, groups, decode_stats = decode_test_set(
+        inputs.model, inputs.tokenizer, cfg, inputs.test_groups
+    )
     run_meta.update_meta(run_dir / "meta.json", decode=decode_stats)
     # The writers are atomic and refuse to overwrite: a crash between the two leaves references
     # only, and the rerun writes the predictions beside them.
     if not references.exists():
         write_references(references, groups)
     write_predictions(predictions, texts)
-    return texts, groups
+    return texts
 
 
 def _score_stage(run_dir: Path, texts: list[str], groups: list, tracker) -> None:

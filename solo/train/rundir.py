@@ -8,6 +8,7 @@ a finished one (DONE) is reported and left alone, an unfinished one is resumed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -78,6 +79,27 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / DONE_FILE).exists()
 
 
+def _busy(run_dir: Path) -> SoloError:
+    return SoloError(
+        f"{run_dir} is being written by another process running the same config; "
+        "wait for it or change the config"
+    )
+
+
+def refuse_if_claimed(run_dir: Path) -> None:
+    """Fail early (before loading anything) when another live process holds `run_dir`."""
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
+    except OSError:  # no run dir or no lock yet: nobody holds it
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _busy(run_dir) from None
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def claimed(run_dir: Path) -> Iterator[Path]:
     """Hold an exclusive lock on `run_dir` (created if needed) while a process writes into it.
@@ -91,10 +113,29 @@ def claimed(run_dir: Path) -> Iterator[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SoloError(
-                f"{run_dir} is being written by another process running the same config; "
-                "wait for it or change the config"
-            ) from None
+            raise _busy(run_dir) from None
         yield run_dir
     finally:
         os.close(fd)
+
+
+# errno -> (what is wrong, what to do); anything else stays a traceback (a bug, not the disk).
+_WRITE_ERRORS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("no space left on the device", "free space there or set run_root= to a disk with room"),
+    errno.EDQUOT: ("disk quota exceeded", "free space there or set run_root= to a disk with room"),
+    errno.EROFS: ("read-only file system", "set run_root= to a writable folder"),
+    errno.EACCES: ("permission denied", "make it writable or set run_root= to a writable folder"),
+    errno.EPERM: ("operation not permitted", "make it writable or set run_root= to a writable folder"),
+}
+
+
+def write_error(err: OSError, run_dir: Path) -> OSError | SoloError:
+    """A disk problem met while writing a run as one line (path, problem, fix); else `err` itself.
+    What was written before stays: every write is atomic, so rerunning resumes."""
+    if err.errno not in _WRITE_ERRORS:
+        return err
+    problem, fix = _WRITE_ERRORS[err.errno]
+    where = err.filename or run_dir
+    return SoloError(
+        f"cannot write {where}: {problem}; {fix}, then rerun the same command (it resumes)"
+    )
