@@ -35,7 +35,7 @@ train: install
 	$(PY) -m solo.train $(ARGS)
 
 audit: install
-	$(PY) -m solo.methods.audit
+	$(PY) -m solo.experiments.audit
 
 # make table2 [profile=tiny] [seeds=1,2,3] [ARGS="launcher=slurm hydra.launcher.partition=gpu"]
 table1 table2 table3 table4 table5 table6: install

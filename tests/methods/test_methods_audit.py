@@ -8,8 +8,17 @@ import pytest
 import torch
 from methods_helpers import make_gpt2
 
+from solo.experiments.audit import (
+    WORKED_EXAMPLE,
+    audit_rows,
+    experiment_config,
+    legend,
+    main,
+    parse_count,
+    worked_example,
+)
+from solo.experiments.tables import paper_tables_csv
 from solo.methods import apply_method
-from solo.methods.audit import audit_rows, main, method_config, parse_count, tables_csv
 from solo.models.backbone import build_random_model, random_config
 from solo.paths import shared_data_dir
 
@@ -34,7 +43,7 @@ def measured_entries(method) -> int:
 
 
 def test_every_table_row_is_audited(rows):
-    with open(tables_csv(), newline="") as fh:
+    with open(paper_tables_csv(), newline="") as fh:
         assert len(rows) == sum(1 for _ in csv.DictReader(fh))
     assert {r.table for r in rows} == {1, 2, 3, 4, 5, 6}
 
@@ -44,20 +53,16 @@ def test_counts_equal_a_really_built_gpt2_small(rows):
     config = random_config(shared_data_dir() / "gpt2-configs" / "gpt2.json")
     picked = [r for r in rows if r.model == "gpt2" and (r.table in (4, 5, 6) or r.method == "lora" or (r.table == 2 and r.rank == 128))]
     assert len(picked) >= 8
-    with open(tables_csv(), newline="") as fh:
-        source = [row for row in csv.DictReader(fh)]
     model = build_random_model(config, device="meta").to_empty(device="cpu")
-    for audit_row, table_row in zip(rows, source, strict=True):
-        if audit_row not in picked:
-            continue
-        method = apply_method(model, method_config(table_row))
+    for audit_row in picked:
+        method_cfg, _ = experiment_config(audit_row.experiment)
+        method = apply_method(model, method_cfg)
         assert measured_entries(method) == audit_row.measured, audit_row
         method.detach()
 
 
 def test_counts_equal_a_tiny_model_built_both_ways():
-    row = {"method": "solo", "rank": "8", "sparsity": "0.6", "span": "1", "variant": "", "model": "gpt2"}
-    cfg = method_config(row)
+    cfg = {"name": "solo", "rank": 8, "sparsity": 0.6, "span": 1, "init_seed": 0}
     real = apply_method(make_gpt2(), cfg)
     with torch.device("meta"):
         meta_model = make_gpt2()
@@ -65,8 +70,12 @@ def test_counts_equal_a_tiny_model_built_both_ways():
 
 
 def test_shows_the_documented_inconsistencies(rows):
-    lora_small = next(r for r in rows if r.model == "gpt2" and r.method == "lora")
-    assert lora_small.measured == 147_456 and lora_small.alt == 294_912 and lora_small.closer == "alt"
+    # GPT-2 S LoRA rows: counted as their config trains them (r=8), which matches the printed 0.29M.
+    lora_small = [r for r in rows if r.model == "gpt2" and r.method == "lora"]
+    assert {r.experiment for r in lora_small} == {"table1/lora_gpt2", "table2/lora_r8"}
+    for row in lora_small:
+        assert experiment_config(row.experiment)[0]["rank"] == row.rank == 8
+        assert row.measured == 294_912 and row.alt == 147_456 and row.closer == "text"
     lora_medium = next(r for r in rows if r.model == "gpt2-medium" and r.method == "lora")
     assert lora_medium.measured == 393_216
     table2_sparse = [r for r in rows if r.table == 2 and r.method == "solo" and r.sparsity == 0.6]
@@ -83,14 +92,22 @@ def test_parse_count():
 
 
 def test_cli_prints_table_and_refuses_to_overwrite_csv(rows, tmp_path, capsys, monkeypatch):
-    import solo.methods.audit as audit
+    import solo.experiments.audit as audit
 
     monkeypatch.setattr(audit, "audit_rows", lambda: rows)  # computed once by the fixture
     out = tmp_path / "audit.csv"
     main(["--csv", str(out)])
     printed = capsys.readouterr().out
     assert "294,912" in printed and "alt reading matches better" in printed
+    assert f"ours {worked_example():,})" in printed
     assert out.read_text().count("\n") == 1 + len(rows)
     with pytest.raises(SystemExit) as exc:
         main(["--csv", str(out)])
     assert exc.value.code == 2
+
+
+def test_worked_example_text_is_the_count_the_code_gives():
+    # d=1024, r=32, s=0.7, T=11: 2·round(0.3·32768) + 11·32 + 11·1024 + 11 λ = 31,287.
+    assert worked_example() == 2 * round(0.3 * 32 * 1024) + 11 * 32 + 11 * 1024 + 11 == 31_287
+    assert f"paper {WORKED_EXAMPLE['paper']:,}; ours 31,287)" in legend()
+    assert "31,288" not in legend()
