@@ -148,6 +148,38 @@ def _set_aside(directory: Path) -> Path:
     raise SoloError(f"too many damaged copies beside {directory}; remove the old *.damaged folders")
 
 
+def intact_copy(
+    directory: Path, params: dict[str, torch.nn.Parameter]
+) -> tuple[Path, dict, dict] | None:
+    """(copy, weights, state) of the checkpoint to resume from; None if there is none.
+
+    Tries `checkpoint/`, then `checkpoint.old/` (what a crash between the two renames of
+    `atomic_directory` leaves). A damaged `checkpoint/` is reported and renamed to
+    `checkpoint.damaged` when the old copy is intact; with no intact copy, a SoloError names
+    each damaged file and the choices. Nothing is ever deleted here.
+    """
+    copies = [d for d in (directory, previous_path(directory)) if d.is_dir()]
+    problems: list[str] = []
+    for found in copies:
+        try:
+            weights, state = _read_copy(found, params)
+        except _Unreadable as err:
+            problems.append(str(err))
+            continue
+        if problems:
+            damaged = _set_aside(copies[0])
+            print(f"checkpoint: {problems[0]}; kept it as {damaged.name} and used the intact "
+                  f"{found.name} instead")
+        return found, weights, state
+    if not problems:
+        return None
+    raise SoloError(
+        f"cannot resume: {'; '.join(problems)}; no intact checkpoint is left: restore it, "
+        f"or move {directory} aside (mv {directory} {directory}.damaged) to train this run "
+        "again from step 0"
+    )
+
+
 def load_checkpoint(
     directory: Path,
     *,
@@ -155,36 +187,22 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> DataPosition | None:
-    """Restore the state saved by `save_checkpoint`, RNGs included; None if there is no checkpoint.
-
-    Tries `checkpoint/`, then `checkpoint.old/` (what a crash between the two renames of
-    `atomic_directory` leaves). A damaged copy is reported, renamed to `*.damaged` when an intact
-    one is used instead, and refused with the choices when none is intact.
-    """
-    copies = [d for d in (directory, previous_path(directory)) if d.is_dir()]
-    if not copies:
-        return None
+    """Restore the state saved by `save_checkpoint`, RNGs included; None if there is no
+    checkpoint. Which copy is used, and what a damaged one does: see `intact_copy`."""
     params = trainable_named_parameters(model)
-    problems: list[str] = []
-    for found in copies:
-        try:
-            weights, state = _read_copy(found, params)
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            position = DataPosition(**state["position"])
-        except _Unreadable as err:
-            problems.append(str(err))
-            continue
-        except (KeyError, TypeError, ValueError) as err:  # unpickled, but not what we saved
-            problems.append(f"{found / STATE_FILE} does not fit this run ({_first_line(err)})")
-            continue
-        break
-    else:
+    intact = intact_copy(directory, params)
+    if intact is None:
+        return None
+    found, weights, state = intact
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        position = DataPosition(**state["position"])
+    except (KeyError, TypeError, ValueError) as err:  # unpickled, but not what we saved
         raise SoloError(
-            f"cannot resume: {'; '.join(problems)}; no intact checkpoint is left: restore it, "
-            f"or move {directory} aside (mv {directory} {directory}.damaged) to train this run "
-            "again from step 0"
-        )
+            f"cannot resume: {found / STATE_FILE} does not fit this run ({_first_line(err)}); "
+            f"move {found} aside to train this run again from step 0"
+        ) from None
     with torch.no_grad():
         for name, param in params.items():
             param.copy_(weights[name])
@@ -193,9 +211,5 @@ def load_checkpoint(
         (found / STATE_FILE).stat().st_mtime, datetime.timezone.utc
     ).strftime("%Y-%m-%d %H:%M:%S UTC")
     source = "" if found == directory else f", from {found.name}"
-    if problems:
-        damaged = _set_aside(copies[0])
-        print(f"checkpoint: {problems[0]}; kept it as {damaged.name} and used the intact "
-              f"{found.name} instead")
     print(f"resumed from step {position.step} (checkpoint written {written}{source})")
     return position

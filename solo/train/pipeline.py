@@ -25,6 +25,7 @@ from solo.train.atomic import (
     write_json_atomic,
     write_text_atomic,
 )
+from solo.train.checkpoint import intact_copy, trainable_named_parameters
 from solo.train.interrupt import deferred, stop_on_signals
 from solo.train.loop import check_trainer_config, drain, resolve_device, train_steps
 from solo.train.rundir import (
@@ -126,6 +127,9 @@ def load_inputs(cfg: DictConfig, run_dir: Path) -> Inputs:
         method, train_batches, dev_batches = None, None, None
     else:
         method = apply_method(model, cfg.method)
+        # A damaged checkpoint fails (or falls back to its intact old copy) before anything is
+        # written; the loop reads it again to resume.
+        intact_copy(run_dir / "checkpoint", trainable_named_parameters(model))
         train_batches = build_batches(cfg, tokenizer, "train", shuffle=True)
         dev_batches = (
             build_batches(cfg, tokenizer, "valid", shuffle=False)

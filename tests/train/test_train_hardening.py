@@ -1,0 +1,328 @@
+"""Every bad input and fault gets one line, the right exit status, and loses nothing.
+
+Bad settings and inputs fail before a run directory or a weight exists; damaged checkpoints are
+named (and an intact earlier copy is used); SIGINT/SIGTERM stop with a checkpoint; a full or
+read-only disk is one line naming the path.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_train_pipeline import compose_cfg, fake_scorer, tiny_overrides  # noqa: F401
+
+import solo.models
+from solo.errors import SoloError, exit_on_solo_error
+from solo.paths import REPO_ROOT
+from solo.train.pipeline import run_experiment
+from solo.train.rundir import claimed, run_dir_for
+
+
+def _fail_if_loaded(monkeypatch) -> None:
+    def load_backbone(*args, **kwargs):
+        pytest.fail("a weight was loaded before the settings were checked")
+
+    monkeypatch.setattr(solo.models, "load_backbone", load_backbone)
+
+
+def _exit_line(capsys, cfg) -> tuple[int, str]:
+    """Run as the CLI does; (exit status, the one line it printed on stderr)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        exit_on_solo_error(run_experiment)(cfg)
+    # Progress bars (tqdm, on stderr) aside, the run says one thing: the error line, last.
+    lines = [
+        line for line in capsys.readouterr().err.splitlines()
+        if line.strip() and not line.startswith(("train", "decode"))
+    ]
+    assert len(lines) == 1, lines
+    return int(exc.value.code), lines[0]  # type: ignore[arg-type]
+
+
+def _snapshot(root: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ("decode.num_beams=0", "decode.num_beams=0 must be an integer >= 1"),
+        ("decode.engine=bogus", "decode.engine='bogus' must be one of"),
+        ("trainer.lr=-1", "trainer.lr=-1 is not allowed; allowed: a number > 0"),
+        ("trainer.lr=abc", "trainer.lr='abc' is not allowed; allowed: a number > 0"),
+        ("trainer.warmup_steps=-5", "trainer.warmup_steps=-5 is not allowed; allowed: an integer >= 0"),
+        ("trainer.betas=[0.9]", "trainer.betas=[0.9] is not allowed; allowed: a list of 2 items"),
+        ("trainer.weight_decay=-0.1", "trainer.weight_decay=-0.1 is not allowed; allowed: a number >= 0"),
+        ("+trainer.lrr=0.1", "trainer.lrr is not a trainer setting"),
+        ("data.max_length=0", "data.max_length=0 is not allowed; allowed: an integer >= 2"),
+        ("data.setup=bogus", "data.setup='bogus' is not allowed; allowed: one of lora, official"),
+        ("method.rank=0", "method.rank must be a positive integer, got 0"),
+        ("method.blocks=5", "method.blocks must be a list (e.g. [5]) or null, got 5"),
+    ],
+)
+def test_bad_settings_fail_before_a_run_dir_or_a_weight(
+    override, line, shared_data, tmp_path, capsys, monkeypatch
+):
+    _fail_if_loaded(monkeypatch)
+    cfg = compose_cfg(tiny_overrides(shared_data, tmp_path / "runs", override))
+    started = time.monotonic()
+    code, printed = _exit_line(capsys, cfg)
+    assert code == 2 and printed.startswith("error: ") and line in printed
+    assert time.monotonic() - started < 5  # checked up front, not after training
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_bad_lr_is_one_line_and_exit_2(shared_data, tmp_path):
+    args = tiny_overrides(shared_data, tmp_path / "runs", "trainer.lr=abc")
+    done = subprocess.run(
+        [sys.executable, "-m", "solo.train", *args], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: trainer.lr='abc' is not allowed; allowed: a number > 0 (default 0.0002)"
+    )
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.parametrize("case", ["bad-data", "dead-adapter", "missing-weights"])
+def test_bad_inputs_leave_no_stub_run_dir(case, shared_data, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    extra, line = {
+        "bad-data": (f"data.lora_dir={empty}", f"{empty / 'valid.txt'} not found"),
+        "dead-adapter": ("method.rank=8 method.sparsity=0.9999",
+                         "method.sparsity=0.9999 keeps 0 of the 512 entries of E and D"),
+        "missing-weights": (f"model.pretrained={empty}", f"model.pretrained folder {empty} has no loadable weights"),
+    }[case]
+    cfg = compose_cfg(tiny_overrides(shared_data, tmp_path / "runs", *extra.split()))
+    code, printed = _exit_line(capsys, cfg)
+    assert code == 2 and line in printed
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_held_by_another_process_is_refused_before_loading(
+    shared_data, tmp_path, capsys, monkeypatch
+):
+    cfg = compose_cfg(tiny_overrides(shared_data, tmp_path))
+    run_dir = run_dir_for(cfg)
+    with claimed(run_dir):  # what a live second process holds (flock: per open file)
+        before = _snapshot(run_dir)
+        _fail_if_loaded(monkeypatch)
+        code, printed = _exit_line(capsys, cfg)
+    assert code == 2 and "is being written by another process running the same config" in printed
+    assert _snapshot(run_dir) == before
+
+
+def _crash_after_first_checkpoint(monkeypatch, cfg) -> Path:
+    """Train until just after the step-2 checkpoint, then crash (as a kill would)."""
+    import solo.train.loop as loop
+
+    real, calls = loop.label_smoothed_loss, {"n": 0}
+
+    def crash_at_step_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "label_smoothed_loss", crash_at_step_3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_experiment(cfg)
+    monkeypatch.setattr(loop, "label_smoothed_loss", real)
+    return run_dir_for(cfg)
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
+
+
+def test_damaged_checkpoint_without_an_intact_copy_is_one_line_and_kept(
+    shared_data, tmp_path, capsys, monkeypatch, fake_scorer  # noqa: F811
+):
+    cfg = compose_cfg(tiny_overrides(shared_data, tmp_path))
+    run_dir = _crash_after_first_checkpoint(monkeypatch, cfg)
+    weights = run_dir / "checkpoint" / "trainable.safetensors"
+    _truncate(weights)
+    before = _snapshot(run_dir)
+    code, printed = _exit_line(capsys, cfg)
+    assert code == 2 and f"cannot resume: {weights} is unreadable" in printed
+    assert f"move {run_dir / 'checkpoint'} aside" in printed and "from step 0" in printed
+    assert _snapshot(run_dir) == before  # nothing deleted, nothing rewritten
+
+
+def test_damaged_checkpoint_falls_back_to_the_intact_old_copy(
+    shared_data, tmp_path, capsys, monkeypatch, fake_scorer  # noqa: F811
+):
+    cfg = compose_cfg(tiny_overrides(shared_data, tmp_path))
+    run_dir = _crash_after_first_checkpoint(monkeypatch, cfg)
+    # What a crash after the second rename of a checkpoint write leaves: both copies.
+    shutil.copytree(run_dir / "checkpoint", run_dir / "checkpoint.old")
+    state = run_dir / "checkpoint" / "state.pt"
+    state.write_bytes(os.urandom(4096))
+    damaged_bytes = state.read_bytes()
+    capsys.readouterr()
+    run_experiment(cfg)
+    out = capsys.readouterr().out
+    assert f"checkpoint: {state} is unreadable" in out
+    assert "kept it as checkpoint.damaged and used the intact checkpoint.old instead" in out
+    assert "resumed from step 2 (checkpoint written " in out and "from checkpoint.old)" in out
+    assert (run_dir / "checkpoint.damaged" / "state.pt").read_bytes() == damaged_bytes
+    assert (run_dir / "DONE").exists()
+
+
+def test_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(
+    shared_data, tmp_path, capsys, monkeypatch, fake_scorer  # noqa: F811
+):
+    import solo.train.checkpoint as checkpoint
+
+    real, writes = checkpoint._write_bytes, {"n": 0}
+
+    def disk_fills_at_the_second_checkpoint(path: Path, data: bytes) -> None:
+        writes["n"] += 1
+        if writes["n"] == 4:  # the second checkpoint's state.pt: half written, then ENOSPC
+            path.write_bytes(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real(path, data)
+
+    monkeypatch.setattr(checkpoint, "_write_bytes", disk_fills_at_the_second_checkpoint)
+    cfg = compose_cfg(tiny_overrides(shared_data, tmp_path))
+    run_dir = run_dir_for(cfg)
+    code, printed = _exit_line(capsys, cfg)
+    assert code == 2
+    assert printed == (
+        f"error: cannot write {run_dir / 'checkpoint.tmp' / 'state.pt'}: no space left on the "
+        "device; free space there or set run_root= to a disk with room, then rerun the same "
+        "command (it resumes)"
+    )
+    state = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
+    assert state["position"]["step"] == 2 and not (run_dir / "checkpoint.tmp").exists()
+
+    monkeypatch.setattr(checkpoint, "_write_bytes", real)
+    run_experiment(cfg)
+    assert "resumed from step 2 (checkpoint written " in capsys.readouterr().out
+    assert (run_dir / "DONE").exists()
+
+
+def test_read_only_run_root_is_one_line(shared_data, tmp_path, capsys, monkeypatch):
+    root = tmp_path / "readonly"
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):  # we run as root, so chmod would not stop us
+        if str(self).startswith(str(root)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    cfg = compose_cfg(tiny_overrides(shared_data, root))
+    code, printed = _exit_line(capsys, cfg)
+    assert code == 2
+    assert printed == (
+        f"error: cannot write {run_dir_for(cfg)}: read-only file system; set run_root= to a "
+        "writable folder, then rerun the same command (it resumes)"
+    )
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "solo.train", *args], cwd=cwd, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_stops_cleanly_with_a_checkpoint_and_the_rerun_resumes(
+    signum, status, shared_data, tmp_path, fake_scorer  # noqa: F811
+):
+    # Long enough that the signal lands mid-training; no periodic checkpoint before step 40.
+    args = tiny_overrides(
+        shared_data, Path("runs"), "trainer.max_steps=60", "trainer.ckpt_every=40",
+        "trainer.eval_every=null", "decode.max_new_tokens=2",
+    )
+    run_dir = tmp_path / run_dir_for(compose_cfg(args))
+    first = _cli(args, tmp_path)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "metrics.jsonl").exists() or not (run_dir / "metrics.jsonl").read_text():
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    first.send_signal(signum)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == status, err[-2000:]
+    last = [line for line in err.splitlines() if "interrupted" in line][-1]
+    assert err.rstrip().endswith(last)
+    step = int(last.split("interrupted at step ")[1].split(";")[0])
+    assert 1 <= step < 60
+    assert last == f"interrupted at step {step}; rerun the same command to resume from step {step}"
+    assert "Traceback" not in err
+    state = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
+    assert state["position"]["step"] == step and not (run_dir / "DONE").exists()
+
+    second = _cli(args, tmp_path)
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err[-3000:]
+    assert f"resumed from step {step} (checkpoint written " in out
+    if signum == signal.SIGINT:  # once is enough: the resumed adapter is the uninterrupted one
+        straight = run_experiment(compose_cfg([*args, f"run_root={tmp_path / 'straight'}"]))
+        a = load_file(str(straight / "adapter" / "adapter.safetensors"))
+        b = load_file(str(run_dir / "adapter" / "adapter.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("damage", ["truncated-weights", "truncated-state", "random-bytes", "missing"])
+def test_each_kind_of_damage_is_named(damage, tmp_path, capsys):
+    from solo.train.checkpoint import DataPosition, load_checkpoint, save_checkpoint
+    from solo.train.optim import build_optimizer, build_scheduler
+
+    def fresh():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        optimizer = build_optimizer(list(model.parameters()), {"lr": 0.1})
+        return model, optimizer, build_scheduler(optimizer, 0, 10)
+
+    model, optimizer, scheduler = fresh()
+    save_checkpoint(tmp_path / "checkpoint", model=model, optimizer=optimizer,
+                    scheduler=scheduler, position=DataPosition(step=3))
+    weights, state = tmp_path / "checkpoint" / "trainable.safetensors", tmp_path / "checkpoint" / "state.pt"
+    named = {"truncated-weights": weights, "truncated-state": state,
+             "random-bytes": weights, "missing": state}[damage]
+    if damage == "missing":
+        named.unlink()
+    elif damage == "random-bytes":
+        named.write_bytes(os.urandom(2000))
+    else:
+        _truncate(named)
+    before = _snapshot(tmp_path)
+    with pytest.raises(SoloError) as err:
+        load_checkpoint(tmp_path / "checkpoint", **dict(zip(("model", "optimizer", "scheduler"), fresh())))
+    message = str(err.value)
+    assert "\n" not in message and str(named) in message
+    assert ("is missing" if damage == "missing" else "is unreadable") in message
+    assert _snapshot(tmp_path) == before
+
+    # With an intact earlier copy it is used instead, and the damaged one kept.
+    model, optimizer, scheduler = fresh()
+    shutil.move(tmp_path / "checkpoint", tmp_path / "keep")
+    save_checkpoint(tmp_path / "checkpoint", model=model, optimizer=optimizer,
+                    scheduler=scheduler, position=DataPosition(step=2))
+    shutil.move(tmp_path / "checkpoint", tmp_path / "checkpoint.old")
+    shutil.move(tmp_path / "keep", tmp_path / "checkpoint")
+    capsys.readouterr()
+    position = load_checkpoint(tmp_path / "checkpoint", **dict(zip(("model", "optimizer", "scheduler"), fresh())))
+    assert position is not None and position.step == 2
+    out = capsys.readouterr().out
+    assert "used the intact checkpoint.old instead" in out and "resumed from step 2" in out
+    assert _snapshot(tmp_path / "checkpoint.damaged") == {
+        tmp_path / "checkpoint.damaged" / p.name: data
+        for p, data in before.items() if p.parent == tmp_path / "checkpoint"
+    }
