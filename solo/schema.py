@@ -107,7 +107,7 @@ class Sequence:
             return False
         if not all(self.item.accepts(v) for v in value):
             return False
-        return not self.increasing or all(a < b for a, b in zip(value, value[1:]))
+        return not self.increasing or all(a < b for a, b in zip(value, value[1:], strict=False))
 
 
 def _show(value: Any) -> str:

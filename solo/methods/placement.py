@@ -99,7 +99,7 @@ def connection_groups(n_blocks: int, blocks: Sequence[int] | None, span: int) ->
         if len(set(starts)) != len(starts):
             raise SoloError(f"method.blocks has duplicates: {starts}")
         ordered = sorted(starts)
-        for a, b in zip(ordered, ordered[1:]):
+        for a, b in zip(ordered, ordered[1:], strict=False):
             if b <= a + span - 1:
                 raise SoloError(
                     f"method.blocks {a} and {b} with span {span} overlap (D{a}-D{a + span - 1} and "

@@ -46,7 +46,7 @@ class TrainerSettings:
     eval_every: int | None = field(default=1000, metadata=allowed(_POSITIVE_INT_OR_NULL))
     eval_max_batches: int | None = field(default=None, metadata=allowed(_POSITIVE_INT_OR_NULL))
     ckpt_every: int | None = field(default=500, metadata=allowed(_POSITIVE_INT_OR_NULL))
-    log_every: int = field(default=10, metadata=allowed(_POSITIVE_INT))
+    log_every: int | None = field(default=10, metadata=allowed(_POSITIVE_INT_OR_NULL))  # null: 1
     precision: str = field(default="fp32", metadata=allowed(Choice(PRECISIONS)))
     device: str = field(default="auto", metadata=allowed(Text()))
 
