@@ -80,7 +80,7 @@ def test_a_failing_run_stops_alone_and_every_failure_is_reported(
     lines = str(failure.value).splitlines()
     assert lines[0] == "2 of 4 lockstep runs failed:"
     good, bad_config, diverged, _ = (run_dir_for(c) for c in cfgs)
-    assert lines[1].startswith(f"{bad_config}: trainer.precision='fp64' is not one of")
+    assert lines[1].startswith(f"{bad_config}: trainer.precision='fp64' is not allowed; allowed: one of")
     assert lines[2].startswith(f"{diverged}: training stopped: loss is ")
     assert len(lines) == 3
     assert is_finished(good) and not is_finished(diverged)
@@ -117,7 +117,7 @@ def test_hydra_lockstep_launcher_runs_a_sweep_and_reports_failures(shared_data, 
     finished = sorted(p.parent.name for p in (tmp_path / "runs").glob("solo-tiny/*/DONE"))
     assert len(finished) == 2  # both fp32 seeds
     assert "Launching 4 jobs in lockstep" in done.stdout + done.stderr
-    errors = [line for line in done.stderr.splitlines() if "is not one of" in line]
+    errors = [line for line in done.stderr.splitlines() if "is not allowed; allowed: one of" in line]
     assert len(errors) == 2 and all("trainer.precision='fp64'" in line for line in errors)
     assert "error: 2 of 4 lockstep runs failed:" in done.stderr
     assert list((tmp_path / "runs" / "multirun").glob("*/multirun.yaml"))

@@ -12,7 +12,7 @@ from toy_loop import toy_trainer as _trainer
 
 from solo.accel import graphed_step
 from solo.errors import SoloError
-from solo.train.checkpoint import readable_directory
+from solo.train.atomic import readable_directory
 from solo.train.loop import NonFiniteLoss, check_trainer_config, use_fast_step
 
 
