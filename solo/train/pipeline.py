@@ -13,6 +13,7 @@ import dataclasses
 import random
 from collections.abc import Generator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +39,10 @@ from solo.train.rundir import (
     write_error,
 )
 from solo.train.tracking import start_tracking
+
+if TYPE_CHECKING:
+    from solo.data import MRGroup, TrainBatches
+    from solo.methods import Method
 
 
 def seed_everything(seed: int) -> None:
@@ -104,11 +109,11 @@ class Inputs:
     `method` is None when an earlier attempt saved the trained adapter (then already loaded)."""
 
     model: torch.nn.Module
-    tokenizer: object
-    method: object | None
-    train_batches: object | None
-    dev_batches: object | None
-    test_groups: list
+    tokenizer: Any
+    method: Method | None
+    train_batches: TrainBatches | None
+    dev_batches: TrainBatches | None
+    test_groups: list[MRGroup]
 
 
 def load_inputs(cfg: DictConfig, run_dir: Path) -> Inputs:
