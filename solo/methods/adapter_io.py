@@ -17,6 +17,7 @@ from torch import nn
 
 from solo.errors import SoloError
 from solo.methods.base import Method
+from solo.methods.registry import apply_method
 
 WEIGHTS_FILE = "adapter.safetensors"
 CONFIG_FILE = "adapter_config.json"
@@ -74,8 +75,6 @@ def read_adapter_config(directory: str | Path) -> dict[str, Any]:
 
 def load_adapter(model: nn.Module, directory: str | Path) -> Method:
     """Attach the saved method to `model` (a fresh backbone) and load its trained tensors."""
-    from solo.methods import apply_method  # the registry imports this module
-
     directory = Path(directory)
     meta = read_adapter_config(directory)
     expected, actual = meta.get("backbone", {}), backbone_signature(model)

@@ -4,7 +4,7 @@ Each stage leaves a file behind (`adapter/`, `predictions.txt`, `scores.json`), 
 interrupted experiment skips what is done and resumes training from its last checkpoint.
 
 `experiment_steps` is the same experiment as a generator that yields after every optimiser step,
-so solo.train.together can advance several experiments in lockstep; `run_experiment` drains it.
+so solo.train.lockstep can advance several experiments in lockstep; `run_experiment` drains it.
 """
 
 from __future__ import annotations

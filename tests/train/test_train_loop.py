@@ -8,7 +8,7 @@ from toy_loop import Interrupt, metric_records, run_toy, toy_model
 from toy_loop import toy_trainer as _trainer
 
 from solo.train.checkpoint import readable_directory
-from solo.train.loop import NonFiniteLoss
+from solo.train.metrics import NonFiniteLoss
 
 
 def _model():

@@ -168,18 +168,18 @@ def test_crash_after_training_resumes_at_decoding_with_the_saved_adapter(
 def test_nan_loss_stops_the_experiment_keeping_the_last_checkpoint(
     shared_data, tmp_path, fake_scorer, monkeypatch
 ):
-    import solo.train.loop as loop
+    import solo.train.step as step
     from solo.errors import SoloError
     from solo.train.pipeline import run_experiment
 
-    real_loss, calls = loop.label_smoothed_loss, {"n": 0}
+    real_loss, calls = step.label_smoothed_loss, {"n": 0}
 
     def loss_going_nan_at_step_5(*args, **kwargs):
         calls["n"] += 1
         loss = real_loss(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(loop, "label_smoothed_loss", loss_going_nan_at_step_5)
+    monkeypatch.setattr(step, "label_smoothed_loss", loss_going_nan_at_step_5)
     cfg = compose_cfg(tiny_overrides(shared_data, tmp_path))
     with pytest.raises(
         SoloError, match=r"loss is nan at optimiser step 5 .*last good checkpoint: step 4"

@@ -1,7 +1,7 @@
 """Several experiments in one process, advanced in lockstep, each on its own CUDA stream.
 
 Why: N training processes on one GPU only time-slice it. On an H200, N processes each running a
-CUDA-graphed step (solo.accel.FastTrainStep) gave 0.93x the throughput of one run in total for
+CUDA-graphed step (solo.train.graphed_step.GraphedStep) gave 0.93x the throughput of one run in total for
 N=2 and N=4, where issue 7 asks >= 0.8*N x. Graph launches of one process on different CUDA
 streams can run on the GPU at the same time, so the runs go into one process: one optimiser step
 of run 1, then one of run 2, ..., round robin on one thread (a fixed, deterministic order), the
@@ -15,7 +15,7 @@ generators (each run gets its own generator state object, so CUDA graphs a run c
 with its draws and never race with another run's) and the TF32 switches of trainer.precision.
 
 Determinism: a run trained in lockstep produces the numbers it produces alone with the same config
-and seed (metrics, adapter, predictions; on the CPU bitwise, tests/train/test_together.py).
+and seed (metrics, adapter, predictions; on the CPU bitwise, tests/train/test_train_lockstep.py).
 
 A failing run (a SoloError such as a non-finite loss, or any other exception) stops alone; the
 others go on, and the failures are reported at the end, one line per run.
@@ -169,7 +169,7 @@ def run_lockstep(
     overrides_list = list(overrides_list) if overrides_list is not None else [[] for _ in cfgs]
     if len(overrides_list) != len(cfgs):
         raise SoloError(
-            f"run_together got {len(cfgs)} configs but {len(overrides_list)} override lists; "
+            f"run_lockstep got {len(cfgs)} configs but {len(overrides_list)} override lists; "
             "pass one override list per config"
         )
     results = [
@@ -219,13 +219,9 @@ def run_lockstep(
     return results
 
 
-def run_together(
-    cfgs: Sequence[DictConfig], overrides_list: Sequence[Sequence[str]] | None = None
-) -> list[Path]:
-    """Train, decode and score every config in lockstep; their run dirs, in order.
-
-    Raises LockstepFailed after all runs ended if any failed (one line per failed run)."""
-    results = run_lockstep(cfgs, overrides_list)
+def finished_run_dirs(results: Sequence[LockstepResult]) -> list[Path]:
+    """The run dirs of `run_lockstep`'s results, in order; LockstepFailed (one line per failed
+    run) if any failed."""
     failed = [r for r in results if r.error is not None]
     if failed:
         lines = [f"{r.label}: {r.error}" for r in failed]

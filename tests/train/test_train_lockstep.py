@@ -1,4 +1,4 @@
-"""Runs trained in lockstep in one process (solo.train.together) equal the runs trained alone."""
+"""Runs trained in lockstep in one process (solo.train.lockstep) equal the runs trained alone."""
 
 from __future__ import annotations
 
@@ -43,13 +43,13 @@ def test_runs_in_lockstep_equal_the_runs_trained_alone(
     tmp_path,
     fake_scorer,  # noqa: F811
 ):
+    from solo.train.lockstep import finished_run_dirs, run_lockstep
     from solo.train.pipeline import run_experiment
-    from solo.train.together import run_together
 
     jobs = [["seed=1"], ["seed=2"]]
     alone = [run_experiment(cfg) for cfg in _cfgs(shared_data, tmp_path / "alone", jobs)]
     state = torch.get_rng_state()
-    together = run_together(_cfgs(shared_data, tmp_path / "together", jobs), jobs)
+    together = finished_run_dirs(run_lockstep(_cfgs(shared_data, tmp_path / "together", jobs), jobs))
     # The runs drew from their own RNG states, and the caller's is as it was.
     assert torch.equal(torch.get_rng_state(), state)
 
@@ -66,7 +66,7 @@ def test_a_failing_run_stops_alone_and_every_failure_is_reported(
     tmp_path,
     fake_scorer,  # noqa: F811
 ):
-    from solo.train.together import LockstepFailed, run_together
+    from solo.train.lockstep import LockstepFailed, finished_run_dirs, run_lockstep
 
     jobs = [
         ["seed=1"],
@@ -76,7 +76,7 @@ def test_a_failing_run_stops_alone_and_every_failure_is_reported(
     ]
     cfgs = _cfgs(shared_data, tmp_path, jobs)
     with pytest.raises(LockstepFailed) as failure:
-        run_together(cfgs, jobs)
+        finished_run_dirs(run_lockstep(cfgs, jobs))
     lines = str(failure.value).splitlines()
     assert lines[0] == "2 of 4 lockstep runs failed:"
     good, bad_config, diverged, _ = (run_dir_for(c) for c in cfgs)

@@ -1,12 +1,12 @@
-"""FastTrainStep(compile=True): torch.compile'd forward + loss gives the uncompiled step's losses."""
+"""GraphedStep(compile=True): torch.compile'd forward + loss gives the uncompiled step's losses."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from test_fast_step import LORA, PAD, SOLO, attach, backbone, batches  # noqa: F401 - fixtures
+from test_train_graphed_step import LORA, PAD, SOLO, attach, backbone, batches  # noqa: F401 - fixtures
 
-from solo.accel import FastTrainStep
+from solo.train.graphed_step import GraphedStep
 
 STEPS = 5
 
@@ -14,12 +14,9 @@ STEPS = 5
 def run(base, data, method_cfg, **kwargs):
     model, method, optimizer, scheduler = attach(base, method_cfg)
     # One bucket for every batch (all are <= 30 tokens): one shape, so one compilation.
-    step = FastTrainStep(model, method, optimizer, pad_id=PAD, label_smoothing=0.1, buckets=(32,),
-                         log=lambda _msg: None, **kwargs)
-    losses = []
-    for batch in data[:STEPS]:
-        losses.append(step(batch).item())
-        scheduler.step()
+    step = GraphedStep(model, method.after_optimizer_step, optimizer, scheduler, pad_id=PAD,
+                       label_smoothing=0.1, buckets=(32,), log=lambda _msg: None, **kwargs)
+    losses = [step.step(batch).item() for batch in data[:STEPS]]
     return losses, method.adapter_state_dict(), step
 
 
@@ -58,13 +55,10 @@ def test_compile_failure_falls_back_to_the_uncompiled_step(backbone, batches, mo
     monkeypatch.setattr(torch, "compile", broken_compile)
     messages = []
     model, method, optimizer, scheduler = attach(backbone, LORA)
-    step = FastTrainStep(model, method, optimizer, pad_id=PAD, label_smoothing=0.1, buckets=(32,),
-                         log=messages.append, compile=True)
+    step = GraphedStep(model, method.after_optimizer_step, optimizer, scheduler, pad_id=PAD,
+                       label_smoothing=0.1, buckets=(32,), log=messages.append, compile=True)
     assert step.compiled
-    losses = []
-    for batch in batches[:STEPS]:
-        losses.append(step(batch).item())
-        scheduler.step()
+    losses = [step.step(batch).item() for batch in batches[:STEPS]]
 
     assert not step.compiled and "inductor exploded" in step.compile_failure
     assert any("torch.compile off" in m for m in messages)

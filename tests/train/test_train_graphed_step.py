@@ -1,4 +1,4 @@
-"""The fast training step (eager on the CPU) against the plain trainer step of solo.train.loop."""
+"""The graphed training step (eager on the CPU) against the plain step (solo.train.step.PlainStep)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import torch
 from omegaconf import OmegaConf
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from solo.accel import FastTrainStep
-from solo.accel.buckets import pick_bucket
+from solo.data.buckets import pick_bucket
 from solo.errors import SoloError
 from solo.methods import apply_method
-from solo.train.loop import optimizer_step, train_step
+from solo.train.graphed_step import GraphedStep
 from solo.train.optim import build_optimizer, build_scheduler
+from solo.train.step import PlainStep
 
 PAD = 255
 STEPS = 20
@@ -67,28 +67,24 @@ def attach(backbone: GPT2LMHeadModel, method_cfg: dict):
 def plain_curve(backbone, method_cfg, batches):
     model, method, optimizer, scheduler = attach(backbone, method_cfg)
     model.train()
-    losses = []
-    for batch in batches:
-        losses.append(train_step(model, batch, label_smoothing=0.1).item())
-        optimizer_step(optimizer, scheduler, method.trainable_parameters(), grad_clip=None,
-                       after_step=method.after_optimizer_step)
+    step = PlainStep(model, method.after_optimizer_step, optimizer, scheduler, label_smoothing=0.1)
+    losses = [step.step(batch).item() for batch in batches]
     return losses, method.adapter_state_dict()
 
 
 def fast_curve(backbone, method_cfg, batches, buckets=(24, 40)):
     model, method, optimizer, scheduler = attach(backbone, method_cfg)
-    step = FastTrainStep(model, method, optimizer, pad_id=PAD, label_smoothing=0.1, buckets=buckets)
-    losses = []
-    for batch in batches:
-        losses.append(step(batch).item())
-        scheduler.step()
-    return losses, method.adapter_state_dict(), step
+    step = GraphedStep(model, method.after_optimizer_step, optimizer, scheduler, pad_id=PAD,
+                       label_smoothing=0.1, buckets=buckets)
+    losses = [step.step(batch).item() for batch in batches]
+    return losses, method, step
 
 
 @pytest.mark.parametrize("method_cfg", [SOLO, LORA], ids=["solo", "lora"])
 def test_fast_step_matches_plain_trainer_step(backbone, batches, method_cfg):
     plain_losses, plain_adapter = plain_curve(backbone, method_cfg, batches)
-    fast_losses, fast_adapter, step = fast_curve(backbone, method_cfg, batches)
+    fast_losses, method, step = fast_curve(backbone, method_cfg, batches)
+    fast_adapter = method.adapter_state_dict()
 
     assert step.eager_steps == STEPS and not step.graphed
     # The curve must move, or equal curves would prove nothing.
@@ -100,7 +96,7 @@ def test_fast_step_matches_plain_trainer_step(backbone, batches, method_cfg):
     # The optimiser really was switched to the fused kernel the CUDA graph uses.
     assert all(group["fused"] for group in step.optimizer.param_groups)
     if method_cfg is SOLO:
-        adapter = step.method.adapter
+        adapter = method.adapter
         assert torch.all(adapter.encoder[~adapter.encoder_mask] == 0)
         assert torch.all((adapter.lam >= 0) & (adapter.lam <= 1))
 
@@ -116,20 +112,20 @@ def test_bucket_padding_does_not_change_the_loss(backbone, batches):
 
 def test_left_padded_batch_is_refused(backbone, batches):
     model, method, optimizer, _ = attach(backbone, SOLO)
-    step = FastTrainStep(model, method, optimizer, pad_id=PAD)
+    step = GraphedStep(model, method.after_optimizer_step, optimizer, pad_id=PAD)
     batch = {k: v.flip(1) for k, v in batches[0].items()}
     with pytest.raises(SoloError, match="right-padded"):
-        step(batch)
+        step.step(batch)
 
 
 def test_non_finite_loss_is_flagged_without_stopping(backbone, batches):
     model, method, optimizer, _ = attach(backbone, SOLO)
-    step = FastTrainStep(model, method, optimizer, pad_id=PAD)
-    step(batches[0])
+    step = GraphedStep(model, method.after_optimizer_step, optimizer, pad_id=PAD)
+    step.step(batches[0])
     assert step.check_finite()
     with torch.no_grad():
         method.adapter.encodings.fill_(float("nan"))
-    loss = step(batches[1])
+    loss = step.step(batches[1])
     assert torch.isnan(loss)
     assert not step.check_finite()
     assert step.check_finite()  # the flag resets once read
@@ -140,10 +136,9 @@ def test_cuda_graphs_requested_on_cpu_fall_back_to_eager(backbone, batches):
     with torch.no_grad():
         method.adapter.lam.fill_(-0.5)  # outside [0, 1]: the projection must pull it back
     with pytest.warns(UserWarning, match="CUDA graphs need a CUDA device"):
-        # The bare projection callable, as solo.train.loop.train receives it, works like a Method.
-        step = FastTrainStep(model, method.after_optimizer_step, optimizer, pad_id=PAD, cuda_graphs=True)
+        step = GraphedStep(model, method.after_optimizer_step, optimizer, pad_id=PAD, cuda_graphs=True)
     assert not step.graphed
-    assert torch.isfinite(step(batches[0]))
+    assert torch.isfinite(step.step(batches[0]))
     assert torch.all(method.adapter.lam >= 0)
 
 
@@ -158,10 +153,8 @@ def test_bf16_autocast_follows_the_fp32_curve(backbone, batches):
     """The tiny-model check behind offering bf16: same curve as fp32 up to bf16 rounding."""
     fp32, _, _ = fast_curve(backbone, SOLO, batches)
     model, method, optimizer, scheduler = attach(backbone, SOLO)
-    step = FastTrainStep(model, method, optimizer, pad_id=PAD, label_smoothing=0.1, precision="bf16")
-    bf16 = []
-    for batch in batches:
-        bf16.append(step(batch).item())
-        scheduler.step()
+    step = GraphedStep(model, method.after_optimizer_step, optimizer, scheduler, pad_id=PAD,
+                       label_smoothing=0.1, precision="bf16")
+    bf16 = [step.step(batch).item() for batch in batches]
     gap = max(abs(a - b) for a, b in zip(fp32, bf16, strict=True))
     assert 0.0 < gap < 5e-3  # > 0: autocast really ran in bf16
