@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from decode_models import small_gpt2, tied_bigram
-from test_decode_beam_search import case, prompts_for, reference, settings
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from solo.decode import beam_search
@@ -13,6 +11,8 @@ from solo.decode.beam_search import HFCacheState
 from solo.decode.engine import fast_beam_search
 from solo.decode.gpt2_state import SharedPromptGPT2State, unsupported_reason
 from solo.methods import apply_method
+from tests.decode.decode_models import small_gpt2, tied_bigram
+from tests.decode.test_decode_beam_search import case, prompts_for, reference, settings
 
 EOS = 127
 

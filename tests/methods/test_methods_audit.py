@@ -6,12 +6,12 @@ import csv
 
 import pytest
 import torch
-from methods_helpers import make_gpt2
 
 from solo.methods import apply_method
 from solo.methods.audit import audit_rows, main, method_config, parse_count, tables_csv
 from solo.models.backbone import build_random_model, random_config
 from solo.paths import shared_data_dir
+from tests.methods.methods_helpers import make_gpt2
 
 
 @pytest.fixture(scope="module")

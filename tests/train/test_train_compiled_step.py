@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_train_graphed_step import LORA, PAD, SOLO, attach, backbone, batches  # noqa: F401 - fixtures
 
 from solo.train.graphed_step import GraphedStep
+from tests.train.step_helpers import LORA, PAD, SOLO, attach
 
 STEPS = 5
 
@@ -31,7 +31,7 @@ def inductor_cpu() -> None:
 
 
 @pytest.mark.slow  # inductor compiles forward and backward: ~20-40 s on 2 cores
-def test_compiled_step_matches_uncompiled(backbone, batches, inductor_cpu):  # noqa: F811
+def test_compiled_step_matches_uncompiled(backbone, batches, inductor_cpu):
     plain, plain_adapter, _ = run(backbone, batches, SOLO)
     compiled, compiled_adapter, step = run(backbone, batches, SOLO, compile=True)
 
@@ -43,7 +43,7 @@ def test_compiled_step_matches_uncompiled(backbone, batches, inductor_cpu):  # n
         torch.testing.assert_close(compiled_adapter[name], value, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_compile_failure_falls_back_to_the_uncompiled_step(backbone, batches, monkeypatch):  # noqa: F811
+def test_compile_failure_falls_back_to_the_uncompiled_step(backbone, batches, monkeypatch):
     """A compiled function that fails on its first call: the step says why and trains on uncompiled."""
     plain, plain_adapter, _ = run(backbone, batches, LORA)
 

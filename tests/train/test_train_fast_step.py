@@ -7,8 +7,6 @@ import re
 import pytest
 import torch
 from omegaconf import OmegaConf
-from toy_loop import Interrupt, metric_records, run_toy, toy_model
-from toy_loop import toy_trainer as _trainer
 
 from solo.errors import SoloError
 from solo.train.checkpoint import readable_directory
@@ -16,6 +14,8 @@ from solo.train.graphed_step import GraphedStep
 from solo.train.loop import check_trainer_config
 from solo.train.metrics import NonFiniteLoss
 from solo.train.step import use_fast_step
+from tests.train.toy_loop import Interrupt, metric_records, run_toy, toy_model
+from tests.train.toy_loop import toy_trainer as _trainer
 
 
 def _model():

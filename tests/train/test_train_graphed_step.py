@@ -2,66 +2,14 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
-from omegaconf import OmegaConf
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from solo.data.buckets import pick_bucket
 from solo.errors import SoloError
-from solo.methods import apply_method
 from solo.train.graphed_step import GraphedStep
-from solo.train.optim import build_optimizer, build_scheduler
 from solo.train.step import PlainStep
-
-PAD = 255
-STEPS = 20
-# Solo with sparsity > 0 so the in-step mask re-application and the lambda clamp both matter.
-SOLO = {"name": "solo", "rank": 8, "sparsity": 0.5, "dropout": 0.0, "init_seed": 3}
-LORA = {"name": "lora", "rank": 4, "alpha": 32, "dropout": 0.0}
-TRAINER = {"lr": 2e-3, "weight_decay": 0.01, "betas": [0.9, 0.999], "eps": 1e-6}
-
-
-@pytest.fixture(scope="module")
-def backbone() -> GPT2LMHeadModel:
-    # Smaller than the shared tiny fixture (vocabulary 256): the tests compare 2 x 20 steps per
-    # method and must stay within seconds on 2 cores.
-    config = GPT2Config(vocab_size=256, n_positions=128, n_embd=32, n_layer=3, n_head=2,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                        bos_token_id=PAD, eos_token_id=PAD)
-    torch.manual_seed(0)
-    return GPT2LMHeadModel(config).eval()
-
-
-def make_batch(generator: torch.Generator, batch_size: int = 4) -> dict[str, torch.Tensor]:
-    """A right-padded batch as solo.data.TrainBatches.collate makes it (targets: second half)."""
-    lengths = torch.randint(8, 30, (batch_size,), generator=generator).tolist()
-    width = max(lengths)
-    input_ids = torch.full((batch_size, width), PAD, dtype=torch.long)
-    attention_mask = torch.zeros((batch_size, width), dtype=torch.long)
-    loss_mask = torch.zeros((batch_size, width))
-    for row, length in enumerate(lengths):
-        input_ids[row, :length] = torch.randint(0, PAD, (length,), generator=generator)
-        attention_mask[row, :length] = 1
-        loss_mask[row, length // 2:length] = 1.0
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "loss_mask": loss_mask}
-
-
-@pytest.fixture(scope="module")
-def batches() -> list[dict[str, torch.Tensor]]:
-    generator = torch.Generator().manual_seed(1)
-    return [make_batch(generator) for _ in range(STEPS)]
-
-
-def attach(backbone: GPT2LMHeadModel, method_cfg: dict):
-    model = copy.deepcopy(backbone)
-    torch.manual_seed(5)  # LoRA draws A from the global RNG
-    method = apply_method(model, method_cfg)
-    optimizer = build_optimizer(method.trainable_parameters(), OmegaConf.create(TRAINER))
-    scheduler = build_scheduler(optimizer, warmup_steps=5, total_steps=STEPS)
-    return model, method, optimizer, scheduler
+from tests.train.step_helpers import LORA, PAD, SOLO, STEPS, attach
 
 
 def plain_curve(backbone, method_cfg, batches):

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train_pipeline import compose_cfg, fake_scorer, tiny_overrides  # noqa: F401 - fixture
-from toy_loop import metric_records
 
 from solo.paths import REPO_ROOT
 from solo.train.rundir import is_finished, run_dir_for
+from tests.train.test_train_pipeline import compose_cfg, tiny_overrides
+from tests.train.toy_loop import metric_records
 
 # Few steps, but enough to cross a checkpoint and an evaluation; dropout (GPT-2's and the
 # method's) is on, so every step draws from the global RNG the driver must swap per run.
@@ -41,7 +41,7 @@ def _same_run(a: Path, b: Path) -> None:
 def test_runs_in_lockstep_equal_the_runs_trained_alone(
     shared_data,
     tmp_path,
-    fake_scorer,  # noqa: F811
+    fake_scorer,
 ):
     from solo.train.lockstep import finished_run_dirs, run_lockstep
     from solo.train.pipeline import run_experiment
@@ -64,7 +64,7 @@ def test_runs_in_lockstep_equal_the_runs_trained_alone(
 def test_a_failing_run_stops_alone_and_every_failure_is_reported(
     shared_data,
     tmp_path,
-    fake_scorer,  # noqa: F811
+    fake_scorer,
 ):
     from solo.train.lockstep import LockstepFailed, finished_run_dirs, run_lockstep
 

@@ -51,21 +51,6 @@ def compose_cfg(overrides: list[str]):
         return compose("train", overrides=overrides)
 
 
-@pytest.fixture()
-def fake_scorer(monkeypatch):
-    """Records what the pipeline hands the scorer; the real one is exercised by the CLI test."""
-    import e2e_eval
-
-    calls = []
-
-    def score(predictions, references):
-        calls.append((predictions, references))
-        return {"BLEU": 0.5, "NIST": 1.0, "METEOR": 0.25, "ROUGE_L": 0.5, "CIDEr": 0.1}
-
-    monkeypatch.setattr(e2e_eval, "score", score)
-    return calls
-
-
 def _records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
