@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from solo.atomic import replacing, write_json_atomic
 from solo.errors import SoloError
 from solo.methods.base import Method
 from solo.methods.registry import apply_method
@@ -51,12 +52,10 @@ def save_adapter(method: Method, directory: str | Path, *, overwrite: bool = Fal
         "backbone": backbone_signature(method.model),
         "trainable": method.num_trainable(),
     }
-    # Write to temporary names and rename, so a crash never leaves a half-written adapter behind.
-    tmp_weights, tmp_config = directory / (WEIGHTS_FILE + ".tmp"), directory / (CONFIG_FILE + ".tmp")
-    save_file(tensors, str(tmp_weights), metadata={"format": FORMAT})
-    tmp_config.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    tmp_weights.replace(directory / WEIGHTS_FILE)
-    tmp_config.replace(directory / CONFIG_FILE)
+    # Each file is written whole or not at all, so a crash never leaves a half-written adapter.
+    with replacing(directory / WEIGHTS_FILE) as staging:
+        save_file(tensors, str(staging), metadata={"format": FORMAT})
+    write_json_atomic(directory / CONFIG_FILE, meta)
     return directory
 
 

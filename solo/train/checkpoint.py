@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from solo.atomic import atomic_directory, readable_directory
 from solo.errors import SoloError
-from solo.train.atomic import atomic_directory, readable_directory
 
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "state.pt"

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from solo.atomic import write_text_atomic
 from solo.errors import SoloError
-from solo.train.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from solo.train.step import TrainStep

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from solo.train import meta as run_meta
-from solo.train.atomic import (
+from solo.atomic import (
     atomic_directory,
     readable_directory,
     write_json_atomic,
     write_text_atomic,
 )
+from solo.train import meta as run_meta
 from solo.train.loop import check_trainer_config, drain, resolve_device, train_steps
 from solo.train.rundir import DONE_FILE, claimed, config_hash, is_finished, run_dir_for
 from solo.train.tracking import start_tracking

@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from solo.train.atomic import atomic_directory, previous_path, readable_directory
+from solo.atomic import atomic_directory, previous_path, readable_directory
 from solo.train.checkpoint import DataPosition, load_checkpoint, save_checkpoint
 from solo.train.optim import build_optimizer, build_scheduler
 
