@@ -27,7 +27,6 @@ import `RunState` and `on_stream` (bench/bench_concurrency.py measures with them
 from __future__ import annotations
 
 import contextlib
-import random
 import sys
 import traceback
 from collections.abc import Generator, Sequence
@@ -35,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from solo.errors import SoloError
 from solo.train.loop import PROGRESS_LINE, resolve_device
+from solo.train.rng import host_rng_state, set_host_rng_state
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -84,17 +83,13 @@ class RunState:
             ]
 
     def capture(self) -> None:
-        self.python = random.getstate()
-        self.numpy = np.random.get_state()
-        self.torch = torch.get_rng_state()
+        self.host = host_rng_state()
         self.tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
         if self.cuda_states and not _GRAPHSAFE:
             self.cuda_states = [g.get_state() for g in torch.cuda.default_generators]
 
     def restore(self) -> None:
-        random.setstate(self.python)
-        np.random.set_state(self.numpy)
-        torch.set_rng_state(self.torch)
+        set_host_rng_state(self.host)
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.tf32
         for generator, state in zip(torch.cuda.default_generators, self.cuda_states, strict=False):
             if _GRAPHSAFE:

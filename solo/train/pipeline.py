@@ -9,11 +9,9 @@ so solo.train.lockstep can advance several experiments in lockstep; `run_experim
 
 from __future__ import annotations
 
-import random
 from collections.abc import Generator
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,14 +23,9 @@ from solo.atomic import (
 )
 from solo.train import meta as run_meta
 from solo.train.loop import check_trainer_config, drain, resolve_device, train_steps
+from solo.train.rng import seed_everything
 from solo.train.rundir import DONE_FILE, claimed, config_hash, is_finished, run_dir_for
 from solo.train.tracking import start_tracking
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _setup_description(data_cfg: DictConfig) -> str:
