@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, fields
 
 from torch import nn
 
-from solo.decode.beam_search import DEFAULT_BATCH_SIZE, BeamSettings, beam_search
+from solo.decode.beam_search import BeamSettings
+from solo.decode.engine import search
 from solo.errors import SoloError
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,8 @@ def decode_mrs_with_stats(model: nn.Module, tokenizer, mrs: Sequence[str],
                          no_repeat_ngram_size=settings.no_repeat_ngram_size,
                          max_new_tokens=settings.max_new_tokens, progress=progress)
     started = time.perf_counter()
-    if settings.engine == "fast":
-        from solo.accel.fast_decode import fast_beam_search  # solo.accel imports solo.decode
-
-        outputs = fast_beam_search(model, prompts, batch_size=settings.batch_size, **search_kwargs)
-    else:
-        outputs = beam_search(model, prompts, batch_size=settings.batch_size or DEFAULT_BATCH_SIZE,
-                              **search_kwargs)
+    outputs = search(model, prompts, engine=settings.engine, batch_size=settings.batch_size,
+                     **search_kwargs)
     seconds = time.perf_counter() - started
     texts = {mr: tokenizer.decode(ids, skip_special_tokens=False,
                                   clean_up_tokenization_spaces=False).strip()
@@ -81,8 +77,3 @@ def decode_mrs_with_stats(model: nn.Module, tokenizer, mrs: Sequence[str],
              stats.unique_mrs, stats.mrs, seconds, stats.mrs_per_s, stats.tokens_per_s)
     return [texts[mr] for mr in mrs], stats
 
-
-def decode_mrs(model: nn.Module, tokenizer, mrs: Sequence[str],
-               decode_cfg: Mapping | None = None) -> list[str]:
-    """One generated text per MR (see `decode_mrs_with_stats`, which also returns the timing)."""
-    return decode_mrs_with_stats(model, tokenizer, mrs, decode_cfg)[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -37,10 +37,7 @@ class Method:
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """The trainable tensors, named as in `model.state_dict()`; what `save_adapter` writes."""
-        wanted = {id(p) for p in self.trainable_parameters()}
-        return {
-            name: p.detach() for name, p in self.model.named_parameters() if id(p) in wanted
-        }
+        return {name: p.detach() for name, p in named(self.model, self.trainable_parameters()).items()}
 
     def rebuilt_tensors(self) -> dict[str, torch.Tensor]:
         """Tensors rebuilt from the config's seeds instead of stored (sparsity masks, frozen
@@ -55,6 +52,15 @@ class Method:
     def detach(self) -> None:
         """Remove the method from the backbone, leaving the backbone as it was before attaching."""
         raise NotImplementedError
+
+
+def named(model: nn.Module, params: Iterable[nn.Parameter]) -> dict[str, nn.Parameter]:
+    """`params` (e.g. a method's trainable parameters) by their names in `model`, in model order."""
+    wanted = {id(p) for p in params}
+    found = {name: p for name, p in model.named_parameters() if id(p) in wanted}
+    if len(found) != len(wanted):
+        raise ValueError(f"{len(wanted) - len(found)} of the parameters are not the model's")
+    return found
 
 
 def plain_config(method_cfg: Any) -> dict[str, Any]:

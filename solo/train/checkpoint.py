@@ -1,7 +1,8 @@
 """Resumable training state: trainable weights, optimiser, scheduler, RNG states, data position.
 
 Layout of `checkpoint/` (replaced atomically, see `atomic.py`):
-- `trainable.safetensors`  every parameter with requires_grad, by its name in the model
+- `trainable.safetensors`  the parameters the optimiser trains (the method's
+                           `trainable_parameters()`), by their names in the model
 - `state.pt`               optimiser, scheduler, RNG states, `DataPosition`
 """
 
@@ -11,15 +12,15 @@ import dataclasses
 import datetime
 import io
 import os
-import random
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
+from solo.atomic import atomic_directory, previous_path
 from solo.errors import SoloError
-from solo.train.atomic import atomic_directory, previous_path
+from solo.methods.base import named
+from solo.train.rng import capture_rng_state, restore_rng_state
 
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "state.pt"
@@ -38,27 +39,11 @@ class DataPosition:
     window_losses: tuple[float, ...] = ()
 
 
-def capture_rng_state() -> dict:
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def trainable_named_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+def trainable_named_parameters(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, torch.nn.Parameter]:
+    """What is trained: the optimiser's parameters (the method's list), named as in the model."""
+    return named(model, (p for group in optimizer.param_groups for p in group["params"]))
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -82,7 +67,7 @@ def save_checkpoint(
     """Write the full resumable state into `directory`, replacing the previous one atomically."""
     weights = {
         name: p.detach().to("cpu").contiguous()
-        for name, p in trainable_named_parameters(model).items()
+        for name, p in trainable_named_parameters(model, optimizer).items()
     }
     state = {
         "optimizer": optimizer.state_dict(),
@@ -189,7 +174,7 @@ def load_checkpoint(
 ) -> DataPosition | None:
     """Restore the state saved by `save_checkpoint`, RNGs included; None if there is no
     checkpoint. Which copy is used, and what a damaged one does: see `intact_copy`."""
-    params = trainable_named_parameters(model)
+    params = trainable_named_parameters(model, optimizer)
     intact = intact_copy(directory, params)
     if intact is None:
         return None

@@ -4,31 +4,30 @@ Each stage leaves a file behind (`adapter/`, `predictions.txt`, `scores.json`), 
 interrupted experiment skips what is done and resumes training from its last checkpoint.
 
 `experiment_steps` is the same experiment as a generator that yields after every optimiser step,
-so solo.train.together can advance several experiments in lockstep; `run_experiment` drains it.
+so solo.train.lockstep can advance several experiments in lockstep; `run_experiment` drains it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from solo.train import meta as run_meta
-from solo.train.atomic import (
+from solo.atomic import (
     atomic_directory,
     readable_directory,
     write_json_atomic,
     write_text_atomic,
 )
-from solo.train.checkpoint import intact_copy, trainable_named_parameters
+from solo.train import meta as run_meta
+from solo.train.checkpoint import intact_copy
 from solo.train.interrupt import deferred, stop_on_signals
 from solo.train.loop import check_trainer_config, drain, resolve_device, train_steps
+from solo.train.rng import seed_everything
 from solo.train.rundir import (
     DONE_FILE,
     claimed,
@@ -43,12 +42,6 @@ from solo.train.tracking import start_tracking
 if TYPE_CHECKING:
     from solo.data import MRGroup, TrainBatches
     from solo.methods import Method
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -120,6 +113,7 @@ def load_inputs(cfg: DictConfig, run_dir: Path) -> Inputs:
     """Backbone, method (or the saved adapter), data: any bad input fails here, writing nothing."""
     from solo.data import group_by_mr, load_split
     from solo.methods import apply_method, load_adapter
+    from solo.methods.base import named
     from solo.models import load_backbone
 
     # The backbone may be randomly initialised (tests, smoke runs): seed first so a resumed
@@ -134,7 +128,7 @@ def load_inputs(cfg: DictConfig, run_dir: Path) -> Inputs:
         method = apply_method(model, cfg.method)
         # A damaged checkpoint fails (or falls back to its intact old copy) before anything is
         # written; the loop reads it again to resume.
-        intact_copy(run_dir / "checkpoint", trainable_named_parameters(model))
+        intact_copy(run_dir / "checkpoint", named(model, method.trainable_parameters()))
         train_batches = build_batches(cfg, tokenizer, "train", shuffle=True)
         dev_batches = (
             build_batches(cfg, tokenizer, "valid", shuffle=False)

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from solo.accel.precision import PRECISIONS
 from solo.errors import SoloError
 from solo.schema import Choice, Number, Sequence, Text, allowed, from_mapping
+from solo.train.precision import PRECISIONS
 
 _POSITIVE_INT = Number(integer=True, low=1)
 _POSITIVE_INT_OR_NULL = Number(integer=True, low=1, nullable=True)

@@ -7,11 +7,11 @@ import importlib
 
 import pytest
 import torch
-from decode_models import random_prompts, small_gpt2, tied_bigram
-from decode_reference import banned_tokens, reference_beam_search
 
 from solo.decode import ban_repeated_ngrams, beam_search, top_k_low_index_first
 from solo.errors import SoloError
+from tests.decode.decode_models import random_prompts, small_gpt2, tied_bigram
+from tests.decode.decode_reference import banned_tokens, reference_beam_search
 
 NUM_PROMPTS = 7
 

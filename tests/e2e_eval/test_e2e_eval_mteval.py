@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from e2e_eval_figures import OFFICIAL
 
 from e2e_eval.mteval import (
     _closest_ref_length,
@@ -14,6 +13,7 @@ from e2e_eval.mteval import (
     bleu_nist,
     mteval_tokenize,
 )
+from tests.e2e_eval.e2e_eval_figures import OFFICIAL
 
 
 def test_tokenizer_splits_punctuation_but_keeps_numbers_and_non_ascii_together():

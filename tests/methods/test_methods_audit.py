@@ -6,7 +6,6 @@ import csv
 
 import pytest
 import torch
-from methods_helpers import make_gpt2
 
 from solo.experiments.audit import (
     WORKED_EXAMPLE,
@@ -21,6 +20,7 @@ from solo.experiments.tables import paper_tables_csv
 from solo.methods import apply_method
 from solo.models.backbone import build_random_model, random_config
 from solo.paths import shared_data_dir
+from tests.methods.methods_helpers import make_gpt2
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import json
 
 import pytest
 import torch
-from methods_helpers import adamw_step, make_gpt2
 from safetensors.torch import load_file, save_file
 
 import solo.methods.solo_connection as solo_connection
 from solo.errors import SoloError
 from solo.methods import apply_method, check_method_config, load_adapter, save_adapter
+from tests.methods.methods_helpers import adamw_step, make_gpt2
 
 SPARSE = {"name": "solo", "rank": 6, "sparsity": 0.6, "mask_seed": 4, "init_seed": 3}
 FROZEN = {"name": "solo", "rank": 6, "train_encdec": False, "init_seed": 3}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from methods_helpers import adamw_step, make_gpt2, make_llama
 from omegaconf import OmegaConf
 
 from solo.errors import SoloError
 from solo.methods import SoloConnection, apply_method
 from solo.methods.placement import find_blocks
+from tests.methods.methods_helpers import adamw_step, make_gpt2, make_llama
 
 
 def solo(model, **overrides) -> SoloConnection:

@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train_pipeline import compose_cfg, fake_scorer, tiny_overrides  # noqa: F401
 
 import solo.models
 from solo.errors import SoloError, exit_on_solo_error
 from solo.paths import REPO_ROOT
 from solo.train.pipeline import run_experiment
 from solo.train.rundir import claimed, run_dir_for
+from tests.train.test_train_pipeline import compose_cfg, tiny_overrides
 
 
 def _fail_if_loaded(monkeypatch) -> None:
@@ -148,7 +148,7 @@ def _truncate(path: Path) -> None:
 
 
 def test_damaged_checkpoint_without_an_intact_copy_is_one_line_and_kept(
-    shared_data, tmp_path, capsys, monkeypatch, fake_scorer  # noqa: F811
+    shared_data, tmp_path, capsys, monkeypatch, fake_scorer
 ):
     cfg = compose_cfg(tiny_overrides(shared_data, tmp_path))
     run_dir = _crash_after_first_checkpoint(monkeypatch, cfg)
@@ -162,7 +162,7 @@ def test_damaged_checkpoint_without_an_intact_copy_is_one_line_and_kept(
 
 
 def test_damaged_checkpoint_falls_back_to_the_intact_old_copy(
-    shared_data, tmp_path, capsys, monkeypatch, fake_scorer  # noqa: F811
+    shared_data, tmp_path, capsys, monkeypatch, fake_scorer
 ):
     cfg = compose_cfg(tiny_overrides(shared_data, tmp_path))
     run_dir = _crash_after_first_checkpoint(monkeypatch, cfg)
@@ -182,7 +182,7 @@ def test_damaged_checkpoint_falls_back_to_the_intact_old_copy(
 
 
 def test_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(
-    shared_data, tmp_path, capsys, monkeypatch, fake_scorer  # noqa: F811
+    shared_data, tmp_path, capsys, monkeypatch, fake_scorer
 ):
     import solo.train.checkpoint as checkpoint
 
@@ -244,7 +244,7 @@ def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
 @pytest.mark.slow  # two CLI runs (and, for SIGINT, one straight run to compare with)
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_cleanly_with_a_checkpoint_and_the_rerun_resumes(
-    signum, status, shared_data, tmp_path, fake_scorer  # noqa: F811
+    signum, status, shared_data, tmp_path, fake_scorer
 ):
     # Long enough that the signal lands mid-training; no periodic checkpoint: the interrupted
     # step writes its own.
