@@ -126,9 +126,9 @@ def test_a_run_held_by_another_process_is_refused_before_loading(
 
 def _crash_after_first_checkpoint(monkeypatch, cfg) -> Path:
     """Train until just after the step-2 checkpoint, then crash (as a kill would)."""
-    import solo.train.loop as loop
+    import solo.train.step as step
 
-    real, calls = loop.label_smoothed_loss, {"n": 0}
+    real, calls = step.label_smoothed_loss, {"n": 0}
 
     def crash_at_step_3(*args, **kwargs):
         calls["n"] += 1
@@ -136,10 +136,10 @@ def _crash_after_first_checkpoint(monkeypatch, cfg) -> Path:
             raise RuntimeError("simulated crash")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "label_smoothed_loss", crash_at_step_3)
+    monkeypatch.setattr(step, "label_smoothed_loss", crash_at_step_3)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_experiment(cfg)
-    monkeypatch.setattr(loop, "label_smoothed_loss", real)
+    monkeypatch.setattr(step, "label_smoothed_loss", real)
     return run_dir_for(cfg)
 
 
