@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from solo.errors import SoloError
+from solo.train.interrupt import Interrupted, stop_on_signals
 from solo.train.loop import PROGRESS_LINE, resolve_device
 from solo.train.rng import host_rng_state, set_host_rng_state
 
@@ -199,8 +200,9 @@ def run_lockstep(
     outer = RunState(cuda=any(run.stream is not None for run in runs), own=False)
     active = list(runs)
     try:
-        while active:
-            active = [run for run in active if run.advance()]
+        with stop_on_signals():  # Ctrl-C: every run checkpoints after its current step and stops
+            while active:
+                active = [run for run in active if run.advance()]
     finally:
         for run in active:  # interrupted (e.g. Ctrl-C): release locks, close trackers
             run.steps.close()
@@ -220,9 +222,14 @@ def finished_run_dirs(results: Sequence[LockstepResult]) -> list[Path]:
     failed = [r for r in results if r.error is not None]
     if failed:
         lines = [f"{r.label}: {r.error}" for r in failed]
-        raise LockstepFailed(
+        error = LockstepFailed(
             f"{len(failed)} of {len(results)} lockstep runs failed:\n" + "\n".join(lines)
         )
+        # Stopped by a signal: exit as the signal asks (130/143), not as for bad input.
+        codes = [r.exception.exit_code for r in failed if isinstance(r.exception, Interrupted)]
+        if codes:
+            error.exit_code = codes[0]  # type: ignore[attr-defined]
+        raise error
     return [r.run_dir for r in results if r.run_dir is not None]
 
 

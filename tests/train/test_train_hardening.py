@@ -324,3 +324,32 @@ def test_each_kind_of_damage_is_named(damage, tmp_path, capsys):
         tmp_path / "checkpoint.damaged" / p.name: data
         for p, data in before.items() if p.parent == tmp_path / "checkpoint"
     }
+
+
+def test_ctrl_c_in_lockstep_checkpoints_every_run_and_exits_130(
+    shared_data, tmp_path, monkeypatch, fake_scorer
+):
+    import solo.train.step as step
+    from solo.train.lockstep import LockstepFailed, finished_run_dirs, run_lockstep
+
+    real, calls = step.label_smoothed_loss, {"n": 0}
+
+    def ctrl_c_during_the_third_micro_batch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # run 0's second step: both runs have done one step
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(step, "label_smoothed_loss", ctrl_c_during_the_third_micro_batch)
+    jobs = [["seed=1", "trainer.ckpt_every=null"], ["seed=2", "trainer.ckpt_every=null"]]
+    cfgs = [compose_cfg(tiny_overrides(shared_data, tmp_path, *job)) for job in jobs]
+    with pytest.raises(LockstepFailed) as err:
+        finished_run_dirs(run_lockstep(cfgs, jobs))
+    assert err.value.exit_code == 130  # type: ignore[attr-defined]
+    lines = str(err.value).splitlines()
+    assert lines[0] == "2 of 2 lockstep runs failed:"
+    assert lines[1].endswith("interrupted at step 2; rerun the same command to resume from step 2")
+    assert lines[2].endswith("interrupted at step 2; rerun the same command to resume from step 2")
+    for cfg in cfgs:
+        state = torch.load(run_dir_for(cfg) / "checkpoint" / "state.pt", weights_only=False)
+        assert state["position"]["step"] == 2
