@@ -13,7 +13,7 @@ from solo.paths import REPO_ROOT
 LAYERS = {
     "e2e_eval": 0, "solo.paths": 0,
     "solo.errors": 1, "solo.config": 1, "solo.atomic": 1, "solo.config_values": 1,
-    "solo.data": 2, "solo.models": 2,
+    "solo.data": 2, "solo.paper": 2, "solo.models": 2,
     "solo.methods": 3, "solo.decode": 3,
     "solo.train": 4,
     "solo.experiments": 5,

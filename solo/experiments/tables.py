@@ -9,12 +9,12 @@ rows read the same run dirs and nothing is trained twice.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 from solo.errors import SoloError
-from solo.paths import REPO_ROOT, shared_data_dir
+from solo.paper import read_tables_csv
+from solo.paths import REPO_ROOT
 
 EXPERIMENT_DIR = REPO_ROOT / "configs" / "experiment"
 METRICS: tuple[str, ...] = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
@@ -119,22 +119,13 @@ class PaperRow:
         return " ".join(parts)
 
 
-def paper_tables_csv() -> Path:
-    """`tables.csv` of the paper notes, which sit beside the shared data folder."""
-    return shared_data_dir().parent / "paper" / "tables.csv"
-
-
 def experiment_config_path(experiment: str) -> Path:
     return EXPERIMENT_DIR / f"{experiment}.yaml"
 
 
 def load_paper_rows(path: Path | None = None) -> list[PaperRow]:
     """Every row of tables.csv paired with its experiment config, in file order."""
-    path = path or paper_tables_csv()
-    if not path.exists():
-        raise SoloError(f"{path} not found; set SOLO_SHARED_DATA to the shared/data folder (paper/ sits beside it)")
-    with open(path, newline="", encoding="utf-8") as handle:
-        records = list(csv.DictReader(handle))
+    path, records = read_tables_csv(path)
     seen: dict[int, int] = {}
     rows: list[PaperRow] = []
     for line, rec in enumerate(records, start=2):

@@ -12,14 +12,14 @@ from solo.experiments.tables import (
     experiment_config_path,
     experiment_id_of,
     load_paper_rows,
-    paper_tables_csv,
 )
+from solo.paper import tables_csv
 
 ROWS = load_paper_rows()
 
 
 def test_every_csv_row_has_a_config():
-    with open(paper_tables_csv(), newline="") as handle:
+    with open(tables_csv(), newline="") as handle:
         printed = list(csv.DictReader(handle))
     assert len(ROWS) == len(printed) == sum(len(c) for c in TABLE_CONFIGS.values())
     assert [str(r.table) for r in ROWS] == [p["table"] for p in printed]
