@@ -34,7 +34,7 @@ from omegaconf import OmegaConf
 
 from solo.atomic import replacing
 from solo.errors import SoloError, exit_on_solo_error
-from solo.experiments.plot import params_vs_bleu_png, parse_printed_params
+from solo.experiments.plot import params_vs_bleu_png
 from solo.experiments.tables import (
     METRICS,
     PERCENT_METRICS,
@@ -43,6 +43,7 @@ from solo.experiments.tables import (
     experiment_id_of,
     table_rows,
 )
+from solo.paper import parse_printed_count
 from solo.paths import REPO_ROOT
 
 PLOTTED_TABLES = frozenset({2, 3})
@@ -264,7 +265,7 @@ def plot_points(results: list[RowResult]) -> list[dict]:
     for res in results:
         point = {
             "label": res.row.label.split(" ", 2)[-1] if res.row.method != "lora" else "LoRA",
-            "paper_params": parse_printed_params(res.row.params_printed),
+            "paper_params": parse_printed_count(res.row.params_printed),
             "paper_bleu": res.row.metrics["BLEU"],
         }
         bleu = res.mean("BLEU")

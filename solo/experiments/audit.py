@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from solo.experiments.compose import compose_train_config
 from solo.experiments.tables import PaperRow, load_paper_rows
 from solo.methods import apply_method
 from solo.models.backbone import build_random_model, random_config
+from solo.paper import parse_printed_count
 
 LORA_RANKS = (4, 8)  # the readings of a LoRA row without a printed rank
 # The paper's worked example of its count formula d·r·2·(1−s) + T·r + T·d, and what it prints.
@@ -51,15 +51,6 @@ class AuditRow:
     alt: int | None
     alt_ratio: float | None
     closer: str  # "text" (measured), "alt", or "" when there is no alternative reading
-
-
-def parse_count(text: str) -> float:
-    """'354.92M' -> 354920000, '78k' -> 78000."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([kKmM]?)\s*", text)
-    if not match:
-        raise SoloError(f"tables.csv: cannot read parameter count {text!r}")
-    scale = {"": 1, "k": 1e3, "m": 1e6}[match.group(2).lower()]
-    return float(match.group(1)) * scale
 
 
 def experiment_config(experiment: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -117,7 +108,7 @@ def audit_rows(rows: list[PaperRow] | None = None) -> list[AuditRow]:
         measured = count_trainable(model, method_cfg)
         alt_cfg = alternative_config(row, method_cfg)
         alt = count_trainable(model, alt_cfg) if alt_cfg else None
-        printed = parse_count(row.params_printed)
+        printed = parse_printed_count(row.params_printed)
         ratio = measured / printed
         alt_ratio = alt / printed if alt is not None else None
         closer = ""

@@ -95,7 +95,7 @@ def save_adapter(method: Method, directory: str | Path, *, overwrite: bool = Fal
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in method.adapter_state_dict().items()}
     meta = {
         "format": FORMAT,
-        "method": method.config,
+        "method": method.settings.to_dict(),
         "backbone": backbone_signature(method.model),
         "trainable": method.num_trainable(),
         "rebuilt": {name: tensor_hash(t) for name, t in method.rebuilt_tensors().items()},

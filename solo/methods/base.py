@@ -15,15 +15,16 @@ from solo.errors import SoloError
 class Method:
     """A fine-tuning method attached to one backbone.
 
-    `config` is a JSON-able dict holding everything needed to rebuild the method on a fresh
-    backbone (random state included, via seeds); `adapter_state_dict` holds the trained values.
+    `settings` is the method's frozen config dataclass, holding everything needed to rebuild the
+    method on a fresh backbone (random state included, via seeds); `settings.to_dict()` is its
+    JSON-able form (what the adapter file records); `adapter_state_dict` holds the trained values.
     """
 
     name: str = ""
 
-    def __init__(self, model: nn.Module, config: dict[str, Any]) -> None:
+    def __init__(self, model: nn.Module, settings: Any) -> None:
         self.model = model
-        self.config = config
+        self.settings = settings
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         raise NotImplementedError

@@ -8,18 +8,14 @@ from typing import Any
 from torch import nn
 
 from solo.errors import SoloError
-from solo.methods.base import Method, check_keys, plain_config
-from solo.methods.full_ft import FullFineTune
+from solo.methods.base import Method, plain_config
+from solo.methods.full_ft import FullFineTune, FullFineTuneConfig
 from solo.methods.lora import LoRAConfig, apply_lora
 from solo.methods.solo_connection import SoloConfig, apply_solo
 
 _BUILDERS = {"solo": apply_solo, "lora": apply_lora, "full_ft": FullFineTune}
 # Each method's settings checked without a model (what needs the model is checked on attach).
-_CHECKS = {
-    "solo": SoloConfig.from_dict,
-    "lora": LoRAConfig.from_dict,
-    "full_ft": lambda cfg: check_keys(cfg, set(), "full_ft"),
-}
+_CONFIGS = {"solo": SoloConfig, "lora": LoRAConfig, "full_ft": FullFineTuneConfig}
 
 
 def _named(method_cfg: Any) -> tuple[str, dict[str, Any]]:
@@ -33,7 +29,7 @@ def _named(method_cfg: Any) -> tuple[str, dict[str, Any]]:
 def check_method_config(method_cfg: Any) -> None:
     """Refuse a bad `method` group (unknown name, key or value) before any model is built."""
     name, cfg = _named(method_cfg)
-    _CHECKS[name](cfg)
+    _CONFIGS[name].from_dict(cfg)
 
 
 def apply_method(model: nn.Module, method_cfg: Any) -> Method:

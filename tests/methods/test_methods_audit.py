@@ -13,12 +13,11 @@ from solo.experiments.audit import (
     experiment_config,
     legend,
     main,
-    parse_count,
     worked_example,
 )
-from solo.experiments.tables import paper_tables_csv
 from solo.methods import apply_method
 from solo.models.backbone import build_random_model, random_config
+from solo.paper import parse_printed_count, tables_csv
 from solo.paths import shared_data_dir
 from tests.methods.methods_helpers import make_gpt2
 
@@ -43,7 +42,7 @@ def measured_entries(method) -> int:
 
 
 def test_every_table_row_is_audited(rows):
-    with open(paper_tables_csv(), newline="") as fh:
+    with open(tables_csv(), newline="") as fh:
         assert len(rows) == sum(1 for _ in csv.DictReader(fh))
     assert {r.table for r in rows} == {1, 2, 3, 4, 5, 6}
 
@@ -86,9 +85,9 @@ def test_shows_the_documented_inconsistencies(rows):
     assert dense.measured == 201_093
 
 
-def test_parse_count():
-    assert parse_count("354.92M") == pytest.approx(354_920_000)
-    assert parse_count("78k") == 78_000 and parse_count("0.011M") == pytest.approx(11_000)
+def test_parse_printed_count():
+    assert parse_printed_count("354.92M") == pytest.approx(354_920_000)
+    assert parse_printed_count("78k") == 78_000 and parse_printed_count("0.011M") == pytest.approx(11_000)
 
 
 def test_cli_prints_table_and_refuses_to_overwrite_csv(rows, tmp_path, capsys, monkeypatch):
