@@ -84,8 +84,9 @@ def test_every_number_names_its_run_dirs(run_root: Path):
 
 
 def test_same_seed_rerun_uses_latest_and_lists_superseded(run_root: Path):
-    old = write_run(run_root, HOMOTOPY_ID, 1, scores(0.40), finished="2026-01-01T00:00:00", tag="a")
-    new = write_run(run_root, HOMOTOPY_ID, 1, scores(0.60), finished="2026-02-01T00:00:00", tag="b")
+    # The later run's dir sorts first by path, so only the finish time can pick it.
+    old = write_run(run_root, HOMOTOPY_ID, 1, scores(0.40), finished="2026-01-01T00:00:00", tag="b")
+    new = write_run(run_root, HOMOTOPY_ID, 1, scores(0.60), finished="2026-02-01T00:00:00", tag="a")
     row = agg.aggregate_table(TABLE, run_root, smoke=False)[0]
     assert [r.run_dir for r in row.runs] == [new] and row.mean("BLEU") == pytest.approx(60.0)
     assert "superseded" in agg.render_markdown(TABLE, [row], run_root, smoke=False)
