@@ -133,6 +133,7 @@ def test_failure_leaves_results_untouched(tmp_path: Path, run_root: Path):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == snapshot
 
 
+@pytest.mark.slow
 def test_plot_written_for_tables_2_and_3_only(tmp_path: Path, run_root: Path):
     write_run(run_root, "table2/solo_r8_s0", 1, scores(0.6), trainable=20000)
     outputs = agg.render_outputs(2, run_root, tmp_path, smoke=False)
