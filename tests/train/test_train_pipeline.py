@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -62,7 +63,7 @@ def fake_scorer(monkeypatch):
         calls.append((predictions, references))
         return {"BLEU": 0.5, "NIST": 1.0, "METEOR": 0.25, "ROUGE_L": 0.5, "CIDEr": 0.1}
 
-    monkeypatch.setattr(e2e_eval, "score", score)
+    monkeypatch.setattr(e2e_eval, "shared_scorer", lambda: SimpleNamespace(score=score))
     return calls
 
 
