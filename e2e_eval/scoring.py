@@ -8,6 +8,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from e2e_eval.cider import CiderD
 from e2e_eval.errors import E2EEvalError
 from e2e_eval.java import Meteor, PtbTokenizer, helper_classes, java_executable
 from e2e_eval.mteval import bleu_nist
@@ -32,8 +33,9 @@ class Scorer:
 
     `with Scorer() as s: s.score(p1, refs); s.score(p2, refs)` gives the same numbers as
     calling `score()` twice. Texts are tokenized once per scorer (the PTB tokenizer treats each
-    line on its own), and METEOR keeps running while the references stay among those it was
-    started for (its paraphrase table is cut to them). Calls from several threads take turns.
+    line on its own), CIDEr's reference side is built once per reference set, and METEOR keeps
+    running while the references stay among those it was started for (its paraphrase table is
+    cut to them). Calls from several threads take turns.
     """
 
     def __init__(self) -> None:
@@ -41,6 +43,7 @@ class Scorer:
         self._tokenizer: PtbTokenizer | None = None
         self._meteor: Meteor | None = None
         self._tokens: dict[str, str] = {}
+        self._cider: tuple[tuple[tuple[str, ...], ...], CiderD] | None = None
         self._lock = threading.Lock()
 
     def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
@@ -65,7 +68,8 @@ class Scorer:
         # METEOR scores in its JVM while this thread computes ROUGE-L and CIDEr.
         with ThreadPoolExecutor(max_workers=1) as pool:
             meteoring = pool.submit(meteor.corpus_score, [res[i][0] for i in res], [gts[i] for i in gts])
-            rouge_l, cider = _rouge_cider(gts, res)
+            rouge_l = _rouge_l(gts, res)
+            cider = self._cider_for(tuple(tuple(refs) for refs in gts.values())).score([res[i][0] for i in res])
             meteor_score = meteoring.result()
         return {"BLEU": bleu, "NIST": nist, "METEOR": meteor_score, "ROUGE_L": rouge_l, "CIDEr": cider}
 
@@ -76,6 +80,11 @@ class Scorer:
                 self._tokenizer = PtbTokenizer()
             self._tokens.update(zip(missing, self._tokenizer.tokenize(missing), strict=True))
         return [self._tokens[t] for t in texts]
+
+    def _cider_for(self, references: tuple[tuple[str, ...], ...]) -> CiderD:
+        if self._cider is None or self._cider[0] != references:
+            self._cider = (references, CiderD(references))
+        return self._cider[1]
 
     def _meteor_for(self, references: list[str]) -> Meteor:
         if self._meteor is not None and not self._meteor.covers(references):
@@ -113,14 +122,12 @@ def shared_scorer() -> Scorer:
         return _shared[1]
 
 
-def _rouge_cider(gts: dict[int, list[str]], res: dict[int, list[str]]) -> tuple[float, float]:
-    # pycocoevalcap's own scorers (ROUGE-L with beta 1.2, CIDEr-D with sigma 6) on PTB tokens.
-    from pycocoevalcap.cider.cider import Cider
+def _rouge_l(gts: dict[int, list[str]], res: dict[int, list[str]]) -> float:
+    # pycocoevalcap's own scorer (ROUGE-L with beta 1.2) on PTB tokens; CIDEr-D is e2e_eval.cider.
     from pycocoevalcap.rouge.rouge import Rouge
 
     rouge_l, _ = Rouge().compute_score(gts, res)
-    cider, _ = Cider().compute_score(gts, res)
-    return float(rouge_l), float(cider)
+    return float(rouge_l)
 
 
 def _checked(
