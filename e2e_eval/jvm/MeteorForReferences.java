@@ -28,7 +28,7 @@ import java.util.zip.GZIPOutputStream;
 /**
  * METEOR 1.5 in -stdio mode with its paraphrase table cut down to the entries that can match the
  * given references. Loading the whole English table (5.3 million entries) is most of METEOR's
- * start-up; on E2E the cut keeps under 1% of them, and every score is the whole table's.
+ * start-up; on the E2E test set the cut keeps 5% of them, and every score is the whole table's.
  *
  * <p>Usage: {@code java -cp meteor-1.5.jar:DIR MeteorForReferences REFS TABLE.gz METEOR-ARGS...}.
  * REFS holds every reference, one a line (UTF-8). Unless TABLE.gz exists, the cut table is
