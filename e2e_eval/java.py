@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -119,6 +120,11 @@ def helper_classes() -> Path | None:
     )
     if done.returncode != 0:
         shutil.rmtree(building, ignore_errors=True)
+        warnings.warn(
+            f"e2e_eval could not compile its Java helpers ({_last_line(done.stderr)}); scoring the "
+            "official, slower way (a Java runtime with the jdk.compiler module makes it fast)",
+            stacklevel=2,
+        )
         return None
     try:
         building.rename(target)

@@ -58,8 +58,13 @@ public final class MeteorForReferences {
       long start = System.nanoTime();
       Phrases phrases = referencePhrases(args[0], config);
       Path partial = Files.createTempFile(table.toAbsolutePath().getParent(), table.getFileName().toString(), ".part");
-      long[] counts = cutTable(config.getParaDirURL(), partial, phrases);
-      Files.move(partial, table, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+      long[] counts;
+      try {
+        counts = cutTable(config.getParaDirURL(), partial, phrases);
+        Files.move(partial, table, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+      } finally {
+        Files.deleteIfExists(partial);  // a failed cut leaves nothing behind
+      }
       System.err.printf("paraphrase table: kept %d of %d entries in %.2f s%n",
           counts[0], counts[1], (System.nanoTime() - start) / 1e9);
     }
