@@ -5,6 +5,6 @@ README.md in this folder for every normalisation step.
 """
 
 from e2e_eval.errors import E2EEvalError
-from e2e_eval.scoring import METRICS, Scorer, score
+from e2e_eval.scoring import METRICS, Scorer, score, shared_scorer
 
-__all__ = ["METRICS", "E2EEvalError", "Scorer", "score"]
+__all__ = ["METRICS", "E2EEvalError", "Scorer", "score", "shared_scorer"]

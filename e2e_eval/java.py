@@ -1,16 +1,27 @@
-"""The two Java tools of the COCO caption pipeline, each started once per scoring call.
+"""The two Java tools of the COCO caption pipeline, each in one long-lived JVM.
 
 Both jars ship inside the `pycocoevalcap` wheel: the Stanford PTB tokenizer
 (stanford-corenlp-3.4.1.jar) and METEOR 1.5 (meteor-1.5.jar with its English paraphrase table).
+Two small Java programs in `jvm/` (compiled once into the cache folder) keep them fast:
+`PtbTokenizerServer` runs the tokenizer's own command line once per request in one JVM, and
+`MeteorForReferences` starts METEOR on its paraphrase table cut to the entries that can match the
+references (loading the whole table was most of the run time; the cut gives the same scores, see
+the argument in the Java file). Where Java cannot compile them (a runtime without the
+`jdk.compiler` module), each tool runs as the official scorer runs it: one tokenizer JVM per call,
+METEOR on the whole table.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
+import os
 import shutil
 import subprocess
 import tempfile
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +31,11 @@ INSTALL_HINT = "install a Java runtime (e.g. `apt-get install default-jre-headle
 # Pinning the JVM's I/O encoding makes results independent of the user's locale; the official
 # figures were produced with UTF-8 throughout.
 _JVM_FLAGS = ["-Dfile.encoding=UTF-8", "-Dsun.stdout.encoding=UTF-8", "-Dsun.stderr.encoding=UTF-8"]
+# The helpers' JVMs only ever run a few seconds of work: the quick (C1) JIT alone costs half the
+# CPU of the tiered one on the first system METEOR scores, and about as much on later ones.
+_HELPER_JVM_FLAGS = [*_JVM_FLAGS, "-XX:TieredStopAtLevel=1"]
+_METEOR_ARGS = ["-", "-", "-stdio", "-l", "en", "-norm"]  # the official flags, stdio protocol
+_PTB_FLAGS = ["-preserveLines", "-lowerCase"]
 # Characters Java's line reader treats as line ends; inside one caption they would shift every
 # following tokenizer output line, so they become spaces (the official wrapper only does this for
 # "\n", but its file reader already splits on all of them).
@@ -28,6 +44,7 @@ _LINE_BREAKS = str.maketrans({c: " " for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u202
 PTB_PUNCTUATION = frozenset(
     ["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"]
 )
+_SOURCES = Path(__file__).with_name("jvm")
 
 
 def java_executable() -> str:
@@ -48,22 +65,72 @@ def _jar(subpackage: str, name: str) -> Path:
     return path
 
 
-def ptb_tokenize(texts: Sequence[str]) -> list[str]:
-    """Lower-cased PTB tokens of each text, joined by spaces, with COCO's punctuation removed."""
+def _meteor_jar() -> Path:
+    return _jar("meteor", "meteor-1.5.jar")
+
+
+def _tokenizer_jar() -> Path:
+    return _jar("tokenizer", "stanford-corenlp-3.4.1.jar")
+
+
+@functools.cache
+def cache_dir() -> Path:
+    """Compiled helpers and cut paraphrase tables: `$E2E_EVAL_CACHE`, else ~/.cache/e2e_eval.
+
+    Falls back to a folder of this process's where the cache cannot be written.
+    """
+    env = os.environ.get("E2E_EVAL_CACHE")
+    base = Path(env).expanduser() if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "e2e_eval"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=base):
+            pass
+        return base
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="e2e_eval-cache-"))
+
+
+def _fingerprint(*parts: bytes | str | Path) -> str:
+    """A digest of strings, bytes and files (a file by its path, size and modification time)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path):
+            stat = part.stat()
+            part = f"{part.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        digest.update(part.encode("utf-8") if isinstance(part, str) else part)
+        digest.update(b"\0")
+    return digest.hexdigest()[:20]
+
+
+@functools.cache
+def helper_classes() -> Path | None:
+    """The folder of the compiled `jvm/` programs, or None where this Java cannot compile them."""
     java = java_executable()
-    jar = _jar("tokenizer", "stanford-corenlp-3.4.1.jar")
-    with tempfile.TemporaryDirectory(prefix="e2e_eval-") as tmp:
-        source = Path(tmp) / "captions.txt"
-        source.write_text("\n".join(t.translate(_LINE_BREAKS) for t in texts), encoding="utf-8")
-        cmd = [java, *_JVM_FLAGS, "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer",
-               "-preserveLines", "-lowerCase", str(source)]
-        done = subprocess.run(cmd, capture_output=True)
+    sources = sorted(_SOURCES.glob("*.java"))
+    jars = [_meteor_jar(), _tokenizer_jar()]
+    key = _fingerprint(Path(os.path.realpath(java)), *jars, *(s.read_bytes() for s in sources))
+    target = cache_dir() / f"classes-{key}"
+    if target.is_dir():
+        return target
+    building = Path(tempfile.mkdtemp(prefix=".classes-", dir=target.parent))
+    done = subprocess.run(
+        [java, "-m", "jdk.compiler/com.sun.tools.javac.Main", "-nowarn", "-encoding", "UTF-8",
+         "-d", str(building), "-cp", os.pathsep.join(map(str, jars)), *map(str, sources)],
+        capture_output=True,
+    )
     if done.returncode != 0:
-        raise E2EEvalError(f"the PTB tokenizer failed: {_last_line(done.stderr)}")
-    lines = done.stdout.decode("utf-8").split("\n")
-    if len(lines) < len(texts):
-        raise E2EEvalError(f"the PTB tokenizer returned {len(lines)} lines for {len(texts)} texts")
-    return [" ".join(w for w in line.rstrip().split(" ") if w not in PTB_PUNCTUATION) for line in lines[: len(texts)]]
+        shutil.rmtree(building, ignore_errors=True)
+        warnings.warn(
+            f"e2e_eval could not compile its Java helpers ({_last_line(done.stderr)}); scoring the "
+            "official, slower way (a Java runtime with the jdk.compiler module makes it fast)",
+            stacklevel=2,
+        )
+        return None
+    try:
+        building.rename(target)
+    except OSError:  # another process compiled them first
+        shutil.rmtree(building, ignore_errors=True)
+    return target
 
 
 def _last_line(stderr: bytes) -> str:
@@ -71,20 +138,127 @@ def _last_line(stderr: bytes) -> str:
     return lines[-1].strip() if lines else "no message"
 
 
+def _close_quietly(pipe) -> None:
+    try:
+        pipe.close()
+    except BrokenPipeError:
+        pass  # the process is gone already
+
+
+def _coco_tokens(line: str) -> str:
+    return " ".join(w for w in line.rstrip().split(" ") if w not in PTB_PUNCTUATION)
+
+
+class PtbTokenizer:
+    """The PTB tokenizer as the COCO wrapper runs it (`-preserveLines -lowerCase`), one JVM for all calls."""
+
+    def __init__(self) -> None:
+        self._java = java_executable()
+        self._folder = Path(tempfile.mkdtemp(prefix="e2e_eval-"))
+        self._stderr = tempfile.TemporaryFile()
+        self._process: subprocess.Popen | None = None
+
+    def tokenize(self, texts: Sequence[str]) -> list[str]:
+        """Lower-cased PTB tokens of each text, joined by spaces, with COCO's punctuation removed."""
+        source, output = self._folder / "captions.txt", self._folder / "captions.tok"
+        source.write_text("\n".join(t.translate(_LINE_BREAKS) for t in texts), encoding="utf-8")
+        if helper_classes() is None:
+            text = self._run_once(source)
+        else:
+            self._request(source, output)
+            text = output.read_text(encoding="utf-8")
+        lines = text.split("\n")
+        if len(lines) < len(texts):
+            raise E2EEvalError(f"the PTB tokenizer returned {len(lines)} lines for {len(texts)} texts")
+        return [_coco_tokens(line) for line in lines[: len(texts)]]
+
+    def _run_once(self, source: Path) -> str:
+        cmd = [self._java, *_JVM_FLAGS, "-cp", str(_tokenizer_jar()), "edu.stanford.nlp.process.PTBTokenizer",
+               *_PTB_FLAGS, str(source)]
+        done = subprocess.run(cmd, capture_output=True)
+        if done.returncode != 0:
+            raise E2EEvalError(f"the PTB tokenizer failed: {_last_line(done.stderr)}")
+        return done.stdout.decode("utf-8")
+
+    def _request(self, source: Path, output: Path) -> None:
+        if self._process is None:
+            classpath = os.pathsep.join([str(_tokenizer_jar()), str(helper_classes())])
+            self._process = subprocess.Popen(
+                [self._java, *_HELPER_JVM_FLAGS, "-cp", classpath, "PtbTokenizerServer", *_PTB_FLAGS],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            )
+        try:
+            self._process.stdin.write(f"{source}\t{output}\n".encode())
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            pass  # the answer below reports it
+        answer = self._process.stdout.readline().decode("utf-8").strip()
+        if answer != "OK":
+            if not answer:
+                self._stderr.seek(0)
+                answer = _last_line(self._stderr.read())
+                self._stop()
+            raise E2EEvalError(f"the PTB tokenizer failed: {answer}")
+
+    def _stop(self) -> None:
+        if self._process is not None:
+            _close_quietly(self._process.stdin)
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def close(self) -> None:
+        self._stop()
+        self._stderr.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def __enter__(self) -> PtbTokenizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def ptb_tokenize(texts: Sequence[str]) -> list[str]:
+    """`PtbTokenizer().tokenize(texts)` in a JVM of its own."""
+    with PtbTokenizer() as tokenizer:
+        return tokenizer.tokenize(texts)
+
+
 class Meteor:
     """One METEOR 1.5 process in `-stdio` mode with the official flags (`-l en -norm`).
 
-    Started early so the JVM loads its paraphrase table while the other metrics run.
+    Given `references` (the PTB-tokenized references it will see), it runs on the paraphrase table
+    cut to them, cached by their content: then it scores only systems whose references are among
+    them (`covers`). Without, or where the helper cannot be compiled, it loads the whole table.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, references: Sequence[str] | None = None) -> None:
         java = java_executable()
-        jar = _jar("meteor", "meteor-1.5.jar")
+        jar = _meteor_jar()
         self._stderr = tempfile.TemporaryFile()
+        self._references: frozenset[str] | None = None
+        classes = helper_classes() if references is not None else None
+        if classes is None:
+            cmd = [java, *_JVM_FLAGS, "-jar", "-Xmx2G", str(jar), *_METEOR_ARGS]
+        else:
+            self._references = frozenset(references)
+            # Sorted and unique: the same references give the same cached table in any order.
+            listed = "".join(f"{r}\n" for r in sorted(self._references)).encode("utf-8")
+            key = _fingerprint(classes.name, jar, jar.parent / "data" / "paraphrase-en.gz", *_METEOR_ARGS, listed)
+            table = cache_dir() / f"paraphrase-en-{key}.gz"
+            self._folder = tempfile.TemporaryDirectory(prefix="e2e_eval-")
+            refs = Path(self._folder.name) / "references.txt"
+            refs.write_bytes(listed)
+            cmd = [java, *_HELPER_JVM_FLAGS, "-Xmx2G", "-cp", os.pathsep.join([str(jar), str(classes)]),
+                   "MeteorForReferences", str(refs), str(table), *_METEOR_ARGS]
         self._process = subprocess.Popen(
-            [java, *_JVM_FLAGS, "-jar", "-Xmx2G", str(jar), "-", "-", "-stdio", "-l", "en", "-norm"],
-            cwd=jar.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            cmd, cwd=jar.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
         )
+
+    def covers(self, references: Sequence[str]) -> bool:
+        """Whether this process scores against `references` as METEOR on the whole table would."""
+        return self._references is None or self._references.issuperset(references)
 
     def corpus_score(self, hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> float:
         """Corpus METEOR: per-segment statistics, then one EVAL over all of them."""
@@ -107,9 +281,10 @@ class Meteor:
         for _ in range(expected):
             line = self._process.stdout.readline()
             if not line:
-                self.close()
                 self._stderr.seek(0)
-                raise E2EEvalError(f"METEOR stopped early: {_last_line(self._stderr.read())}")
+                message = _last_line(self._stderr.read())
+                self.close()
+                raise E2EEvalError(f"METEOR stopped early: {message}")
             answers.append(line.decode("utf-8").strip())
         writer.join()
         return answers
@@ -123,10 +298,13 @@ class Meteor:
 
     def close(self) -> None:
         if self._process.poll() is None:
-            self._process.stdin.close()
+            _close_quietly(self._process.stdin)
             self._process.kill()
         self._process.wait()
-        self._stderr.close()
+        if not self._stderr.closed:
+            self._stderr.close()
+        if self._references is not None:
+            self._folder.cleanup()
 
     def __enter__(self) -> Meteor:
         return self

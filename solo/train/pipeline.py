@@ -270,9 +270,9 @@ def _decode_stage(cfg: DictConfig, run_dir: Path, inputs: Inputs) -> list[str]:
 
 
 def _score_stage(run_dir: Path, texts: list[str], groups: list, tracker) -> None:
-    from e2e_eval import score
+    from e2e_eval import shared_scorer
 
-    scores = score(texts, [list(group.refs) for group in groups])
+    scores = shared_scorer().score(texts, [list(group.refs) for group in groups])
     write_json_atomic(run_dir / "scores.json", scores)
     tracker.summary({f"test/{key}": value for key, value in scores.items()})
     print("scores: " + ", ".join(f"{key} {value:.4f}" for key, value in scores.items()))

@@ -66,3 +66,24 @@ def test_cli_prints_the_scores_like_the_official_script(example_cli):
     printed, written = example_cli
     expected = ["SCORES:", "=============="] + [f"{m}: {written[m]:.4f}" for m in METRICS]
     assert printed.splitlines() == expected
+
+
+@pytest.mark.parametrize("system", ["tgen-std", "tgen-minus"])
+def test_all_five_scores_equal_the_official_figures_to_their_last_decimal(scored, system):
+    # OFFICIAL holds 12 decimals; the cut paraphrase table and the cached CIDEr side change none.
+    for metric in METRICS:
+        assert scored[system][metric] == pytest.approx(OFFICIAL[system][metric], abs=1e-12)
+
+
+@pytest.mark.slow
+def test_without_the_compiled_helpers_the_official_way_gives_the_same_scores(example_inputs, monkeypatch, scored):
+    # A Java runtime without the jdk.compiler module: a tokenizer JVM per call, METEOR on the whole table.
+    import e2e_eval.java
+    import e2e_eval.scoring
+
+    monkeypatch.setattr(e2e_eval.java, "helper_classes", lambda: None)
+    monkeypatch.setattr(e2e_eval.scoring, "helper_classes", lambda: None)
+    odd = list(example_inputs.predictions)
+    odd[3], odd[5] = "", EXAMPLE_ODD_PREDICTION
+    with Scorer() as scorer:
+        assert scorer.score(odd, example_inputs.references) == scored["example-odd"]

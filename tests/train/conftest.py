@@ -3,6 +3,8 @@ for the step tests."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -21,7 +23,7 @@ def fake_scorer(monkeypatch):
         calls.append((predictions, references))
         return {"BLEU": 0.5, "NIST": 1.0, "METEOR": 0.25, "ROUGE_L": 0.5, "CIDEr": 0.1}
 
-    monkeypatch.setattr(e2e_eval, "score", score)
+    monkeypatch.setattr(e2e_eval, "shared_scorer", lambda: SimpleNamespace(score=score))
     return calls
 
 
