@@ -55,6 +55,7 @@ def build_batches(cfg: DictConfig, tokenizer, split: str, *, shuffle: bool):
         pad_id=_pad_id(tokenizer),
         bucket_lengths=cfg.data.get("bucket_lengths"),
         shuffle=shuffle,
+        order=cfg.data.get("batch_order") or "bucketed",
     )
 
 
