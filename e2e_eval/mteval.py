@@ -12,6 +12,8 @@ port, metrics/pymteval.py. Same tokenisation rules but Python's whitespace and U
 lower-casing; an empty segment is one empty token; unsmoothed BLEU (a zero count becomes 1e-15);
 order-n lengths len - n + 1 per segment even where negative; NIST's expected length is the sum
 of each MR's mean reference length, and its information weights have no Perl-truthiness quirk.
+Where the port would divide by zero (an n-gram order absent from every prediction) that order
+adds 0 to NIST instead of stopping.
 BLEU agrees with Perl's on ordinary outputs; NIST differs where MRs have different numbers of
 references (e.g. TGen-minus on the test set: 7.774 vs 7.962).
 """
@@ -233,6 +235,8 @@ def _python_bleu_nist(predictions: Sequence[str],
     for n in range(1, NIST_ORDER + 1):
         information = sum(math.log(ref_counts[ngram[:-1]] / ref_counts[ngram], 2) * count
                           for ngram, count in info_hits[n])
-        nist += information / lengths[n]
+        # The port divides by zero here (and stops) when the order has no n-grams in the whole
+        # corpus, e.g. every prediction a single word; such an order adds nothing instead.
+        nist += information / lengths[n] if lengths[n] else 0.0
     ratio = lengths[1] / expected_length
     return bleu, nist * (1.0 if ratio >= 1 else 0.0 if ratio <= 0 else _nist_length_penalty(ratio))

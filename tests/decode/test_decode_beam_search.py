@@ -114,7 +114,7 @@ def test_a_prompt_ngram_can_be_copied_under_lora_and_not_under_hf():
     prompts = prompts_for("trained")
 
     def copied(outputs) -> int:
-        return sum(bool(_ngrams(p[:-1], n) & _ngrams(list(o), n)) for p, o in zip(prompts, outputs))
+        return sum(bool(_ngrams(p[:-1], n) & _ngrams(list(o), n)) for p, o in zip(prompts, outputs, strict=True))
 
     assert copied(fast("trained", 10, 7, "lora")) == len(prompts)
     assert copied(fast("trained", 10, 7, "hf")) == 0
@@ -147,7 +147,8 @@ def test_a_finished_beam_keeps_its_slot_under_lora():
     the slot with C, whose "C S" scores -1.2 / 2 = -0.6 and wins."""
     P, A, C, S = 0, 1, 3, 4
     table = torch.full((6, 6), 0.0)
-    table[P] = torch.tensor([-10.0, 1.9, -10.0, 1.8, 2.0, -10.0])
+    table[P] = -10.0
+    table[P, [A, C, S]] = torch.tensor([1.9, 1.8, 2.0])
     table[C, S] = 10.0
     model = BigramLM(table)
     kwargs = dict(eos_id=S, pad_id=P, num_beams=2, max_new_tokens=3, length_penalty=1.0,

@@ -131,3 +131,14 @@ def test_unknown_variant_is_an_e2e_eval_error():
 
     with pytest.raises(E2EEvalError, match="mteval variant 'java' must be one of perl, python"):
         bleu_nist(["a"], [["a"]], "java")
+
+
+def test_python_variant_scores_one_word_predictions_where_the_port_would_stop():
+    # Every prediction is one word: no bigrams at all (the port divides by zero); NIST is the
+    # unigram term alone.
+    bleu, nist = bleu_nist(["a", "b"], [["a b"], ["c"]], "python")
+    unigram = math.log2(3 / 1) / 2  # "a" matched: 3 reference words, 1 occurrence; 2 predicted
+    assert nist == pytest.approx(unigram * _nist_length_penalty(2 / (2 / 1 + 1 / 1)), rel=1e-12)
+    # unsmoothed: the empty orders count 1e-15 hits over max(0 n-grams, 1e-9)
+    expected = math.exp(1 - 3 / 2) * math.exp((math.log(1 / 2) + 3 * math.log(1e-15 / 1e-9)) / 4)
+    assert bleu == pytest.approx(expected, rel=1e-12)
