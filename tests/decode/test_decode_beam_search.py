@@ -160,15 +160,22 @@ def test_a_finished_beam_keeps_its_slot_under_lora():
     assert lora_reference_beam_search(model, [P], **lora_kwargs, refill_finished=True) == [C]
 
 
-def test_lora_always_runs_max_new_tokens_steps_with_every_slot():
+def rows_per_model_call(style: str) -> tuple[list[int], tuple]:
+    """Rows of each model call of a gpt2-eos search (the prompt pass, then one call per step),
+    and its outputs."""
     model = case("gpt2-eos")["model"]
-    rows = []  # rows of each model call: the prompt pass, then one call per step
+    rows: list[int] = []
     handle = model.register_forward_hook(
         lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
     try:
-        out = fast("gpt2-eos", 3, NUM_PROMPTS, "lora")
+        out = fast("gpt2-eos", 3, NUM_PROMPTS, style)
     finally:
         handle.remove()
+    return rows, out
+
+
+def test_lora_always_runs_max_new_tokens_steps_with_every_slot():
+    rows, out = rows_per_model_call("lora")
     steps = case("gpt2-eos")["steps"]
     assert rows == [NUM_PROMPTS] + [3 * NUM_PROMPTS] * (steps - 1)
     assert any(len(o) < steps // 2 for o in out)  # although texts had ended long before
@@ -184,15 +191,8 @@ def test_ngram_bans_change_some_results():
     assert fast("gpt2-ties", 3, 7) != fast("gpt2-ties", 3, 7, no_repeat_ngram_size=0)
 
 
-def test_eos_case_stops_early_and_drops_done_prompts():
-    model = case("gpt2-eos")["model"]
-    rows = []  # rows of each model call: the prompt pass, then one call per step
-    handle = model.register_forward_hook(
-        lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
-    try:
-        out = fast("gpt2-eos", 3, NUM_PROMPTS)
-    finally:
-        handle.remove()
+def test_hf_stops_early_and_drops_done_prompts():
+    rows, out = rows_per_model_call("hf")
     steps = case("gpt2-eos")["steps"]
     # No call follows the last step, so fewer than `steps` calls means the stop rule fired...
     assert len(rows) < steps
