@@ -259,8 +259,10 @@ def _recipe_lines(results: list[RowResult]) -> list[str]:
     if not recipes:
         return ["Recipe: no finished runs."]
     if len(recipes) == 1:
-        return [f"Recipe (every run): {next(iter(recipes))}."]
-    return ["Recipes (they differ between runs):", ""] + [
+        return [f"Recipe (every run; each choice's source: README.md, Reproduction notes): "
+                f"{next(iter(recipes))}."]
+    return ["Recipes (they differ between runs; each choice's source: README.md, Reproduction "
+            "notes):", ""] + [
         f"- rows {', '.join(map(str, rows))}: {recipe}" for recipe, rows in recipes.items()]
 
 
