@@ -160,6 +160,23 @@ def test_a_finished_beam_keeps_its_slot_under_lora():
     assert lora_reference_beam_search(model, [P], **lora_kwargs, refill_finished=True) == [C]
 
 
+def test_lora_bans_renormalise_the_other_tokens():
+    """Beam 2, length penalty 1, no-repeat bigrams. "Y S" (0.45 * 0.5, length 2) ends first.
+    "X X" must not repeat its bigram, so X is banned after it: renormalised, S then has
+    0.09 / 0.1 = 0.9 and "X X S" (0.5 * 0.9 * 0.9, length 3) wins; without renormalisation it has
+    0.5 * 0.9 * 0.09 and "Y S" stays best."""
+    P, X, Y, S, Z = range(5)
+    probs = torch.full((5, 5), 0.2)
+    probs[P] = torch.tensor([1e-9, 0.5, 0.45, 0.01, 0.04])
+    probs[X] = torch.tensor([1e-9, 0.9, 1e-9, 0.09, 0.01])
+    probs[Y] = torch.tensor([1e-9, 0.1, 1e-9, 0.5, 0.4])
+    model = BigramLM(probs.log())
+    kwargs = dict(eos_id=S, num_beams=2, max_new_tokens=3, length_penalty=1.0, no_repeat_ngram_size=2)
+    assert beam_search(model, [[P]], pad_id=P, style="lora", **kwargs) == [[X, X]]
+    assert lora_reference_beam_search(model, [P], **kwargs) == [X, X]
+    assert lora_reference_beam_search(model, [P], **kwargs, bans_after_softmax=True) == [Y]
+
+
 def rows_per_model_call(style: str) -> tuple[list[int], tuple]:
     """Rows of each model call of a gpt2-eos search (the prompt pass, then one call per step),
     and its outputs."""
