@@ -58,8 +58,8 @@ def fake_scorer(monkeypatch):
 
     calls = []
 
-    def score(predictions, references):
-        calls.append((predictions, references))
+    def score(predictions, references, mteval="perl"):
+        calls.append((predictions, references, mteval))
         return {"BLEU": 0.5, "NIST": 1.0, "METEOR": 0.25, "ROUGE_L": 0.5, "CIDEr": 0.1}
 
     monkeypatch.setattr(e2e_eval, "score", score)
@@ -87,6 +87,7 @@ def test_experiment_writes_the_run_dir_contract_and_is_never_rerun(
         "predictions.txt",
         "references.txt",
         "scores.json",
+        "recipe.json",
         "DONE",
         "adapter/adapter.safetensors",
         "adapter/adapter_config.json",
@@ -120,11 +121,13 @@ def test_experiment_writes_the_run_dir_contract_and_is_never_rerun(
     assert dev[-1] < dev[0] - 0.05
 
     # Two unique test MRs: two prediction lines, two reference blocks, handed to the scorer.
-    ((predictions, references),) = fake_scorer
+    ((predictions, references, mteval),) = fake_scorer
     assert len(predictions) == 2 and len(references) == 2 and all(references)
+    assert mteval == "python"  # the recipe's BLEU/NIST variant, recorded with the scores
     assert (run_dir / "predictions.txt").read_text().count("\n") == 2
     assert (run_dir / "references.txt").read_text().strip().count("\n\n") == 1
     assert json.loads((run_dir / "scores.json").read_text())["BLEU"] == 0.5
+    assert json.loads((run_dir / "scores.json").read_text())["mteval"] == "python"
 
     # wandb ran offline for real and wrote its files inside the run dir.
     offline = list((run_dir / "wandb").glob("offline-run-*"))
@@ -255,6 +258,7 @@ def test_cli_scores_with_e2e_eval_and_leaves_no_hydra_files(killed_and_resumed):
         "METEOR",
         "ROUGE_L",
         "CIDEr",
+        "mteval",
     }
     assert (run_dir / "DONE").exists()
     assert sorted(os.listdir(cwd)) == ["runs"]
