@@ -8,7 +8,10 @@ import importlib
 
 import pytest
 import torch
-from decode_models import (
+
+from solo.decode import ban_repeated_ngrams, beam_search, top_k_low_index_first
+from solo.errors import SoloError
+from tests.decode.decode_models import (
     PARA,
     SEP,
     BigramLM,
@@ -18,10 +21,11 @@ from decode_models import (
     tied_bigram,
     trained_cycle_gpt2,
 )
-from decode_reference import banned_tokens, lora_reference_beam_search, reference_beam_search
-
-from solo.decode import ban_repeated_ngrams, beam_search, top_k_low_index_first
-from solo.errors import SoloError
+from tests.decode.decode_reference import (
+    banned_tokens,
+    lora_reference_beam_search,
+    reference_beam_search,
+)
 
 NUM_PROMPTS = 7
 

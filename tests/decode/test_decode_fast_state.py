@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from decode_models import small_gpt2, tied_bigram
-from test_decode_beam_search import case, prompts_for, reference, settings
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from solo.accel import fast_beam_search
-from solo.accel.gpt2_decode import SharedPromptGPT2State, unsupported_reason
 from solo.decode import beam_search
 from solo.decode.beam_search import HFCacheState
+from solo.decode.engine import fast_beam_search
+from solo.decode.gpt2_state import SharedPromptGPT2State, unsupported_reason
 from solo.methods import apply_method
+from tests.decode.decode_models import small_gpt2, tied_bigram
+from tests.decode.test_decode_beam_search import case, prompts_for, reference, settings
 
 EOS = 127
 
@@ -113,8 +113,7 @@ def test_block_forwards_are_restored_after_the_search():
 
 
 def test_batch_sizes():
-    from solo.accel import decode_batch_size
-    from solo.accel.fast_decode import even_batch_size
+    from solo.decode.engine import decode_batch_size, even_batch_size
 
     assert decode_batch_size(_fp64_gpt2(layers=1), [[1, 2, 3]], num_beams=10, max_new_tokens=8) == 32
     assert even_batch_size(630, 256) == 210

@@ -9,11 +9,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from e2e_eval_figures import EXAMPLE, EXAMPLE_ODD, EXAMPLE_ODD_PREDICTION, OFFICIAL, PYMTEVAL
 
 from e2e_eval import METRICS, Scorer
 from e2e_eval.__main__ import main
 from e2e_eval.readers import Inputs
+from tests.e2e_eval.e2e_eval_figures import (
+    EXAMPLE,
+    EXAMPLE_ODD,
+    EXAMPLE_ODD_PREDICTION,
+    OFFICIAL,
+    PYMTEVAL,
+)
 
 pytestmark = pytest.mark.java
 

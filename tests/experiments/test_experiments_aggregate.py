@@ -8,11 +8,11 @@ import statistics
 from pathlib import Path
 
 import pytest
-from experiment_rundirs import scores, write_run
 
 from solo.errors import SoloError
 from solo.experiments import aggregate as agg
 from solo.experiments.tables import table_rows
+from tests.experiments.experiment_rundirs import scores, write_run
 
 TABLE = 6  # two rows: table6/solo_r128_s0.6_homotopy (alias of a Table 2 row) and the plain vector
 HOMOTOPY_ID = "table2/solo_r128_s0.6"  # the alias resolves to the Table 2 experiment

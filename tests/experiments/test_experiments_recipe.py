@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-from experiment_rundirs import scores, write_run
-
 from solo.decode.recipe import RECIPE_FILE, recipe_line, run_recipe
 from solo.experiments import aggregate as agg
 from solo.experiments.compose import compose_train_config
+from tests.experiments.experiment_rundirs import scores, write_run
 
 
 def test_tables_show_each_runs_recipe_in_their_header(tmp_path):

@@ -51,21 +51,6 @@ def compose_cfg(overrides: list[str]):
         return compose("train", overrides=overrides)
 
 
-@pytest.fixture()
-def fake_scorer(monkeypatch):
-    """Records what the pipeline hands the scorer; the real one is exercised by the CLI test."""
-    import e2e_eval
-
-    calls = []
-
-    def score(predictions, references, mteval="perl"):
-        calls.append((predictions, references, mteval))
-        return {"BLEU": 0.5, "NIST": 1.0, "METEOR": 0.25, "ROUGE_L": 0.5, "CIDEr": 0.1}
-
-    monkeypatch.setattr(e2e_eval, "score", score)
-    return calls
-
-
 def _records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -171,18 +156,18 @@ def test_crash_after_training_resumes_at_decoding_with_the_saved_adapter(
 def test_nan_loss_stops_the_experiment_keeping_the_last_checkpoint(
     shared_data, tmp_path, fake_scorer, monkeypatch
 ):
-    import solo.train.loop as loop
+    import solo.train.step as step
     from solo.errors import SoloError
     from solo.train.pipeline import run_experiment
 
-    real_loss, calls = loop.label_smoothed_loss, {"n": 0}
+    real_loss, calls = step.label_smoothed_loss, {"n": 0}
 
     def loss_going_nan_at_step_5(*args, **kwargs):
         calls["n"] += 1
         loss = real_loss(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(loop, "label_smoothed_loss", loss_going_nan_at_step_5)
+    monkeypatch.setattr(step, "label_smoothed_loss", loss_going_nan_at_step_5)
     cfg = compose_cfg(tiny_overrides(shared_data, tmp_path))
     with pytest.raises(
         SoloError, match=r"loss is nan at optimiser step 5 .*last good checkpoint: step 4"
