@@ -52,6 +52,7 @@ def _cancel(submitit_dir: Path) -> None:
         subprocess.run(["scancel", *sorted(ids)], capture_output=True, timeout=30)
 
 
+@pytest.mark.slow
 def test_two_job_multirun_lands_in_its_run_dirs(tmp_path: Path):
     _ensure_slurm()
     run_root, sweep_dir = tmp_path / "runs", tmp_path / "multirun"

@@ -8,6 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import GPT2LMHeadModel
 
+from solo.data import TrainBatches
 from solo.methods import apply_method
 from solo.train.optim import build_optimizer, build_scheduler
 
@@ -20,17 +21,11 @@ TRAINER = {"lr": 2e-3, "weight_decay": 0.01, "betas": [0.9, 0.999], "eps": 1e-6}
 
 
 def make_batch(generator: torch.Generator, batch_size: int = 4) -> dict[str, torch.Tensor]:
-    """A right-padded batch as solo.data.TrainBatches.collate makes it (targets: second half)."""
+    """A right-padded batch from solo.data.TrainBatches.collate (targets: the second half)."""
     lengths = torch.randint(8, 30, (batch_size,), generator=generator).tolist()
-    width = max(lengths)
-    input_ids = torch.full((batch_size, width), PAD, dtype=torch.long)
-    attention_mask = torch.zeros((batch_size, width), dtype=torch.long)
-    loss_mask = torch.zeros((batch_size, width))
-    for row, length in enumerate(lengths):
-        input_ids[row, :length] = torch.randint(0, PAD, (length,), generator=generator)
-        attention_mask[row, :length] = 1
-        loss_mask[row, length // 2:length] = 1.0
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "loss_mask": loss_mask}
+    examples = [(torch.randint(0, PAD, (n,), generator=generator).tolist(), [0] * (n // 2) + [1] * (n - n // 2))
+                for n in lengths]
+    return TrainBatches(examples, batch_size, seed=0, pad_id=PAD).collate(range(batch_size))
 
 
 def attach(backbone: GPT2LMHeadModel, method_cfg: dict):

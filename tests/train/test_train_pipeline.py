@@ -213,6 +213,7 @@ def killed_and_resumed(tmp_path_factory, shared_data):
     return cwd, run_dir, args, interrupted, log
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_to_the_bitwise_same_adapter(
     killed_and_resumed, shared_data, tmp_path, fake_scorer
 ):
@@ -235,6 +236,7 @@ def test_sigkilled_run_resumes_to_the_bitwise_same_adapter(
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.slow
 def test_cli_scores_with_e2e_eval_and_leaves_no_hydra_files(killed_and_resumed):
     cwd, run_dir, _, _, _ = killed_and_resumed
     assert set(json.loads((run_dir / "scores.json").read_text())) == {
@@ -250,6 +252,7 @@ def test_cli_scores_with_e2e_eval_and_leaves_no_hydra_files(killed_and_resumed):
     assert not list(cwd.rglob(".hydra"))
 
 
+@pytest.mark.slow
 def test_multirun_jobs_find_their_run_dirs_by_hash(killed_and_resumed):
     cwd, run_dir, args, _, log = killed_and_resumed
     # logger.* is not part of the hash: both jobs are the finished run, so neither reruns it.
