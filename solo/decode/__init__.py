@@ -17,6 +17,7 @@ from solo.decode.engine import fast_beam_search, search
 from solo.decode.gpt2_state import SharedPromptGPT2State
 from solo.decode.ngram import ban_repeated_ngrams
 from solo.decode.predict import DecodeStats, decode_mrs_with_stats, settings_from_config
+from solo.decode.text import prediction_text, stop_token_ids
 from solo.decode.writers import one_line, write_predictions, write_references
 
 __all__ = [
@@ -30,8 +31,10 @@ __all__ = [
     "decode_mrs_with_stats",
     "fast_beam_search",
     "one_line",
+    "prediction_text",
     "search",
     "settings_from_config",
+    "stop_token_ids",
     "top_k_low_index_first",
     "write_predictions",
     "write_references",

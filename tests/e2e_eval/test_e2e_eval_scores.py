@@ -13,7 +13,13 @@ import pytest
 from e2e_eval import METRICS, Scorer
 from e2e_eval.__main__ import main
 from e2e_eval.readers import Inputs
-from tests.e2e_eval.e2e_eval_figures import EXAMPLE, EXAMPLE_ODD, EXAMPLE_ODD_PREDICTION, OFFICIAL
+from tests.e2e_eval.e2e_eval_figures import (
+    EXAMPLE,
+    EXAMPLE_ODD,
+    EXAMPLE_ODD_PREDICTION,
+    OFFICIAL,
+    PYMTEVAL,
+)
 
 pytestmark = pytest.mark.java
 
@@ -87,3 +93,17 @@ def test_without_the_compiled_helpers_the_official_way_gives_the_same_scores(exa
     odd[3], odd[5] = "", EXAMPLE_ODD_PREDICTION
     with Scorer() as scorer:
         assert scorer.score(odd, example_inputs.references) == scored["example-odd"]
+
+
+@pytest.mark.slow  # its own METEOR start-up
+def test_cli_mteval_python_scores_and_records_the_variant(shared_data, tmp_path, capsys):
+    folder = shared_data / "e2e-metrics-example"
+    out = tmp_path / "scores.json"
+    main([str(folder / "devel-conc.txt"), str(folder / "baseline-output.txt"), "--mteval", "python",
+          "--json", str(out)])
+    written = json.loads(out.read_text("utf-8"))
+    assert written["mteval"] == "python"
+    assert written["NIST"] == pytest.approx(PYMTEVAL["example"]["NIST"], abs=1e-9)
+    assert written["BLEU"] == pytest.approx(PYMTEVAL["example"]["BLEU"], abs=1e-9)
+    assert written["METEOR"] == pytest.approx(EXAMPLE["METEOR"], abs=1e-9)  # the others unchanged
+    assert f"NIST: {PYMTEVAL['example']['NIST']:.4f}" in capsys.readouterr().out

@@ -19,8 +19,8 @@ def fake_scorer(monkeypatch):
 
     calls = []
 
-    def score(predictions, references):
-        calls.append((predictions, references))
+    def score(predictions, references, mteval="perl"):
+        calls.append((predictions, references, mteval))
         return {"BLEU": 0.5, "NIST": 1.0, "METEOR": 0.25, "ROUGE_L": 0.5, "CIDEr": 0.1}
 
     monkeypatch.setattr(e2e_eval, "shared_scorer", lambda: SimpleNamespace(score=score))

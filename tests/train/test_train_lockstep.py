@@ -94,7 +94,7 @@ def test_hydra_lockstep_launcher_runs_a_sweep_and_reports_failures(shared_data, 
     fake_score = (
         "import e2e_eval; "
         "keys = ['BLEU', 'NIST', 'METEOR', 'ROUGE_L', 'CIDEr']; "
-        "e2e_eval.shared_scorer = lambda: type('Fake', (), {'score': lambda self, p, r: dict.fromkeys(keys, 0.0)})(); "
+        "e2e_eval.shared_scorer = lambda: type('Fake', (), {'score': lambda self, p, r, mteval='perl': dict.fromkeys(keys, 0.0)})(); "
         "from solo.train.__main__ import main; main()"
     )
     args = [

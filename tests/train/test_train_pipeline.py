@@ -73,6 +73,7 @@ def test_experiment_writes_the_run_dir_contract_and_is_never_rerun(
         "predictions.txt",
         "references.txt",
         "scores.json",
+        "recipe.json",
         "DONE",
         "adapter/adapter.safetensors",
         "adapter/adapter_config.json",
@@ -106,11 +107,13 @@ def test_experiment_writes_the_run_dir_contract_and_is_never_rerun(
     assert dev[-1] < dev[0] - 0.05
 
     # Two unique test MRs: two prediction lines, two reference blocks, handed to the scorer.
-    ((predictions, references),) = fake_scorer
+    ((predictions, references, mteval),) = fake_scorer
     assert len(predictions) == 2 and len(references) == 2 and all(references)
+    assert mteval == "python"  # the recipe's BLEU/NIST variant, recorded with the scores
     assert (run_dir / "predictions.txt").read_text().count("\n") == 2
     assert (run_dir / "references.txt").read_text().strip().count("\n\n") == 1
     assert json.loads((run_dir / "scores.json").read_text())["BLEU"] == 0.5
+    assert json.loads((run_dir / "scores.json").read_text())["mteval"] == "python"
 
     # wandb ran offline for real and wrote its files inside the run dir.
     offline = list((run_dir / "wandb").glob("offline-run-*"))
@@ -243,6 +246,7 @@ def test_cli_scores_with_e2e_eval_and_leaves_no_hydra_files(killed_and_resumed):
         "METEOR",
         "ROUGE_L",
         "CIDEr",
+        "mteval",
     }
     assert (run_dir / "DONE").exists()
     assert sorted(os.listdir(cwd)) == ["runs"]
