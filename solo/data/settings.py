@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from solo.data import download
+from solo.data.batching import BATCH_ORDERS
 from solo.schema import Choice, Number, Sequence, Text, allowed, from_mapping
 
 _LIMIT = Number(integer=True, low=1, nullable=True)
@@ -31,8 +32,8 @@ class DataSettings:
     )
     lora_url: str = field(default=download.LORA_BASE_URL, metadata=allowed(Text()))
     official_url: str = field(default=download.OFFICIAL_ZIP_URL, metadata=allowed(Text()))
-    # The order batches are drawn in (issue 15 adds the choices); checked by the batcher.
-    batch_order: str | None = field(default=None, metadata=allowed(Text(nullable=True)))
+    # random: microsoft/LoRA's shuffled sampler; bucketed: length-sorted chunks (faster padding).
+    batch_order: str = field(default="random", metadata=allowed(Choice(BATCH_ORDERS)))
 
 
 def data_settings(data_cfg: Mapping[str, Any] | None) -> DataSettings:
