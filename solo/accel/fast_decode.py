@@ -67,7 +67,8 @@ def even_batch_size(count: int, fits: int) -> int:
     return math.ceil(count / math.ceil(count / fits))
 
 
-def fast_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: int, pad_id: int,
+def fast_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *,
+                     eos_id: int | Sequence[int], pad_id: int,
                      num_beams: int = 10, length_penalty: float = 0.9, no_repeat_ngram_size: int = 4,
                      max_new_tokens: int = 64, batch_size: int | None = None,
                      progress: bool = False) -> list[list[int]]:

@@ -15,6 +15,7 @@ from solo.decode.beam_search import (
 )
 from solo.decode.ngram import ban_repeated_ngrams
 from solo.decode.predict import DecodeStats, decode_mrs, decode_mrs_with_stats, settings_from_config
+from solo.decode.text import prediction_text, stop_token_ids
 from solo.decode.writers import one_line, write_predictions, write_references
 
 __all__ = [
@@ -27,7 +28,9 @@ __all__ = [
     "decode_mrs",
     "decode_mrs_with_stats",
     "one_line",
+    "prediction_text",
     "settings_from_config",
+    "stop_token_ids",
     "top_k_low_index_first",
     "write_predictions",
     "write_references",

@@ -10,8 +10,8 @@ implementation in `tests/decode/decode_reference.py`); per prompt, with K = num_
 * Step. Starting from one live hypothesis (the empty one, score 0), every step expands each live
   hypothesis by every token and ranks the candidates by score, ties broken by lower beam index
   (beams are ordered by rank at the previous step), then lower token id. Of the best 2K:
-  - a candidate "finishes" if its token is eos, or if this step is the last one allowed
-    (max_new_tokens); it joins the finished set only if it is among the best K (HF's rule);
+  - a candidate "finishes" if its token is a stop token ("eos"; `eos_id` is one id or several),
+    or if this step is the last one allowed (max_new_tokens); it joins the finished set only if it is among the best K (HF's rule);
     its final score is score / L**length_penalty, L = number of generated tokens *including the
     eos* (HF's convention), computed in fp32 as fp32(score) / fp32(L**length_penalty);
   - the first K candidates that do not finish, in rank order, are the next live hypotheses.
@@ -43,6 +43,7 @@ tie-free?" and "is any prompt done?".
 from __future__ import annotations
 
 import inspect
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -64,6 +65,8 @@ class BeamSettings:
 
     batch_size only affects speed (None: memory-sized on CUDA with the fast engine, else
     DEFAULT_BATCH_SIZE).
+    extra_stop_tokens: strings that end a hypothesis besides the tokenizer's eos, one token each
+    (solo.decode.text.stop_token_ids).
     engine picks the decoding state, not the search: "reference" runs the model's own forward
     with HF's DynamicCache, "fast" solo.accel's SharedPromptGPT2State for GPT-2 models (the
     reference for others); both give the same tokens up to floating-point rounding.
@@ -75,6 +78,7 @@ class BeamSettings:
     max_new_tokens: int = 64
     batch_size: int | None = None
     engine: str = "fast"
+    extra_stop_tokens: tuple[str, ...] = ()
 
     def validate(self) -> None:
         for field, low in (("num_beams", 1), ("no_repeat_ngram_size", 0), ("max_new_tokens", 0),
@@ -86,13 +90,20 @@ class BeamSettings:
                 raise SoloError(f"decode.{field}={value!r} must be an integer >= {low}")
         if self.engine not in ENGINES:
             raise SoloError(f"decode.engine={self.engine!r} must be one of {', '.join(ENGINES)}")
+        if isinstance(self.extra_stop_tokens, str) or not all(
+                isinstance(t, str) and t for t in self.extra_stop_tokens):
+            raise SoloError(f"decode.extra_stop_tokens={self.extra_stop_tokens!r} must be a list of "
+                            "non-empty strings (each one token, e.g. ['\\n\\n'] for GPT-2)")
 
 
-def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: int, pad_id: int,
+def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: int | Sequence[int],
+                pad_id: int,
                 num_beams: int = 10, length_penalty: float = 0.9, no_repeat_ngram_size: int = 4,
                 max_new_tokens: int = 64, batch_size: int = DEFAULT_BATCH_SIZE,
                 progress: bool = False, state: StateFactory | None = None) -> list[list[int]]:
-    """One generated token list per prompt (no prompt, no eos), in the order of `prompts`.
+    """One generated token list per prompt (no prompt, no stop token), in the order of `prompts`.
+
+    `eos_id` is the stop token id, or several: a hypothesis ends at the first of any of them.
 
     See the module doc for the exact search. The model is put in eval mode for the search and
     restored afterwards; results do not depend on batch_size or on which prompts share a batch.
@@ -108,6 +119,7 @@ def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: i
         if len(prompt) == 0:
             raise SoloError(f"prompt {i} is empty; a decoder-only model needs at least one token")
     _check_positions(model, prompts, max_new_tokens)
+    stop_ids = stop_id_tuple(eos_id)
 
     results: list[list[int]] = [[] for _ in prompts]
     if max_new_tokens == 0 or not prompts:
@@ -127,12 +139,24 @@ def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: i
         with torch.inference_mode():
             for batch in batches:
                 outs = _search_batch(make_state(model, num_beams), device,
-                                     [list(prompts[i]) for i in batch], eos_id, pad_id, settings)
+                                     [list(prompts[i]) for i in batch], stop_ids, pad_id, settings)
                 for i, out in zip(batch, outs, strict=True):
                     results[i] = out
     finally:
         model.train(was_training)
     return results
+
+
+def stop_id_tuple(eos_id: int | Sequence[int]) -> tuple[int, ...]:
+    """The stop ids as a non-empty tuple of ints (one id or several)."""
+    given = list(eos_id) if isinstance(eos_id, Sequence) else [eos_id]
+    try:
+        ids = tuple(operator.index(i) for i in given if not isinstance(i, bool))
+    except TypeError:
+        ids = ()
+    if not ids or len(ids) < len(given) or any(i < 0 for i in ids):
+        raise SoloError(f"stop token ids must be one or more non-negative integers, got {eos_id!r}")
+    return tuple(dict.fromkeys(ids))
 
 
 class DecoderState(Protocol):
@@ -253,12 +277,13 @@ def _tie_free_keys(values: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     return monotone.to(torch.int64) * (1 << 32) + ((1 << 32) - 1 - columns)
 
 
-def _search_batch(state: DecoderState, device: torch.device, prompts: list[list[int]], eos_id: int,
-                  pad_id: int, settings: BeamSettings) -> list[list[int]]:
+def _search_batch(state: DecoderState, device: torch.device, prompts: list[list[int]],
+                  stop_ids: tuple[int, ...], pad_id: int, settings: BeamSettings) -> list[list[int]]:
     num_prompts, beams = len(prompts), settings.num_beams
     steps, ngram = settings.max_new_tokens, settings.no_repeat_ngram_size
     prompt_width = max(len(p) for p in prompts)
     neg_inf = torch.tensor(float("-inf"), device=device)
+    stops = torch.tensor(stop_ids, device=device)
 
     lengths = torch.tensor([len(p) for p in prompts], device=device)
     ids = torch.full((num_prompts, prompt_width + steps), pad_id, dtype=torch.long)
@@ -293,7 +318,7 @@ def _search_batch(state: DecoderState, device: torch.device, prompts: list[list[
         cand_scores, flat = top_k_low_index_first(totals, width)
         cand_beams, cand_tokens = flat // vocab, flat % vocab
         possible = cand_scores > neg_inf
-        is_eos = cand_tokens == eos_id
+        is_eos = torch.isin(cand_tokens, stops)
         finishes = is_eos | (step == steps - 1)
         ranks = torch.arange(width, device=device)
         source_rows = torch.arange(num_alive, device=device)[:, None] * beams + cand_beams

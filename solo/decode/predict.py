@@ -1,4 +1,4 @@
-"""From MR strings to generated texts: encode each unique MR once, beam-search, decode, time it."""
+"""From MR strings to predictions: encode each unique MR once, beam-search, make the text, time it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from torch import nn
 
 from solo.decode.beam_search import DEFAULT_BATCH_SIZE, BeamSettings, beam_search
+from solo.decode.text import prediction_text, stop_token_ids
 from solo.errors import SoloError
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ def settings_from_config(decode_cfg: Mapping | None) -> BeamSettings:
     unknown = sorted(set(values) - known)
     if unknown:
         raise SoloError(f"decode.{unknown[0]} is not a decoding setting; known: {', '.join(sorted(known))}")
+    if "extra_stop_tokens" in values and not isinstance(values["extra_stop_tokens"], str):
+        values["extra_stop_tokens"] = tuple(values["extra_stop_tokens"] or ())
     settings = BeamSettings(**values)
     settings.validate()
     return settings
@@ -51,15 +54,16 @@ def settings_from_config(decode_cfg: Mapping | None) -> BeamSettings:
 def decode_mrs_with_stats(model: nn.Module, tokenizer, mrs: Sequence[str],
                           decode_cfg: Mapping | None = None, *,
                           progress: bool = False) -> tuple[list[str], DecodeStats]:
-    """One generated text per MR (stripped; duplicates decoded once), and the timing."""
+    """One prediction per MR (solo.decode.text.prediction_text; duplicates decoded once), and the
+    timing."""
     from solo.data import encode_prompt
 
     settings = settings_from_config(decode_cfg)
     unique = list(dict.fromkeys(mrs))
     prompts = [encode_prompt(tokenizer, mr) for mr in unique]
-    eos_id = int(tokenizer.eos_token_id)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
-    search_kwargs = dict(eos_id=eos_id, pad_id=int(pad_id), num_beams=settings.num_beams,
+    stop_ids = stop_token_ids(tokenizer, settings.extra_stop_tokens)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
+    search_kwargs = dict(eos_id=stop_ids, pad_id=int(pad_id), num_beams=settings.num_beams,
                          length_penalty=settings.length_penalty,
                          no_repeat_ngram_size=settings.no_repeat_ngram_size,
                          max_new_tokens=settings.max_new_tokens, progress=progress)
@@ -72,9 +76,7 @@ def decode_mrs_with_stats(model: nn.Module, tokenizer, mrs: Sequence[str],
         outputs = beam_search(model, prompts, batch_size=settings.batch_size or DEFAULT_BATCH_SIZE,
                               **search_kwargs)
     seconds = time.perf_counter() - started
-    texts = {mr: tokenizer.decode(ids, skip_special_tokens=False,
-                                  clean_up_tokenization_spaces=False).strip()
-             for mr, ids in zip(unique, outputs, strict=True)}
+    texts = {mr: prediction_text(tokenizer, ids) for mr, ids in zip(unique, outputs, strict=True)}
     stats = DecodeStats(mrs=len(mrs), unique_mrs=len(unique),
                         generated_tokens=sum(len(o) for o in outputs), seconds=seconds)
     log.info("decoded %d unique MRs (%d requested) in %.1f s: %.2f MRs/s, %.0f tokens/s",

@@ -27,11 +27,12 @@ def next_log_probs(model, sequence: list[int]) -> np.ndarray:
     return torch.log_softmax(logits.float(), dim=-1).numpy()
 
 
-def reference_beam_search(model, prompt: list[int], *, eos_id: int, num_beams: int,
+def reference_beam_search(model, prompt: list[int], *, eos_id: int | tuple[int, ...], num_beams: int,
                           length_penalty: float, no_repeat_ngram_size: int,
                           max_new_tokens: int, ties_to_high_token: bool = False) -> list[int]:
     """Best hypothesis without eos. `ties_to_high_token` flips the token tie-break (only used to
     show that a test's outcome really depends on how ties are broken)."""
+    stops = {eos_id} if isinstance(eos_id, int) else set(eos_id)
     k = num_beams
     live: list[tuple[list[int], np.float32]] = [([], np.float32(0.0))]  # best first
     finished: list[tuple[np.float32, int, list[int]]] = []  # (final score, arrival, tokens)
@@ -57,9 +58,9 @@ def reference_beam_search(model, prompt: list[int], *, eos_id: int, num_beams: i
         for rank, i in enumerate(ranked):
             generated = live[beams[i]][0]
             token = int(tokens[i])
-            if token == eos_id or last_step:
+            if token in stops or last_step:
                 if rank < k:
-                    output = generated if token == eos_id else generated + [token]
+                    output = generated if token in stops else generated + [token]
                     finished.append((scores[i] / penalty, arrivals, output))
                     arrivals += 1
             elif len(new_live) < k:

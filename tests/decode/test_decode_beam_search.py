@@ -25,6 +25,8 @@ def case(name: str) -> dict:
     if name == "gpt2-eos":  # eos is likely, so hypotheses end early and the stop rule decides
         model = small_gpt2(16, seed=2, eos_bias=1.0, head_std=0.3)
         return dict(model=model, eos=15, ngram=3, length_penalty=0.9, steps=12)
+    if name == "gpt2-two-stops":  # as gpt2-eos, and token 7 stops a hypothesis too
+        return {**case("gpt2-eos"), "eos": (15, 7)}
     if name == "bigram":  # integer logits: exact ties in nearly every step
         return dict(model=tied_bigram(12, seed=3), eos=11, ngram=2, length_penalty=0.5, steps=8)
     raise KeyError(name)
@@ -32,8 +34,8 @@ def case(name: str) -> dict:
 
 def prompts_for(name: str) -> list[list[int]]:
     c = case(name)
-    vocab = c["eos"] + 1
-    return random_prompts(vocab, NUM_PROMPTS, seed=5, end_with=c["eos"])
+    eos = c["eos"] if isinstance(c["eos"], int) else c["eos"][0]
+    return random_prompts(eos + 1, NUM_PROMPTS, seed=5, end_with=eos)
 
 
 def settings(name: str, num_beams: int) -> dict:
@@ -58,9 +60,23 @@ def fast(name: str, num_beams: int, batch_size: int, **overrides) -> tuple:
 
 @pytest.mark.parametrize("batch_size", [1, 3, 7])
 @pytest.mark.parametrize("num_beams", [1, 3, 10])
-@pytest.mark.parametrize("name", ["gpt2-ties", "gpt2-eos", "bigram"])
+@pytest.mark.parametrize("name", ["gpt2-ties", "gpt2-eos", "gpt2-two-stops", "bigram"])
 def test_batched_search_equals_reference(name, num_beams, batch_size):
     assert fast(name, num_beams, batch_size) == reference(name, num_beams)
+
+
+def test_each_stop_id_ends_hypotheses():
+    # The second stop id changes results, and no output contains either stop id.
+    one, two = reference("gpt2-eos", 3), reference("gpt2-two-stops", 3)
+    assert one != two
+    assert any(7 in o for o in one) and not any(7 in o or 15 in o for o in two)
+    assert fast("gpt2-two-stops", 3, 7, eos_id=[7, 15]) == two  # order and type do not matter
+
+
+@pytest.mark.parametrize("bad", [[], [1.5], -1, "15", [True]])
+def test_bad_stop_ids_are_solo_errors(bad):
+    with pytest.raises(SoloError, match="stop token ids"):
+        beam_search(case("bigram")["model"], [[1]], eos_id=bad, pad_id=0, max_new_tokens=2)
 
 
 @pytest.mark.parametrize("name", ["gpt2-ties", "bigram"])

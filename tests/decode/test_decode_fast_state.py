@@ -19,7 +19,7 @@ EOS = 127
 
 @pytest.mark.parametrize("batch_size", [1, 3, 7])
 @pytest.mark.parametrize("num_beams", [1, 3, 10])
-@pytest.mark.parametrize("name", ["gpt2-ties", "gpt2-eos"])
+@pytest.mark.parametrize("name", ["gpt2-ties", "gpt2-eos", "gpt2-two-stops"])
 def test_fast_search_equals_the_reference(name, num_beams, batch_size):
     out = fast_beam_search(case(name)["model"], prompts_for(name), pad_id=0, batch_size=batch_size,
                            **settings(name, num_beams))

@@ -1,4 +1,4 @@
-"""decode_mrs: each unique MR decoded once, texts decoded and stripped, settings from the config."""
+"""decode_mrs: each unique MR decoded once, its prediction text made, settings from the config."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 import solo.decode.predict as predict
 from solo.data import encode_prompt
 from solo.decode import BeamSettings, decode_mrs_with_stats, settings_from_config
+from solo.decode.text import prediction_text
 from solo.errors import SoloError
 from solo.paths import REPO_ROOT
 
@@ -46,7 +47,7 @@ def test_unique_mrs_decoded_once_and_texts_stripped(never_ending_model, gpt2_tok
     assert seen == [[encode_prompt(gpt2_tokenizer, mrs[0]), encode_prompt(gpt2_tokenizer, mrs[1])]]
     outputs = beam_search(never_ending_model, seen[0], eos_id=50256, pad_id=50256, num_beams=2,
                           max_new_tokens=4)
-    expected = [gpt2_tokenizer.decode(o, clean_up_tokenization_spaces=False).strip() for o in outputs]
+    expected = [prediction_text(gpt2_tokenizer, o) for o in outputs]
     assert texts == [expected[0], expected[1], expected[0]]
     assert all(texts)
     assert (stats.mrs, stats.unique_mrs, stats.generated_tokens) == (3, 2, 8)
