@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # (or pass TORCH_SPEC), and the install below keeps it.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test demo lint audit score train bench clean-venv table1 table2 table3 table4 table5 table6
+.PHONY: install test demo real lint audit score train bench clean-venv table1 table2 table3 table4 table5 table6
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ lint: install
 
 demo: install
 	$(PY) -m solo.demo
+
+# The learning check on real pretrained weights (SmolLM2-135M, CPU, about 45 min on 2 cores):
+# zero-shot, LoRA, Solo Connection and the peft anchor -> results/real/smollm2-135m.{md,csv,png}
+real: install
+	$(PY) -m solo.experiments.real $(ARGS)
 
 # make score REFS=references.txt PREDS=predictions.txt [JSON=scores.json]
 score: install

@@ -335,10 +335,12 @@ def train_steps(
     run_dir: Path,
     tracker: Tracker,
     device: torch.device,
+    diagnostics: Callable[[], dict[str, float]] | None = None,
 ) -> Generator[int, None, TrainOutcome]:
     """`train` as a generator: yields the step count after every optimiser step (its logging,
     evaluation and checkpoint done) and returns the TrainOutcome, so a driver can interleave
-    several runs (solo.train.together). Nothing runs before the first `next()`."""
+    several runs (solo.train.together). Nothing runs before the first `next()`.
+    `diagnostics` (e.g. `Method.diagnostics`): scalars added to every log record."""
     accum = int(trainer_cfg.get("grad_accum") or 1)
     fast_on = use_fast_step(trainer_cfg, device)
     total = planned_steps(trainer_cfg, len(train_batches))
@@ -441,13 +443,15 @@ def train_steps(
                     "lr": lr,
                     "tokens_per_s": window.tokens / elapsed,
                 }
-                metrics.append(record)
+                watched = diagnostics() if diagnostics is not None else {}
+                metrics.append({**record, **watched})
                 tracker.log(
                     {
                         "train/loss": record["loss"],
                         "train/lr": lr,
                         "train/tokens_per_s": record["tokens_per_s"],
                         "train/epoch": record["epoch"],
+                        **watched,
                     },
                     step=step,
                 )

@@ -182,6 +182,7 @@ def _train_stage(
         model=model,
         params=list(method.trainable_parameters()),
         after_optimizer_step=method.after_optimizer_step,
+        diagnostics=method.diagnostics,
         train_batches=build_batches(cfg, tokenizer, "train", shuffle=True),
         dev_batches=dev_batches,
         trainer_cfg=cfg.trainer,
