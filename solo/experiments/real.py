@@ -70,6 +70,7 @@ class Settings:
     lr: dict[str, float] = field(default_factory=lambda: {"lora": 2e-4, "solo": 2e-3})
     weight_decay: dict[str, float] = field(default_factory=lambda: {"lora": 0.01, "solo": 0.1})
     warmup_fraction: float = 0.1
+    overrides: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -92,7 +93,7 @@ def base_config(settings: Settings, extra: list[str] = ()) -> Any:
                  f"data.max_test_mrs={max(settings.test_mrs, 1)}", f"seed={settings.seed}"]
     if (shared_data_dir() / "lora-format" / "valid.txt").is_file():
         overrides.append(f"data.lora_dir={shared_data_dir() / 'lora-format'}")
-    return compose_train_config([*overrides, *extra])
+    return compose_train_config([*overrides, *settings.overrides, *extra])
 
 
 def split_by_mr(pairs: list, holdout_mrs: int) -> tuple[list, list]:
@@ -236,6 +237,10 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, list[str], bool]:
     parser.add_argument("--batch-size", type=int, default=Settings.batch_size)
     parser.add_argument("--eval-every", type=int, default=Settings.eval_every)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
+    parser.add_argument("--solo", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a Solo Connection setting, e.g. --solo lambda_init=0.01")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override, e.g. --set model.format=null (the GPT-2 format)")
     parser.add_argument("--no-report", action="store_true", help="print the figures only (experiments)")
     args = parser.parse_args(argv)
     settings = Settings(steps=args.steps, test_mrs=args.test_mrs, batch_size=args.batch_size,
@@ -250,7 +255,16 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, list[str], bool]:
     bad = [lane for lane in lanes if lane not in ALL_LANES]
     if bad:
         raise SoloError(f"--lanes: unknown lane {bad[0]!r}; choose from {', '.join(ALL_LANES)}")
+    for item in args.solo:
+        key, _, value = item.partition("=")
+        METHODS["solo"][key] = yaml_value(value)
+    settings.overrides = list(args.set)
     return settings, lanes, args.no_report
+
+
+def yaml_value(text: str) -> Any:
+    """A command-line value read as YAML (0.01 -> float, true -> bool, null -> None)."""
+    return OmegaConf.to_container(OmegaConf.create(f"v: {text}"))["v"]
 
 
 @exit_on_solo_error
