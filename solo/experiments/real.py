@@ -287,8 +287,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n== {lane} ==", flush=True)
         if lane == "peft":
             result = run_anchor(cfg, settings, data, run_dir)
-        elif settings.test_mrs == 0 and lane == "zero-shot":
-            continue
         else:
             result = run_lane(lane, cfg, settings, data, run_dir)
         results.append(result)
