@@ -39,7 +39,9 @@ from bench.common import (
 from solo.accel import apply_precision, decode_batch_size, fast_beam_search, use_sdpa
 from solo.decode import beam_search
 
-SEARCH = {"num_beams": 10, "length_penalty": 0.9, "no_repeat_ngram_size": 4}
+# The anchor is HF generate, so ours runs the search rule with its semantics.
+GENERATE = {"num_beams": 10, "length_penalty": 0.9, "no_repeat_ngram_size": 4}
+SEARCH = {**GENERATE, "style": "hf"}
 
 
 def hf_generate(model, prompts, batch_size, max_new_tokens, device):
@@ -56,7 +58,7 @@ def hf_generate(model, prompts, batch_size, max_new_tokens, device):
         with torch.inference_mode():
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                  max_new_tokens=max_new_tokens, do_sample=False, early_stopping=False,
-                                 pad_token_id=EOS, eos_token_id=EOS, **SEARCH)
+                                 pad_token_id=EOS, eos_token_id=EOS, **GENERATE)
         outputs.extend(out[:, width:].tolist())
     return outputs
 

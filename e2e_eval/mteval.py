@@ -1,10 +1,21 @@
-"""BLEU and NIST exactly as NIST mteval-v13a (default options) computes them, in Python.
+"""BLEU and NIST as the official E2E scorer computes them, in either of its two implementations.
 
-The official E2E scorer writes the references, predictions and dummy sources into SGML files and
-runs its copy of the Perl script (edited for a varying number of references per MR) with the
-defaults: 11b-style tokenisation, ASCII lower-casing, the closest reference length for BLEU's
-brevity penalty, smoothed BLEU, and NIST information weights estimated from the whole reference
-set. Everything below reproduces that pipeline, including its quirks (see README.md).
+variant "perl" (the scorer's default): the scorer writes the references, predictions and dummy
+sources into SGML files and runs its copy of NIST mteval-v13a (edited for a varying number of
+references per MR) with the defaults: 11b-style tokenisation, ASCII lower-casing, the closest
+reference length for BLEU's brevity penalty, smoothed BLEU, and NIST information weights
+estimated from the whole reference set. `bleu_nist` reproduces that pipeline, including its
+quirks (see README.md).
+
+variant "python" (`measure_scores.py -p`, what microsoft/LoRA's README runs): the scorer's own
+port, metrics/pymteval.py. Same tokenisation rules but Python's whitespace and Unicode
+lower-casing; an empty segment is one empty token; unsmoothed BLEU (a zero count becomes 1e-15);
+order-n lengths len - n + 1 per segment even where negative; NIST's expected length is the sum
+of each MR's mean reference length, and its information weights have no Perl-truthiness quirk.
+Where the port would divide by zero (an n-gram order absent from every prediction) that order
+adds 0 to NIST instead of stopping.
+BLEU agrees with Perl's on ordinary outputs; NIST differs where MRs have different numbers of
+references (e.g. TGen-minus on the test set: 7.774 vs 7.962).
 """
 
 from __future__ import annotations
@@ -31,6 +42,10 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 BLEU_ORDER = 4
 NIST_ORDER = 5
+MTEVAL_VARIANTS = ("perl", "python")
+# pymteval's floors for a zero n-gram count and a zero length, which keep log() defined.
+_PY_TINY, _PY_SMALL = 1e-15, 1e-9
+_PY_SPACE_RUN = re.compile(r"\s+")
 
 
 def mteval_tokenize(text: str) -> list[str]:
@@ -95,8 +110,14 @@ def _nist_length_penalty(ratio: float) -> float:
     return math.exp(-beta * math.log(ratio) ** 2)
 
 
-def bleu_nist(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[float, float]:
-    """Corpus BLEU (4-gram) and NIST (5-gram) as mteval-v13a reports them, at full precision."""
+def bleu_nist(predictions: Sequence[str], references: Sequence[Sequence[str]],
+              variant: str = "perl") -> tuple[float, float]:
+    """Corpus BLEU (4-gram) and NIST (5-gram) as the official scorer reports them with `variant`
+    ("perl": mteval-v13a, its default; "python": its -p option), at full precision."""
+    if variant == "python":
+        return _python_bleu_nist(predictions, references)
+    if variant != "perl":
+        raise E2EEvalError(f"mteval variant {variant!r} must be one of {', '.join(MTEVAL_VARIANTS)}")
     hyp_words = [mteval_tokenize(p) for p in predictions]
     ref_words = [[mteval_tokenize(r) for r in refs] for refs in references]
     # The E2E copy of mteval-v13a is edited for a varying number of references per MR: NIST's
@@ -159,3 +180,63 @@ def _nist(
 ) -> float:
     score = sum(match_info[n] / max(hyp_ngrams[n], 1) for n in range(1, NIST_ORDER + 1))
     return score * _nist_length_penalty(hyp_ngrams[1] / (total_ref_words / refs_per_segment))
+
+
+def pymteval_tokenize(text: str) -> list[str]:
+    """Words of one segment as the scorer's Python port (metrics/pymteval.py) sees them."""
+    text = text.replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
+    text = text.replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    text = f" {text} ".translate(_PUNCTUATION)
+    text = _PERIOD_COMMA_AFTER_NON_DIGIT.sub(r"\1 \2 ", text)
+    text = _PERIOD_COMMA_BEFORE_NON_DIGIT.sub(r" \1 \2", text)
+    text = _DASH_AFTER_DIGIT.sub(r"\1 \2 ", text)
+    # No "if text" guard: an empty segment is the one empty word, as in the port.
+    return [word.lower() for word in _PY_SPACE_RUN.sub(" ", text).strip().split(" ")]
+
+
+def _python_bleu_nist(predictions: Sequence[str],
+                      references: Sequence[Sequence[str]]) -> tuple[float, float]:
+    max_order = max(BLEU_ORDER, NIST_ORDER)
+    hits = [0] * (max_order + 1)
+    lengths = [0] * (max_order + 1)          # sum of len - n + 1, negative terms included
+    info_hits: list[list[tuple[tuple[str, ...], int]]] = [[] for _ in range(max_order + 1)]
+    ref_counts: Counter = Counter()          # n-gram counts over every reference, () = words
+    bleu_ref_length = 0
+    expected_length = 0.0                    # NIST: sum over MRs of the mean reference length
+    for prediction, refs in zip(predictions, references, strict=True):
+        hyp = pymteval_tokenize(prediction)
+        ref_words = [pymteval_tokenize(r) for r in refs]
+        hyp_counts = _ngram_counts(hyp, max_order)
+        ref_max: Counter = Counter()
+        for words in ref_words:
+            counts = _ngram_counts(words, max_order)
+            ref_max |= counts
+            ref_counts.update(counts)
+        for ngram, count in hyp_counts.items():
+            clipped = min(count, ref_max[ngram])
+            if clipped:
+                hits[len(ngram)] += clipped
+                info_hits[len(ngram)].append((ngram, clipped))
+        for n in range(1, max_order + 1):
+            lengths[n] += len(hyp) - n + 1
+        bleu_ref_length += len(min(ref_words, key=lambda w: (abs(len(w) - len(hyp)), len(w))))
+        words_in_refs = sum(len(w) for w in ref_words)
+        ref_counts[()] += words_in_refs
+        expected_length += words_in_refs / len(ref_words)
+
+    brevity = 1.0
+    if lengths[1] <= bleu_ref_length:
+        brevity = math.exp(1.0 - bleu_ref_length / (lengths[1] if lengths[1] else 1e-5))
+    log_precision = sum(math.log(max(hits[n], _PY_TINY) / max(lengths[n], _PY_SMALL))
+                        for n in range(1, BLEU_ORDER + 1))
+    bleu = brevity * math.exp(log_precision / BLEU_ORDER)
+
+    nist = 0.0
+    for n in range(1, NIST_ORDER + 1):
+        information = sum(math.log(ref_counts[ngram[:-1]] / ref_counts[ngram], 2) * count
+                          for ngram, count in info_hits[n])
+        # The port divides by zero here (and stops) when the order has no n-grams in the whole
+        # corpus, e.g. every prediction a single word; such an order adds nothing instead.
+        nist += information / lengths[n] if lengths[n] else 0.0
+    ratio = lengths[1] / expected_length
+    return bleu, nist * (1.0 if ratio >= 1 else 0.0 if ratio <= 0 else _nist_length_penalty(ratio))

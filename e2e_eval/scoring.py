@@ -7,21 +7,24 @@ from concurrent.futures import ThreadPoolExecutor
 
 from e2e_eval.errors import E2EEvalError
 from e2e_eval.java import Meteor, java_executable, ptb_tokenize
-from e2e_eval.mteval import bleu_nist
+from e2e_eval.mteval import MTEVAL_VARIANTS, bleu_nist
 
 METRICS = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
 
 
-def score(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+def score(predictions: Sequence[str], references: Sequence[Sequence[str]],
+          mteval: str = "perl") -> dict[str, float]:
     """Score one system: `predictions[i]` is the output for the MR whose references are `references[i]`.
 
     Returns {"BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"} as the official E2E scorer computes
     them (BLEU, METEOR, ROUGE_L and CIDEr as fractions), at full precision; the official script
-    prints four decimals.
+    prints four decimals. `mteval` picks its BLEU/NIST implementation: "perl" (its default) or
+    "python" (its -p option); see e2e_eval.mteval.
     """
     predictions, references = _checked(predictions, references)  # bad arguments fail before Java starts
+    check_mteval(mteval)
     with Scorer() as scorer:
-        return scorer.score(predictions, references)
+        return scorer.score(predictions, references, mteval)
 
 
 class Scorer:
@@ -35,14 +38,16 @@ class Scorer:
         java_executable()  # fail before any work when Java is missing
         self._meteor: Meteor | None = None
 
-    def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]],
+              mteval: str = "perl") -> dict[str, float]:
         predictions, references = _checked(predictions, references)
+        check_mteval(mteval)
         if self._meteor is None:
             self._meteor = Meteor()  # loads its paraphrase table while the work below runs
         # The PTB tokenizer JVM runs while this thread computes BLEU and NIST.
         with ThreadPoolExecutor(max_workers=1) as pool:
             tokenizing = pool.submit(ptb_tokenize, [r for refs in references for r in refs] + predictions)
-            bleu, nist = bleu_nist(predictions, references)
+            bleu, nist = bleu_nist(predictions, references, mteval)
             tokenized = tokenizing.result()
         gts, start = {}, 0
         for i, refs in enumerate(references):
@@ -96,3 +101,9 @@ def _checked(
         if not all(isinstance(r, str) for r in refs):
             raise E2EEvalError(f"MR {i}: references must be strings")
     return predictions, references
+
+
+def check_mteval(mteval: str) -> None:
+    if mteval not in MTEVAL_VARIANTS:
+        raise E2EEvalError(f"mteval={mteval!r} must be one of {', '.join(MTEVAL_VARIANTS)} (BLEU/NIST "
+                           "as the official scorer's Perl mteval, or as its Python port, -p)")

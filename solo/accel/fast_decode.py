@@ -69,8 +69,8 @@ def even_batch_size(count: int, fits: int) -> int:
 
 def fast_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *,
                      eos_id: int | Sequence[int], pad_id: int,
-                     num_beams: int = 10, length_penalty: float = 0.9, no_repeat_ngram_size: int = 4,
-                     max_new_tokens: int = 64, batch_size: int | None = None,
+                     num_beams: int = 10, length_penalty: float = 0.8, no_repeat_ngram_size: int = 4,
+                     max_new_tokens: int = 64, style: str = "lora", batch_size: int | None = None,
                      progress: bool = False) -> list[list[int]]:
     """solo.decode.beam_search's tokens, computed with the fast state and (by default) the largest
     batch that fits."""
@@ -83,5 +83,5 @@ def fast_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *,
         batch_size = decode_batch_size(model, prompts, num_beams, max_new_tokens)
     return beam_search(model, prompts, eos_id=eos_id, pad_id=pad_id, num_beams=num_beams,
                        length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-                       max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-                       state=state)
+                       max_new_tokens=max_new_tokens, style=style, batch_size=batch_size,
+                       progress=progress, state=state)

@@ -1,9 +1,15 @@
-"""Length-bucketed, deterministic, resumable training batches with per-batch padding.
+"""Deterministic, resumable training batches with per-batch padding, in one of two orders
+(`data.batch_order`):
 
-Each epoch: shuffle all examples, cut the order into large chunks, sort each chunk by length and
-slice it into batches (so a batch holds similar lengths and little padding), then shuffle the
-batches (so lengths do not drift through the epoch). The order depends only on (seed, epoch), so
-a resumed trainer recomputes `epoch(e)` and skips to its saved batch index.
+- "random": each epoch, a fresh permutation of all examples cut into consecutive batches, as
+  microsoft/LoRA's gpt2_ft.py draws them (a DistributedSampler, which shuffles, with set_epoch;
+  unlike its DataLoader's drop_last the last short batch is kept, so every example is seen);
+- "bucketed": shuffle all examples, cut the order into large chunks, sort each chunk by length
+  and slice it into batches (so a batch holds similar lengths and little padding), then shuffle
+  the batches (so lengths do not drift through the epoch). Faster; different batches.
+
+Either order depends only on (seed, epoch), so a resumed trainer recomputes `epoch(e)` and skips
+to its saved batch index.
 """
 
 from __future__ import annotations
@@ -20,14 +26,16 @@ from solo.errors import SoloError
 # Batches sorted together per chunk: large enough for tight length groups, small enough that an
 # epoch still mixes lengths at random.
 CHUNK_BATCHES = 50
+BATCH_ORDERS = ("random", "bucketed")
 
 
 class TrainBatches:
     """Batch index lists per epoch plus `collate`, over pre-encoded (input_ids, loss_mask) examples.
 
     `bucket_lengths` (e.g. [64, 128, 256]) pads every batch to the smallest bucket that fits its
-    longest sequence, so only a few shapes occur (CUDA graphs, compile). `shuffle=False` gives the
-    same batches every epoch: consecutive examples after a stable sort by length (for dev loss).
+    longest sequence, so only a few shapes occur (CUDA graphs, compile). `order` is the training
+    order, "random" or "bucketed" (module doc). `shuffle=False` gives the same batches every
+    epoch, whatever the order: consecutive examples after a stable sort by length (for dev loss).
     """
 
     def __init__(
@@ -38,11 +46,14 @@ class TrainBatches:
         pad_id: int,
         bucket_lengths: Sequence[int] | None = None,
         shuffle: bool = True,
+        order: str = "bucketed",
     ) -> None:
         if batch_size < 1:
             raise SoloError(f"batch size {batch_size} must be at least 1 (trainer.batch_size)")
         if seed < 0:  # numpy's seed sequences take non-negative integers only
             raise SoloError(f"seed={seed} must be a non-negative integer")
+        if order not in BATCH_ORDERS:
+            raise SoloError(f"data.batch_order={order!r} must be one of {', '.join(BATCH_ORDERS)}")
         if not examples:
             raise SoloError("no training examples; check data.train_split and data.max_train_examples")
         for index, (ids, mask) in enumerate(examples):
@@ -53,6 +64,7 @@ class TrainBatches:
         self.seed = seed
         self.pad_id = pad_id
         self.shuffle = shuffle
+        self.order = order
         self.lengths = np.array([len(ids) for ids, _ in examples])
         self.bucket_lengths = sorted(bucket_lengths) if bucket_lengths else None
         if self.bucket_lengths and self.lengths.max() > self.bucket_lengths[-1]:
@@ -71,6 +83,8 @@ class TrainBatches:
             return self._slice(order)
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.examples))
+        if self.order == "random":
+            return self._slice(order)
         chunk = self.batch_size * CHUNK_BATCHES  # a multiple of the batch size: one short batch at most
         batches: list[list[int]] = []
         for start in range(0, len(order), chunk):

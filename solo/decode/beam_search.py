@@ -1,28 +1,45 @@
 """Batched beam search with a KV cache for any Hugging Face decoder-only causal LM.
 
-The search is defined exactly (the tests check it token for token against a slow one-prompt
-implementation in `tests/decode/decode_reference.py`); per prompt, with K = num_beams:
+Two search rules, `style` (decode.style), each defined exactly; the tests check both token for
+token against slow one-prompt implementations in `tests/decode/decode_reference.py`. Per prompt,
+with K = num_beams, V = vocabulary size, T = max_new_tokens, "stop token" = any of `eos_id`:
 
-* Scores. A hypothesis' score is the sum of its tokens' log-probabilities, each the fp32
-  `log_softmax` of the model's logits (cast to fp32 first, whatever the model's dtype); additions
-  are fp32. A token that would repeat an n-gram of the sequence (prompt included; see `ngram.py`)
-  gets -inf. Candidates with score -inf are impossible and never kept.
+Common to both. A hypothesis' score is a sum of fp32 log-probabilities, each the fp32
+`log_softmax` of the model's logits (cast to fp32 first, whatever the model's dtype); additions
+are fp32. Candidates are ranked by score, ties broken by lower beam index (beams are ordered by
+rank at the previous step), then lower token id. A final score is score / L**length_penalty,
+L = number of generated tokens *including* the stop token, computed in fp32 as
+fp32(score) / fp32(L**length_penalty). The result is the best final hypothesis cut before its
+first stop token.
+
+style "lora": microsoft/LoRA's examples/NLG/src/gpt2_beam.py, rule for rule.
+* Bans. A token that would repeat an n-gram of the hypothesis' *generated* tokens (the prompt is
+  not searched; see `ngram.py`) gets logit -inf *before* the softmax, so the other tokens'
+  probabilities renormalise. (A row where every token is banned, possible only with a vocabulary
+  smaller than the history, gets -inf everywhere: LoRA's softmax would give NaN there.)
+* Step. K slots, all holding the empty hypothesis with score 0. The first step expands slot 0
+  only (the slots are identical); later steps expand every slot by every token. The best K of
+  those (K x V, or V at the first step) fill the K slots in rank order.
+* Finishing. A slot whose new token is a stop token offers its hypothesis with its final score,
+  then keeps its slot with score -inf (its continuations rank last; the slot is not refilled).
+  After T steps, always T (no early stop), every slot offers its hypothesis, stop token or not.
+  An offer replaces the best one if there is none yet or if its final score is strictly higher
+  (so ties go to the earlier offer: earlier step, then better rank).
+
+style "hf": Hugging Face `generate` semantics (`early_stopping=False`).
+* Bans. A token that would repeat an n-gram of the sequence (prompt included; see `ngram.py`)
+  gets -inf *after* the softmax. Candidates with score -inf are impossible and never kept.
 * Step. Starting from one live hypothesis (the empty one, score 0), every step expands each live
-  hypothesis by every token and ranks the candidates by score, ties broken by lower beam index
-  (beams are ordered by rank at the previous step), then lower token id. Of the best 2K:
-  - a candidate "finishes" if its token is a stop token ("eos"; `eos_id` is one id or several),
-    or if this step is the last one allowed (max_new_tokens); it joins the finished set only if it is among the best K (HF's rule);
-    its final score is score / L**length_penalty, L = number of generated tokens *including the
-    eos* (HF's convention), computed in fp32 as fp32(score) / fp32(L**length_penalty);
+  hypothesis by every token. Of the best 2K candidates:
+  - a candidate "finishes" if its token is a stop token, or if this step is the last one allowed
+    (T); it joins the finished set only if it is among the best K (HF's rule);
   - the first K candidates that do not finish, in rank order, are the next live hypotheses.
 * Finished set. At most K hypotheses, kept sorted by final score; ties go to the one that
   finished earlier (older step first, then better rank within a step).
-* Stopping. A prompt is done after max_new_tokens steps, when no live hypothesis remains, or by
-  HF's `early_stopping=False` heuristic: once the finished set is full and the best live score
+* Stopping. A prompt is done after T steps, when no live hypothesis remains, or by HF's
+  `early_stopping=False` heuristic: once the finished set is full and the best live score
   divided by (tokens generated so far)**length_penalty is <= the worst finished score. A done
   prompt never changes again.
-* Result. The best finished hypothesis without its eos (empty if none finished).
-
 With a vocabulary of at least 2K tokens this is what `model.generate(num_beams=K,
 length_penalty=..., no_repeat_ngram_size=..., early_stopping=False)` does (on a single prompt:
 HF includes padding in its n-grams); HF leaves ties in an unspecified order.
@@ -37,7 +54,7 @@ removal of done prompts). The default, HFCacheState, is the model's own forward 
 DynamicCache: the prompt pass runs once per prompt and its cache is repeated K times, each step
 concatenates to and reorders the whole cache. solo.accel's SharedPromptGPT2State computes the
 same logits for GPT-2 without those copies. Host syncs per step: "is the top-k superset
-tie-free?" and "is any prompt done?".
+tie-free?" and (hf) "is any prompt done?".
 """
 
 from __future__ import annotations
@@ -55,14 +72,17 @@ from solo.decode.ngram import ban_repeated_ngrams
 from solo.errors import SoloError
 
 ENGINES = ("fast", "reference")
+STYLES = ("lora", "hf")
 # Prompts per batch when nothing sizes the batch to a GPU's memory.
 DEFAULT_BATCH_SIZE = 32
 
 
 @dataclass(frozen=True)
 class BeamSettings:
-    """The search settings, as in `configs/decode/default.yaml`.
+    """The search settings; the defaults are `configs/decode/default.yaml` (the paper-table recipe:
+    microsoft/LoRA's E2E decoding).
 
+    style: the search rule, "lora" or "hf" (module doc).
     batch_size only affects speed (None: memory-sized on CUDA with the fast engine, else
     DEFAULT_BATCH_SIZE).
     extra_stop_tokens: strings that end a hypothesis besides the tokenizer's eos, one token each
@@ -73,12 +93,13 @@ class BeamSettings:
     """
 
     num_beams: int = 10
-    length_penalty: float = 0.9
+    length_penalty: float = 0.8
     no_repeat_ngram_size: int = 4
     max_new_tokens: int = 64
     batch_size: int | None = None
     engine: str = "fast"
-    extra_stop_tokens: tuple[str, ...] = ()
+    style: str = "lora"
+    extra_stop_tokens: tuple[str, ...] = ("\n\n",)
 
     def validate(self) -> None:
         for field, low in (("num_beams", 1), ("no_repeat_ngram_size", 0), ("max_new_tokens", 0),
@@ -90,6 +111,8 @@ class BeamSettings:
                 raise SoloError(f"decode.{field}={value!r} must be an integer >= {low}")
         if self.engine not in ENGINES:
             raise SoloError(f"decode.engine={self.engine!r} must be one of {', '.join(ENGINES)}")
+        if self.style not in STYLES:
+            raise SoloError(f"decode.style={self.style!r} must be one of {', '.join(STYLES)}")
         if isinstance(self.extra_stop_tokens, str) or not all(
                 isinstance(t, str) and t for t in self.extra_stop_tokens):
             raise SoloError(f"decode.extra_stop_tokens={self.extra_stop_tokens!r} must be a list of "
@@ -97,10 +120,10 @@ class BeamSettings:
 
 
 def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: int | Sequence[int],
-                pad_id: int,
-                num_beams: int = 10, length_penalty: float = 0.9, no_repeat_ngram_size: int = 4,
-                max_new_tokens: int = 64, batch_size: int = DEFAULT_BATCH_SIZE,
-                progress: bool = False, state: StateFactory | None = None) -> list[list[int]]:
+                pad_id: int, num_beams: int = 10, length_penalty: float = 0.8,
+                no_repeat_ngram_size: int = 4, max_new_tokens: int = 64, style: str = "lora",
+                batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False,
+                state: StateFactory | None = None) -> list[list[int]]:
     """One generated token list per prompt (no prompt, no stop token), in the order of `prompts`.
 
     `eos_id` is the stop token id, or several: a hypothesis ends at the first of any of them.
@@ -110,8 +133,9 @@ def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: i
     `state` builds the per-batch DecoderState (default: the model's own forward with a
     DynamicCache); solo.accel passes a faster one that computes the same logits.
     """
-    settings = BeamSettings(num_beams, float(length_penalty), no_repeat_ngram_size, max_new_tokens,
-                            batch_size)
+    settings = BeamSettings(num_beams=num_beams, length_penalty=float(length_penalty),
+                            no_repeat_ngram_size=no_repeat_ngram_size,
+                            max_new_tokens=max_new_tokens, batch_size=batch_size, style=style)
     if batch_size is None:
         raise SoloError("beam_search needs an integer batch_size")
     settings.validate()
@@ -277,29 +301,135 @@ def _tie_free_keys(values: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     return monotone.to(torch.int64) * (1 << 32) + ((1 << 32) - 1 - columns)
 
 
-def _search_batch(state: DecoderState, device: torch.device, prompts: list[list[int]],
-                  stop_ids: tuple[int, ...], pad_id: int, settings: BeamSettings) -> list[list[int]]:
-    num_prompts, beams = len(prompts), settings.num_beams
-    steps, ngram = settings.max_new_tokens, settings.no_repeat_ngram_size
-    prompt_width = max(len(p) for p in prompts)
-    neg_inf = torch.tensor(float("-inf"), device=device)
-    stops = torch.tensor(stop_ids, device=device)
+@dataclass
+class _Batch:
+    """A batch after the prompt pass: rows are prompt * K + beam."""
 
+    prompt_width: int
+    logits: torch.Tensor         # [rows, V] next-token logits of every row
+    tokens: torch.Tensor         # [rows, prompt_width + T] left-padded prompt, then generated tokens
+    mask: torch.Tensor           # [rows, prompt_width + T] attention mask
+    first_real: torch.Tensor     # [rows] first non-padding position
+    next_position: torch.Tensor  # [rows] position id of the first generated token
+
+
+def _start_batch(state: DecoderState, device: torch.device, prompts: list[list[int]], pad_id: int,
+                 settings: BeamSettings) -> _Batch:
+    beams, steps = settings.num_beams, settings.max_new_tokens
+    prompt_width = max(len(p) for p in prompts)
     lengths = torch.tensor([len(p) for p in prompts], device=device)
-    ids = torch.full((num_prompts, prompt_width + steps), pad_id, dtype=torch.long)
+    ids = torch.full((len(prompts), prompt_width + steps), pad_id, dtype=torch.long)
     for row, prompt in enumerate(prompts):
         ids[row, prompt_width - len(prompt):prompt_width] = torch.tensor(prompt)
     ids = ids.to(device)
     mask = torch.ones_like(ids)
     mask[:, :prompt_width] = torch.arange(prompt_width, device=device) >= (prompt_width - lengths)[:, None]
     positions = (mask[:, :prompt_width].cumsum(-1) - 1).clamp(min=0)
-
     logits = state.start(ids[:, :prompt_width], mask[:, :prompt_width], positions)
-    logits = logits.repeat_interleave(beams, dim=0)
-    tokens = ids.repeat_interleave(beams, dim=0)  # [rows, prompt_width + steps], row = prompt*K + beam
-    mask = mask.repeat_interleave(beams, dim=0)
-    first_real = (prompt_width - lengths).repeat_interleave(beams)
-    next_position = lengths.repeat_interleave(beams)
+    return _Batch(prompt_width=prompt_width,
+                  logits=logits.repeat_interleave(beams, dim=0),
+                  tokens=ids.repeat_interleave(beams, dim=0),
+                  mask=mask.repeat_interleave(beams, dim=0),
+                  first_real=(prompt_width - lengths).repeat_interleave(beams),
+                  next_position=lengths.repeat_interleave(beams))
+
+
+def _search_batch(state: DecoderState, device: torch.device, prompts: list[list[int]],
+                  stop_ids: tuple[int, ...], pad_id: int, settings: BeamSettings) -> list[list[int]]:
+    batch = _start_batch(state, device, prompts, pad_id, settings)
+    stops = torch.tensor(stop_ids, device=device)
+    search = _lora_steps if settings.style == "lora" else _hf_steps
+    best_tokens, best_lengths = search(state, batch, stops, pad_id, settings)
+    stop_set = set(stop_ids)
+    results = []
+    for tokens, length in zip(best_tokens.tolist(), best_lengths.tolist(), strict=True):
+        tokens = tokens[:length]
+        cut = next((i for i, t in enumerate(tokens) if t in stop_set), len(tokens))
+        results.append(tokens[:cut])
+    return results
+
+
+def _final_penalty(length: int, settings: BeamSettings, device: torch.device) -> torch.Tensor:
+    return torch.tensor(float(length) ** settings.length_penalty, dtype=torch.float32, device=device)
+
+
+def _lora_steps(state: DecoderState, batch: _Batch, stops: torch.Tensor, pad_id: int,
+                settings: BeamSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """The "lora" rule (module doc); returns each prompt's best tokens [P, T] and length [P]."""
+    beams, steps, ngram = settings.num_beams, settings.max_new_tokens, settings.no_repeat_ngram_size
+    width, tokens, logits = batch.prompt_width, batch.tokens, batch.logits
+    device = tokens.device
+    num_prompts, vocab = tokens.shape[0] // beams, logits.shape[-1]
+    if vocab < beams:
+        raise SoloError(f"decode.num_beams={beams} exceeds the vocabulary of {vocab} tokens")
+    prompt_index = torch.arange(num_prompts, device=device)[:, None]
+    generated_from = torch.zeros_like(batch.first_real)  # n-grams over generated tokens only
+    scores = torch.zeros(num_prompts, beams, device=device)
+    best = _BestOffer(num_prompts, steps, pad_id, device)
+
+    for step in range(steps):
+        banned = logits.float()  # may be `logits` itself, which is not used again
+        ban_repeated_ngrams(banned, tokens[:, width:width + step], generated_from, ngram)
+        log_probs = torch.log_softmax(banned, dim=-1).view(num_prompts, beams, vocab)
+        log_probs.masked_fill_(log_probs.isnan(), float("-inf"))  # every token banned
+        if step == 0:  # the slots are identical: expand slot 0 only
+            totals = log_probs[:, 0]
+        else:
+            totals = (log_probs + scores[:, :, None]).view(num_prompts, beams * vocab)
+        scores, flat = top_k_low_index_first(totals, beams)
+        rows = (prompt_index * beams + flat // vocab).view(-1)
+        new_tokens = flat % vocab
+        tokens = tokens[rows]
+        tokens[:, width + step] = new_tokens.view(-1)
+        state.reorder(rows)
+
+        stopped = torch.isin(new_tokens, stops)
+        best.offer(stopped, scores / _final_penalty(step + 1, settings, device),
+                   tokens[:, width:].view(num_prompts, beams, -1), step + 1)
+        scores = scores.masked_fill(stopped, float("-inf"))
+        if step < steps - 1:
+            logits = state.advance(new_tokens.view(-1), batch.mask[:, :width + step + 1],
+                                   batch.next_position + step)
+
+    everyone = torch.ones_like(scores, dtype=torch.bool)
+    best.offer(everyone, scores / _final_penalty(steps, settings, device),
+               tokens[:, width:].view(num_prompts, beams, -1), steps)
+    return best.tokens, best.lengths
+
+
+class _BestOffer:
+    """Each prompt's best offered hypothesis: replaced only by a strictly higher final score, or
+    taken whatever its score while there is none (gpt2_beam.py's `_add_beam_candidate`)."""
+
+    def __init__(self, num_prompts: int, steps: int, pad_id: int, device: torch.device) -> None:
+        self.scores = torch.full((num_prompts,), float("-inf"), device=device)
+        self.taken = torch.zeros(num_prompts, dtype=torch.bool, device=device)
+        self.tokens = torch.full((num_prompts, steps), pad_id, dtype=torch.long, device=device)
+        self.lengths = torch.zeros(num_prompts, dtype=torch.long, device=device)
+
+    def offer(self, offered: torch.Tensor, finals: torch.Tensor, tokens: torch.Tensor,
+              length: int) -> None:
+        """offered, finals: [P, K]; tokens: [P, K, T]. Slots offer in rank order, so the first
+        slot with the highest final score is the one a sequential pass would keep."""
+        top = torch.where(offered, finals, float("-inf")).max(dim=1).values
+        first = (offered & (finals == top[:, None])).int().argmax(dim=1)
+        take = offered.any(dim=1) & (~self.taken | (top > self.scores))
+        self.scores = torch.where(take, top, self.scores)
+        self.taken |= take
+        chosen = tokens[torch.arange(tokens.shape[0], device=tokens.device), first]
+        self.tokens = torch.where(take[:, None], chosen, self.tokens)
+        self.lengths = torch.where(take, length, self.lengths)
+
+
+def _hf_steps(state: DecoderState, batch: _Batch, stops: torch.Tensor, pad_id: int,
+              settings: BeamSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """The "hf" rule (module doc); returns each prompt's best tokens [P, T] and length [P]."""
+    beams, steps, ngram = settings.num_beams, settings.max_new_tokens, settings.no_repeat_ngram_size
+    prompt_width, logits, tokens, mask = batch.prompt_width, batch.logits, batch.tokens, batch.mask
+    first_real, next_position = batch.first_real, batch.next_position
+    device = tokens.device
+    num_prompts = tokens.shape[0] // beams
+    neg_inf = torch.tensor(float("-inf"), device=device)
 
     alive = torch.arange(num_prompts, device=device)  # prompts still searching
     live_scores = torch.full((num_prompts, beams), float("-inf"), device=device)
@@ -324,8 +454,7 @@ def _search_batch(state: DecoderState, device: torch.device, prompts: list[list[
         source_rows = torch.arange(num_alive, device=device)[:, None] * beams + cand_beams
 
         # Finished hypotheses: merge the new ones (best K ranks only) into the kept set.
-        penalty = torch.tensor(float(step + 1) ** settings.length_penalty, dtype=torch.float32,
-                               device=device)
+        penalty = _final_penalty(step + 1, settings, device)
         joins = finishes & possible & (ranks < beams)
         new_scores = torch.where(joins, cand_scores / penalty, neg_inf)
         new_tokens = tokens[:, prompt_width:][source_rows]  # [alive, width, steps]
@@ -368,6 +497,4 @@ def _search_batch(state: DecoderState, device: torch.device, prompts: list[list[
 
         logits = state.advance(next_tokens, mask[:, :prompt_width + step + 1], next_position + step)
 
-    best_lengths = kept_lengths[:, 0].tolist()
-    best_tokens = kept_tokens[:, 0].tolist()
-    return [toks[:n] for toks, n in zip(best_tokens, best_lengths, strict=True)]
+    return kept_tokens[:, 0], kept_lengths[:, 0]

@@ -1,10 +1,11 @@
 """No-repeat-n-gram blocking for a batch of hypotheses, in tensor ops (no Python loop over rows).
 
-Convention (the one of Hugging Face's `NoRepeatNGramLogitsProcessor` for decoder-only models):
-the n-grams are taken over the whole sequence, prompt included. A token is banned when the
-last n-1 tokens followed by it form an n-gram that already occurs anywhere in the sequence.
-Unlike HF with left padding, padding is never part of an n-gram: each row says where its real
-tokens start.
+A token is banned when the last n-1 tokens followed by it form an n-gram that already occurs
+anywhere in the searched tokens. Which tokens are searched is the caller's choice: the search's
+"hf" rule passes the whole sequence, prompt included (Hugging Face's `NoRepeatNGramLogitsProcessor`
+for decoder-only models), the "lora" rule only the generated tokens (gpt2_beam.py's
+`_calc_banned_ngram_tokens` over `history`). Unlike HF with left padding, padding is never part of
+an n-gram: each row says where its real tokens start.
 """
 
 from __future__ import annotations

@@ -66,7 +66,8 @@ def decode_mrs_with_stats(model: nn.Module, tokenizer, mrs: Sequence[str],
     search_kwargs = dict(eos_id=stop_ids, pad_id=int(pad_id), num_beams=settings.num_beams,
                          length_penalty=settings.length_penalty,
                          no_repeat_ngram_size=settings.no_repeat_ngram_size,
-                         max_new_tokens=settings.max_new_tokens, progress=progress)
+                         max_new_tokens=settings.max_new_tokens, style=settings.style,
+                         progress=progress)
     started = time.perf_counter()
     if settings.engine == "fast":
         from solo.accel.fast_decode import fast_beam_search  # solo.accel imports solo.decode

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from solo.decode.recipe import read_recipe, recipe_line
 from solo.errors import SoloError, exit_on_solo_error
 from solo.experiments.plot import params_vs_bleu_png, parse_printed_params
 from solo.experiments.tables import (
@@ -65,6 +66,7 @@ class RunRecord:
     trainable: int | None
     scores: dict[str, float] | None  # paper scale (percent for BLEU/METEOR/ROUGE_L); None if absent
     finished: str
+    recipe: str = "not recorded"  # decoding/scoring recipe (solo.decode.recipe), one line
 
 
 @dataclass
@@ -135,7 +137,17 @@ def read_run(run_dir: Path) -> RunRecord | None:
         trainable=int(trainable) if trainable is not None else None,
         scores=scores,
         finished=str(finished or ""),
+        recipe=_recipe_of(run_dir, scores_path),
     )
+
+
+def _recipe_of(run_dir: Path, scores_path: Path) -> str:
+    recipe = read_recipe(run_dir)
+    if recipe is not None:
+        return recipe_line(recipe)
+    # A run dir from before recipe files: only its scores may say how BLEU/NIST were computed.
+    mteval = json.loads(scores_path.read_text()).get("mteval") if scores_path.exists() else None
+    return f"not recorded (BLEU/NIST by mteval {mteval or 'perl'})"
 
 
 def find_runs(run_root: Path) -> list[RunRecord]:
@@ -207,6 +219,8 @@ def render_markdown(table: int, results: list[RowResult], run_root: Path, smoke:
         "percent, NIST and CIDEr raw, as the paper prints them. *missing*: no finished run, nothing "
         "is filled in. *cited*: the paper copies the row from the LoRA paper; it is not re-run.",
         "",
+        *_recipe_lines(results),
+        "",
         "| # | row | params paper | params ours | BLEU | NIST | METEOR | ROUGE-L | CIDEr | seeds | setup |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -235,12 +249,27 @@ def render_markdown(table: int, results: list[RowResult], run_root: Path, smoke:
     return "\n".join(lines) + "\n"
 
 
+def _recipe_lines(results: list[RowResult]) -> list[str]:
+    """The recipes of the runs shown (README.md, "Reproduction notes", says where each choice
+    comes from); rows whose runs differ from the first recipe are named."""
+    recipes: dict[str, list[int]] = {}
+    for index, res in enumerate(results, start=1):
+        for recipe in sorted({r.recipe for r in res.runs}):
+            recipes.setdefault(recipe, []).append(index)
+    if not recipes:
+        return ["Recipe: no finished runs."]
+    if len(recipes) == 1:
+        return [f"Recipe (every run): {next(iter(recipes))}."]
+    return ["Recipes (they differ between runs):", ""] + [
+        f"- rows {', '.join(map(str, rows))}: {recipe}" for recipe, rows in recipes.items()]
+
+
 def render_csv(table: int, results: list[RowResult], smoke: bool) -> str:
     header = ["table", "row", "experiment", "experiment_id", "label", "status", "smoke", "n_seeds", "seeds",
               "params_printed", "params_ours"]
     for m in METRICS:
         header += [f"{m}_ours_mean", f"{m}_ours_std", f"{m}_paper", f"{m}_diff"]
-    header += ["setup", "run_dirs"]
+    header += ["setup", "recipe", "run_dirs"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -252,6 +281,7 @@ def render_csv(table: int, results: list[RowResult], smoke: bool) -> str:
             row += ["" if mean is None else round(mean, 4), "" if std is None else round(std, 4), paper,
                     "" if mean is None else round(mean - paper, 4)]
         row += ["; ".join(sorted({r.setup for r in res.runs})),
+                " | ".join(sorted({r.recipe for r in res.runs})),
                 " ".join(_display_path(r.run_dir) for r in res.runs)]
         writer.writerow(row)
     return buffer.getvalue()

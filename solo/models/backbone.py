@@ -2,10 +2,11 @@
 
 model_cfg keys: `name` (label), `pretrained` (hub name | local folder | `gguf:<package>/<file>`,
 see solo.models.gguf | null), `config_file` (architecture JSON, used when `pretrained` is null),
-`overrides` (config fields to change, e.g. n_layer for a tiny model), `tokenizer` (hub name |
-local folder | `gguf:` spec), `format` (the prompt/target format, see solo.data.tokenization;
-null = the GPT-2 recipe). The format is attached to the returned tokenizer, so every encoder of
-the run (training, dev loss, decoding prompts) uses the same one.
+`overrides` (config fields to change, for random and pretrained weights alike: e.g. n_layer for a
+tiny model, the dropout rates), `tokenizer` (hub name | local folder | `gguf:` spec), `format`
+(the prompt/target format, see solo.data.tokenization; null = the GPT-2 recipe). The format is
+attached to the returned tokenizer, so every encoder of the run (training, dev loss, decoding
+prompts) uses the same one.
 
 Random weights come from torch's global RNG: seed it before calling for reproducible models.
 Offline, a hub name fails fast (a 3 s reachability probe, then the cache only, instead of the hub
@@ -19,6 +20,7 @@ import json
 import os
 import socket
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -112,17 +114,24 @@ def build_random_model(config: PretrainedConfig, device: str | torch.device | No
         return AutoModelForCausalLM.from_config(config)
 
 
-def _load_pretrained(pretrained: str) -> torch.nn.Module:
+def _load_pretrained(pretrained: str, overrides: Mapping[str, Any] | None = None) -> torch.nn.Module:
+    # Overrides go to from_pretrained, so fields read at construction (dropout rates) take effect.
+    overrides = dict(overrides or {})
+    load = partial(AutoModelForCausalLM.from_pretrained, **overrides)
     if is_gguf_spec(pretrained):
-        return AutoModelForCausalLM.from_pretrained(str(ensure_converted(pretrained)))
+        pretrained = str(ensure_converted(pretrained))
     local = Path(pretrained).expanduser()
     if local.is_dir():
         try:
-            return AutoModelForCausalLM.from_pretrained(str(local))
+            return _check_overrides(load(str(local)), overrides)
+        except TypeError as err:
+            raise _bad_overrides(overrides, err) from None
         except (OSError, ValueError) as err:
             raise SoloError(f"model.pretrained folder {local} has no loadable weights ({str(err).splitlines()[0]}); fix the folder or set model.pretrained") from None
     try:
-        model = _from_hub_or_cache(AutoModelForCausalLM.from_pretrained, pretrained, "config.json")
+        model = _from_hub_or_cache(load, pretrained, "config.json")
+    except TypeError as err:
+        raise _bad_overrides(overrides, err) from None
     except (OSError, ValueError) as err:
         model, reason = None, str(err).splitlines()[0]
     else:
@@ -133,7 +142,20 @@ def _load_pretrained(pretrained: str) -> torch.nn.Module:
             f"Hugging Face hub/cache ({reason}); set model.pretrained to a local folder holding the "
             f"weights, or to null for random weights from model.config_file"
         )
+    return _check_overrides(model, overrides)
+
+
+def _check_overrides(model: torch.nn.Module, overrides: Mapping[str, Any]) -> torch.nn.Module:
+    for key, value in overrides.items():
+        if getattr(model.config, key, object()) != value:
+            raise _bad_overrides({key: value}, None)
     return model
+
+
+def _bad_overrides(overrides: Mapping[str, Any], err: Exception | None) -> SoloError:
+    why = f" ({str(err).splitlines()[0]})" if err else ""
+    return SoloError(f"model.overrides {dict(overrides)} are not all fields of the pretrained model's "
+                     f"config{why}; check the spelling")
 
 
 def load_tokenizer(spec: str | None) -> Any:
@@ -162,7 +184,7 @@ def load_backbone(model_cfg: Any) -> tuple[torch.nn.Module, Any]:
     """(model, tokenizer) for `model_cfg` (DictConfig or mapping); see the module docstring."""
     pretrained = _cfg_get(model_cfg, "pretrained")
     if pretrained:
-        model = _load_pretrained(str(pretrained))
+        model = _load_pretrained(str(pretrained), _cfg_get(model_cfg, "overrides"))
     else:
         config = random_config(_cfg_get(model_cfg, "config_file"), _cfg_get(model_cfg, "overrides"))
         model = build_random_model(config)

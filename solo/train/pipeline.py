@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from solo.decode.recipe import RECIPE_FILE, recorded_mteval, run_recipe
 from solo.train import meta as run_meta
 from solo.train.atomic import (
     atomic_directory,
@@ -55,6 +56,7 @@ def build_batches(cfg: DictConfig, tokenizer, split: str, *, shuffle: bool):
         pad_id=_pad_id(tokenizer),
         bucket_lengths=cfg.data.get("bucket_lengths"),
         shuffle=shuffle,
+        order=cfg.data.get("batch_order") or "bucketed",
     )
 
 
@@ -117,6 +119,9 @@ def _run_stages(
     config_path = run_dir / "config.yaml"
     if not config_path.exists():  # a resumed run keeps the config it started with
         write_text_atomic(config_path, OmegaConf.to_yaml(cfg, resolve=True))
+    recipe_path = run_dir / RECIPE_FILE
+    if not recipe_path.exists():  # as config.yaml: a resumed run keeps the recipe it started with
+        write_json_atomic(recipe_path, run_recipe(cfg))
     device = resolve_device(str(cfg.trainer.device))
     sha, dirty = run_meta.git_state()
     meta_path = run_dir / "meta.json"
@@ -220,7 +225,9 @@ def _decode_stage(cfg: DictConfig, run_dir: Path, model, tokenizer) -> tuple[lis
 def _score_stage(run_dir: Path, texts: list[str], groups: list, tracker) -> None:
     from e2e_eval import score
 
-    scores = score(texts, [list(group.refs) for group in groups])
-    write_json_atomic(run_dir / "scores.json", scores)
+    mteval = recorded_mteval(run_dir)
+    scores = score(texts, [list(group.refs) for group in groups], mteval=mteval)
+    write_json_atomic(run_dir / "scores.json", {**scores, "mteval": mteval})
     tracker.summary({f"test/{key}": value for key, value in scores.items()})
-    print("scores: " + ", ".join(f"{key} {value:.4f}" for key, value in scores.items()))
+    print(f"scores (BLEU/NIST by mteval {mteval}): "
+          + ", ".join(f"{key} {value:.4f}" for key, value in scores.items()))

@@ -101,3 +101,25 @@ def test_rejects_empty_examples_and_bad_batch_size():
         TrainBatches(_examples(3), batch_size=0, seed=0, pad_id=PAD)
     with pytest.raises(SoloError, match="seed=-1"):
         TrainBatches(_examples(3), batch_size=2, seed=-1, pad_id=PAD)
+
+
+def test_random_order_is_a_fresh_permutation_in_consecutive_batches():
+    examples = _examples(1003)
+    batches = TrainBatches(examples, batch_size=16, seed=3, pad_id=PAD, order="random")
+    epoch = batches.epoch(1)
+    assert len(batches) == len(epoch) == 63
+    flat = [i for batch in epoch for i in batch]
+    assert sorted(flat) == list(range(1003))
+    assert [len(b) for b in epoch] == [16] * 62 + [11]  # consecutive slices: the short one last
+    # deterministic and resumable: a pure function of (seed, epoch), unlike the bucketed order
+    again = TrainBatches(examples, batch_size=16, seed=3, pad_id=PAD, order="random")
+    assert again.epoch(1) == epoch and again.epoch(0) != epoch
+    assert epoch != TrainBatches(examples, 16, seed=3, pad_id=PAD).epoch(1)
+    # no length grouping: padding like random batches, far above the bucketed order's
+    bucketed = TrainBatches(examples, 16, seed=3, pad_id=PAD)
+    assert _padding_fraction(bucketed, 1) < 0.1 < _padding_fraction(batches, 1)
+
+
+def test_unknown_batch_order_is_a_solo_error():
+    with pytest.raises(SoloError, match=r"data.batch_order='sorted' must be one of random, bucketed"):
+        TrainBatches(_examples(10), 4, seed=0, pad_id=PAD, order="sorted")

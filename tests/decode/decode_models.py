@@ -7,6 +7,7 @@ recomputation give the same fp32 logits; the search itself (fp32 log-probs) is w
 
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import torch
@@ -74,3 +75,46 @@ def random_prompts(vocab: int, count: int, seed: int, max_length: int = 12,
         ids = torch.randint(0, vocab, (length,), generator=generator).tolist()
         prompts.append(ids + [end_with] if end_with is not None else ids)
     return prompts
+
+
+# The trained model's language: tokens 0..7 go round a cycle (next = this + 1 mod 8); a prompt is
+# a stretch of the cycle then the separator SEP; the target continues the cycle (so it soon
+# repeats 4-grams of the prompt and of itself) and ends with PARA after an odd token, with SEP
+# (the eos) after an even one: two stop tokens, like GPT-2's "\n\n" and <|endoftext|>.
+CYCLE, PARA, SEP = 8, 10, 11
+
+
+def cycle_example(generator: torch.Generator) -> tuple[list[int], list[int]]:
+    """One (prompt, target) pair of the trained model's language."""
+    start, prompt_length, target_length = (int(torch.randint(low, high, (), generator=generator))
+                                           for low, high in ((0, CYCLE), (4, 7), (6, 19)))
+    prompt = [(start + i) % CYCLE for i in range(prompt_length)]
+    target = [(start + prompt_length + i) % CYCLE for i in range(target_length)]
+    return prompt + [SEP], target + [PARA if target[-1] % 2 else SEP]
+
+
+@functools.cache
+def trained_cycle_gpt2(steps: int = 300) -> GPT2LMHeadModel:
+    """A 2-block GPT-2 (vocabulary 12) trained for `steps` AdamW steps on the cycle language (a few
+    seconds on one CPU thread), returned in float64 and eval mode. Its outputs are long and
+    repetitive, so n-gram bans, stop tokens and length normalisation all decide results."""
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=SEP + 1, n_positions=96, n_embd=32, n_layer=2, n_head=2,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                        bos_token_id=SEP, eos_token_id=SEP, pad_token_id=SEP)
+    model = GPT2LMHeadModel(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        pairs = [cycle_example(generator) for _ in range(32)]
+        width = max(len(p) + len(t) for p, t in pairs)
+        ids = torch.full((len(pairs), width), SEP)
+        labels = torch.full((len(pairs), width), -100)
+        for row, (prompt, target) in enumerate(pairs):
+            ids[row, :len(prompt) + len(target)] = torch.tensor(prompt + target)
+            labels[row, len(prompt):len(prompt) + len(target)] = torch.tensor(target)
+        loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.double().eval()

@@ -21,10 +21,16 @@ def banned_tokens(sequence: list[int], n: int) -> set[int]:
             if sequence[i:i + n - 1] == context}
 
 
-def next_log_probs(model, sequence: list[int]) -> np.ndarray:
+def next_logits(model, sequence: list[int]) -> np.ndarray:
+    """fp32 logits of the token after `sequence`, from a full forward without a cache."""
+    ids = torch.tensor([sequence])
     with torch.inference_mode():
-        logits = model(input_ids=torch.tensor([sequence]), use_cache=False).logits[0, -1]
-    return torch.log_softmax(logits.float(), dim=-1).numpy()
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
+    return logits[0, -1].float().numpy().copy()
+
+
+def next_log_probs(model, sequence: list[int]) -> np.ndarray:
+    return torch.log_softmax(torch.from_numpy(next_logits(model, sequence)), dim=-1).numpy()
 
 
 def reference_beam_search(model, prompt: list[int], *, eos_id: int | tuple[int, ...], num_beams: int,
@@ -72,3 +78,61 @@ def reference_beam_search(model, prompt: list[int], *, eos_id: int | tuple[int, 
         if len(finished) == k and live[0][1] / penalty <= finished[-1][0]:
             break
     return finished[0][2] if finished else []
+
+
+def lora_reference_beam_search(model, prompt: list[int], *, eos_id: int | tuple[int, ...],
+                               num_beams: int, length_penalty: float, no_repeat_ngram_size: int,
+                               max_new_tokens: int, bans_after_softmax: bool = False,
+                               prompt_ngrams: bool = False, expand_all_first: bool = False,
+                               refill_finished: bool = False) -> list[int]:
+    """microsoft/LoRA's gpt2_beam.py search (the "lora" rule of solo.decode.beam_search), written
+    out slot by slot. The flags each swap one rule for its HF counterpart; they exist only to show
+    that a test's models make every rule matter."""
+    stops = {eos_id} if isinstance(eos_id, int) else set(eos_id)
+    k = num_beams
+    slots: list[tuple[list[int], np.float32]] = [([], np.float32(0.0))] * k
+    best: tuple[np.float32, list[int]] | None = None
+
+    def offer(score: np.float32, length: int, tokens: list[int]) -> None:
+        nonlocal best
+        final = np.float32(score) / np.float32(length ** length_penalty)
+        if best is None or final > best[0]:
+            best = (final, tokens)
+
+    for step in range(max_new_tokens):
+        candidates = []  # (score, slot, token)
+        expanded = slots if step > 0 or expand_all_first else slots[:1]
+        for slot, (generated, score) in enumerate(expanded):
+            searched = prompt + generated if prompt_ngrams else generated
+            banned = banned_tokens(searched, no_repeat_ngram_size)
+            logits = next_logits(model, prompt + generated)
+            if not bans_after_softmax:
+                logits[list(banned)] = -np.inf
+            log_probs = torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy()
+            log_probs[list(banned)] = -np.inf
+            log_probs[np.isnan(log_probs)] = -np.inf
+            candidates += [(np.float32(score) + log_probs[t], slot, t) for t in range(len(log_probs))]
+        ranked = sorted(candidates, key=lambda c: (-c[0], c[1], c[2]))
+        if refill_finished:  # HF: finished candidates leave, the next ones take their slots
+            new_slots = []
+            for score, slot, token in ranked:
+                tokens = expanded[slot][0] + [token]
+                if token in stops:
+                    if len(new_slots) < k:
+                        offer(score, step + 1, tokens)
+                elif len(new_slots) < k:
+                    new_slots.append((tokens, score))
+            slots = new_slots
+        else:
+            slots = []
+            for score, slot, token in ranked[:k]:
+                tokens = expanded[slot][0] + [token]
+                if token in stops:
+                    offer(score, step + 1, tokens)
+                    score = np.float32(-np.inf)
+                slots.append((tokens, score))
+    for tokens, score in slots:
+        offer(score, max_new_tokens, tokens)
+    tokens = best[1] if best is not None else []
+    cut = next((i for i, t in enumerate(tokens) if t in stops), len(tokens))
+    return tokens[:cut]

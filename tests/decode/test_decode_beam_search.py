@@ -1,4 +1,5 @@
-"""The batched, cached beam search returns exactly what the one-prompt reference returns."""
+"""The batched, cached beam search returns exactly what the one-prompt references return, under
+both search rules (decode.style lora and hf), and each rule decides some results."""
 
 from __future__ import annotations
 
@@ -7,8 +8,17 @@ import importlib
 
 import pytest
 import torch
-from decode_models import random_prompts, small_gpt2, tied_bigram
-from decode_reference import banned_tokens, reference_beam_search
+from decode_models import (
+    PARA,
+    SEP,
+    BigramLM,
+    cycle_example,
+    random_prompts,
+    small_gpt2,
+    tied_bigram,
+    trained_cycle_gpt2,
+)
+from decode_reference import banned_tokens, lora_reference_beam_search, reference_beam_search
 
 from solo.decode import ban_repeated_ngrams, beam_search, top_k_low_index_first
 from solo.errors import SoloError
@@ -29,30 +39,42 @@ def case(name: str) -> dict:
         return {**case("gpt2-eos"), "eos": (15, 7)}
     if name == "bigram":  # integer logits: exact ties in nearly every step
         return dict(model=tied_bigram(12, seed=3), eos=11, ngram=2, length_penalty=0.5, steps=8)
+    if name == "trained":  # long, repetitive outputs; two stop ids, as GPT-2's 50256 and 628
+        return dict(model=trained_cycle_gpt2(), eos=(SEP, PARA), ngram=4, length_penalty=0.8,
+                    steps=24)
     raise KeyError(name)
 
 
+CASES = ["gpt2-ties", "gpt2-eos", "gpt2-two-stops", "bigram", "trained"]
+STYLES = ["lora", "hf"]
+
+
 def prompts_for(name: str) -> list[list[int]]:
+    if name == "trained":
+        generator = torch.Generator().manual_seed(5)
+        return [cycle_example(generator)[0] for _ in range(NUM_PROMPTS)]
     c = case(name)
     eos = c["eos"] if isinstance(c["eos"], int) else c["eos"][0]
     return random_prompts(eos + 1, NUM_PROMPTS, seed=5, end_with=eos)
 
 
-def settings(name: str, num_beams: int) -> dict:
+def settings(name: str, num_beams: int, style: str = "hf") -> dict:
     c = case(name)
     return dict(eos_id=c["eos"], num_beams=num_beams, length_penalty=c["length_penalty"],
-                no_repeat_ngram_size=c["ngram"], max_new_tokens=c["steps"])
+                no_repeat_ngram_size=c["ngram"], max_new_tokens=c["steps"], style=style)
 
 
 @functools.cache
-def reference(name: str, num_beams: int, ties_to_high_token: bool = False) -> tuple:
-    return tuple(tuple(reference_beam_search(case(name)["model"], p, **settings(name, num_beams),
-                                             ties_to_high_token=ties_to_high_token))
-                 for p in prompts_for(name))
+def reference(name: str, num_beams: int, style: str = "hf", **flags) -> tuple:
+    """The reference search's outputs; `flags` swap one rule of the reference (see
+    decode_reference.py)."""
+    kwargs = settings(name, num_beams, style)
+    search = lora_reference_beam_search if kwargs.pop("style") == "lora" else reference_beam_search
+    return tuple(tuple(search(case(name)["model"], p, **kwargs, **flags)) for p in prompts_for(name))
 
 
-def fast(name: str, num_beams: int, batch_size: int, **overrides) -> tuple:
-    kwargs = {**settings(name, num_beams), **overrides}
+def fast(name: str, num_beams: int, batch_size: int, style: str = "hf", **overrides) -> tuple:
+    kwargs = {**settings(name, num_beams, style), **overrides}
     out = beam_search(case(name)["model"], prompts_for(name), pad_id=0, batch_size=batch_size,
                       **kwargs)
     return tuple(tuple(o) for o in out)
@@ -60,17 +82,56 @@ def fast(name: str, num_beams: int, batch_size: int, **overrides) -> tuple:
 
 @pytest.mark.parametrize("batch_size", [1, 3, 7])
 @pytest.mark.parametrize("num_beams", [1, 3, 10])
-@pytest.mark.parametrize("name", ["gpt2-ties", "gpt2-eos", "gpt2-two-stops", "bigram"])
-def test_batched_search_equals_reference(name, num_beams, batch_size):
-    assert fast(name, num_beams, batch_size) == reference(name, num_beams)
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("style", STYLES)
+def test_batched_search_equals_reference(style, name, num_beams, batch_size):
+    assert fast(name, num_beams, batch_size, style) == reference(name, num_beams, style)
 
 
-def test_each_stop_id_ends_hypotheses():
+@pytest.mark.parametrize("style", STYLES)
+def test_each_stop_id_ends_hypotheses(style):
     # The second stop id changes results, and no output contains either stop id.
-    one, two = reference("gpt2-eos", 3), reference("gpt2-two-stops", 3)
+    one, two = reference("gpt2-eos", 3, style), reference("gpt2-two-stops", 3, style)
     assert one != two
     assert any(7 in o for o in one) and not any(7 in o or 15 in o for o in two)
-    assert fast("gpt2-two-stops", 3, 7, eos_id=[7, 15]) == two  # order and type do not matter
+    # order and type do not matter
+    assert fast("gpt2-two-stops", 3, 7, style, eos_id=[7, 15]) == two
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_both_stop_ids_of_the_trained_model_end_its_texts(style):
+    # The trained model ends odd-start targets with PARA (as GPT-2 ends a text with "\n\n"):
+    # with only the eos as a stop, those outputs run on through PARA.
+    both, eos_only = fast("trained", 3, 7, style), fast("trained", 3, 7, style, eos_id=SEP)
+    assert both == reference("trained", 3, style)
+    assert not any(PARA in o or SEP in o for o in both)
+    assert any(PARA in o for o in eos_only)
+    assert all(len(o) < case("trained")["steps"] for o in both)  # every text stopped
+
+
+def test_a_prompt_ngram_can_be_copied_under_lora_and_not_under_hf():
+    n = case("trained")["ngram"]
+    prompts = prompts_for("trained")
+
+    def copied(outputs) -> int:
+        return sum(bool(_ngrams(p[:-1], n) & _ngrams(list(o), n)) for p, o in zip(prompts, outputs, strict=True))
+
+    assert copied(fast("trained", 10, 7, "lora")) == len(prompts)
+    assert copied(fast("trained", 10, 7, "hf")) == 0
+
+
+def _ngrams(tokens: list[int], n: int) -> set[tuple[int, ...]]:
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+
+@pytest.mark.parametrize("flag", ["bans_after_softmax", "prompt_ngrams", "expand_all_first"])
+def test_each_lora_rule_decides_some_results(flag):
+    # The engine equals the reference (above), and swapping any one of the reference's lora rules
+    # for its HF counterpart changes some output of these models: so the engine follows each rule.
+    changed = [name for name in ("trained", "gpt2-eos", "gpt2-ties")
+               for beams in (3, 10)
+               if reference(name, beams, "lora", **{flag: True}) != reference(name, beams, "lora")]
+    assert changed, flag
 
 
 @pytest.mark.parametrize("bad", [[], [1.5], -1, "15", [True]])
@@ -79,8 +140,42 @@ def test_bad_stop_ids_are_solo_errors(bad):
         beam_search(case("bigram")["model"], [[1]], eos_id=bad, pad_id=0, max_new_tokens=2)
 
 
+def test_a_finished_beam_keeps_its_slot_under_lora():
+    """Prompt [P]: the stop S is likeliest, then A, then C; after C, S is certain; after A,
+    everything is equally likely. With two beams and length penalty 1, LoRA keeps S's slot
+    (score -inf) and only A goes on, so the best text is the empty one (score -1.0); HF refills
+    the slot with C, whose "C S" scores -1.2 / 2 = -0.6 and wins."""
+    P, A, C, S = 0, 1, 3, 4
+    table = torch.full((6, 6), 0.0)
+    table[P] = -10.0
+    table[P, [A, C, S]] = torch.tensor([1.9, 1.8, 2.0])
+    table[C, S] = 10.0
+    model = BigramLM(table)
+    kwargs = dict(eos_id=S, pad_id=P, num_beams=2, max_new_tokens=3, length_penalty=1.0,
+                  no_repeat_ngram_size=0)
+    assert beam_search(model, [[P]], style="lora", **kwargs) == [[]]
+    assert beam_search(model, [[P]], style="hf", **kwargs) == [[C]]
+    lora_kwargs = {k: v for k, v in kwargs.items() if k != "pad_id"}
+    assert lora_reference_beam_search(model, [P], **lora_kwargs) == []
+    assert lora_reference_beam_search(model, [P], **lora_kwargs, refill_finished=True) == [C]
+
+
+def test_lora_always_runs_max_new_tokens_steps_with_every_slot():
+    model = case("gpt2-eos")["model"]
+    rows = []  # rows of each model call: the prompt pass, then one call per step
+    handle = model.register_forward_hook(
+        lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        out = fast("gpt2-eos", 3, NUM_PROMPTS, "lora")
+    finally:
+        handle.remove()
+    steps = case("gpt2-eos")["steps"]
+    assert rows == [NUM_PROMPTS] + [3 * NUM_PROMPTS] * (steps - 1)
+    assert any(len(o) < steps // 2 for o in out)  # although texts had ended long before
+
+
 @pytest.mark.parametrize("name", ["gpt2-ties", "bigram"])
-def test_ties_decide_some_results(name):
+def test_ties_decide_some_hf_results(name):
     # Otherwise the equality above would not show that ties are broken the same way.
     assert reference(name, 3, ties_to_high_token=True) != reference(name, 3)
 
@@ -121,8 +216,8 @@ def test_padding_never_changes_a_result(tiny_gpt2_config):
 
 
 @pytest.mark.parametrize("num_beams", [1, 3, 10])
-def test_matches_hf_generate(tiny_gpt2_config, num_beams):
-    """HF's beam search (early_stopping=False) has the same semantics on single prompts."""
+def test_hf_style_matches_hf_generate(tiny_gpt2_config, num_beams):
+    """HF's beam search (early_stopping=False) has the hf rule's semantics on single prompts."""
     from transformers import GPT2LMHeadModel
 
     torch.manual_seed(1)
@@ -139,7 +234,7 @@ def test_matches_hf_generate(tiny_gpt2_config, num_beams):
     model = model.double().eval()
     kwargs = dict(num_beams=num_beams, length_penalty=0.9, no_repeat_ngram_size=2, max_new_tokens=8)
     prompts = [[50256], [464, 3290, 318, 50256], [11, 12, 13, 11, 12, 13, 11, 50256]]
-    ours = beam_search(model, prompts, eos_id=50256, pad_id=50256, batch_size=3, **kwargs)
+    ours = beam_search(model, prompts, eos_id=50256, pad_id=50256, batch_size=3, style="hf", **kwargs)
     theirs = []
     for prompt in prompts:
         out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
@@ -148,6 +243,7 @@ def test_matches_hf_generate(tiny_gpt2_config, num_beams):
         theirs.append(out[:out.index(50256)] if 50256 in out else out)
     assert ours == theirs
     assert any(len(o) < 8 for o in ours)  # some hypotheses ended with eos
+
 
 
 def test_top_k_low_index_first_breaks_ties_by_column():

@@ -19,11 +19,12 @@ EOS = 127
 
 @pytest.mark.parametrize("batch_size", [1, 3, 7])
 @pytest.mark.parametrize("num_beams", [1, 3, 10])
-@pytest.mark.parametrize("name", ["gpt2-ties", "gpt2-eos", "gpt2-two-stops"])
-def test_fast_search_equals_the_reference(name, num_beams, batch_size):
+@pytest.mark.parametrize("name", ["gpt2-ties", "gpt2-eos", "gpt2-two-stops", "trained"])
+@pytest.mark.parametrize("style", ["lora", "hf"])
+def test_fast_search_equals_the_reference(style, name, num_beams, batch_size):
     out = fast_beam_search(case(name)["model"], prompts_for(name), pad_id=0, batch_size=batch_size,
-                           **settings(name, num_beams))
-    assert tuple(tuple(o) for o in out) == reference(name, num_beams)
+                           **settings(name, num_beams, style))
+    assert tuple(tuple(o) for o in out) == reference(name, num_beams, style)
 
 
 def _left_padded(prompts: list[list[int]], pad: int):

@@ -56,9 +56,12 @@ def test_unique_mrs_decoded_once_and_texts_stripped(never_ending_model, gpt2_tok
 
 def test_settings_from_the_decode_config_file():
     cfg = OmegaConf.load(REPO_ROOT / "configs" / "decode" / "default.yaml")
-    assert settings_from_config(cfg) == BeamSettings(num_beams=10, length_penalty=0.9,
+    # The paper-table recipe: microsoft/LoRA's E2E decoding.
+    assert settings_from_config(cfg) == BeamSettings(num_beams=10, length_penalty=0.8,
                                                      no_repeat_ngram_size=4, max_new_tokens=64,
-                                                     batch_size=None, engine="fast")
+                                                     batch_size=None, engine="fast", style="lora",
+                                                     extra_stop_tokens=("\n\n",))
+    assert settings_from_config({}) == settings_from_config(cfg)
 
 
 def test_fast_and_reference_engines_give_the_same_texts(never_ending_model, gpt2_tokenizer):
@@ -79,3 +82,18 @@ def test_bad_decode_config_is_a_solo_error():
         settings_from_config({"engine": "quick"})
     with pytest.raises(SoloError, match=r"decode\.batch_size=0"):
         settings_from_config({"batch_size": 0})
+    with pytest.raises(SoloError, match=r"decode\.style='beam' must be one of lora, hf"):
+        settings_from_config({"style": "beam"})
+    with pytest.raises(SoloError, match=r"decode\.extra_stop_tokens='\\n\\n' must be a list"):
+        settings_from_config({"extra_stop_tokens": "\n\n"})
+
+
+@pytest.mark.parametrize("style", ["lora", "hf"])
+def test_style_and_stop_tokens_reach_the_search(never_ending_model, gpt2_tokenizer, monkeypatch,
+                                                style):
+    seen = {}
+    monkeypatch.setattr(predict, "beam_search", lambda model, prompts, **kw: seen.update(kw) or
+                        [[] for _ in prompts])
+    cfg = {"style": style, "extra_stop_tokens": ["\n\n"], "engine": "reference", "num_beams": 2}
+    decode_mrs_with_stats(never_ending_model, gpt2_tokenizer, ["name[Zizzi]"], cfg)
+    assert seen["style"] == style and list(seen["eos_id"]) == [50256, 628]

@@ -19,3 +19,20 @@ EXAMPLE = {"BLEU": 0.720292849432, "NIST": 7.821151927456, "METEOR": 0.480071674
 EXAMPLE_ODD_PREDICTION = 'Le Café Über costs £20-25 &amp; "more" (ÉCOLE) |||  x'
 EXAMPLE_ODD = {"BLEU": 0.587483123317, "NIST": 6.770500230272, "METEOR": 0.39488112241988477,
                "ROUGE_L": 0.6112684711140357, "CIDEr": 1.653022218774248}
+
+# BLEU and NIST of the official scorer's Python port (`measure_scores.py -p`, the scoring command
+# of microsoft/LoRA's examples/NLG/README.md), from tuetschek/e2e-metrics at commit 1b9c4d8
+# (2020-08-17), run with Python 3.12 and the `future` package it imports: for each case,
+# `src, refs, outs = measure_scores.load_data(REFS, PREDS)` then
+# `measure_scores.run_pymteval(refs, outs)` (the -p code path; the COCO metrics are not involved).
+# REFS = e2e/testset_w_refs.csv, PREDS = system-outputs/<system>.run0.txt; "example" is
+# e2e-metrics-example/devel-conc.txt vs baseline-output.txt, "example-odd" the same with outs[3]
+# emptied and outs[5] = EXAMPLE_ODD_PREDICTION.
+PYMTEVAL = {
+    "tgen-std": {"BLEU": 0.6616115710561832, "NIST": 8.544574367881472},
+    "tgen-minus": {"BLEU": 0.6379750173347122, "NIST": 7.77402899630848},
+    "tgen-plus": {"BLEU": 0.66716938314187, "NIST": 8.571960966507456},
+    "sclstm": {"BLEU": 0.41748894724351876, "NIST": 6.171864358673305},
+    "example": {"BLEU": 0.7202928494322162, "NIST": 7.788887609555574},
+    "example-odd": {"BLEU": 0.5946014805414755, "NIST": 6.584348789255185},
+}

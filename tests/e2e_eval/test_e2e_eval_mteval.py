@@ -1,11 +1,12 @@
-"""BLEU/NIST: mteval-v13a's tokenisation and scoring rules, and the official test-set figures."""
+"""BLEU/NIST: mteval-v13a's tokenisation and scoring rules, the official scorer's Python port
+(-p), and both variants' figures on the test set."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
-from e2e_eval_figures import OFFICIAL
+from e2e_eval_figures import EXAMPLE_ODD_PREDICTION, OFFICIAL, PYMTEVAL
 
 from e2e_eval.mteval import (
     _closest_ref_length,
@@ -13,7 +14,9 @@ from e2e_eval.mteval import (
     _nist_length_penalty,
     bleu_nist,
     mteval_tokenize,
+    pymteval_tokenize,
 )
+from e2e_eval.readers import load_inputs
 
 
 def test_tokenizer_splits_punctuation_but_keeps_numbers_and_non_ascii_together():
@@ -91,3 +94,51 @@ def test_bleu_and_nist_match_the_official_scorer_on_the_test_set(system, system_
     bleu, nist = bleu_nist(inputs.predictions, inputs.references)
     assert bleu == pytest.approx(OFFICIAL[system]["BLEU"], abs=1e-9)
     assert nist == pytest.approx(OFFICIAL[system]["NIST"], abs=1e-9)
+
+
+@pytest.mark.parametrize("case", sorted(PYMTEVAL))
+def test_python_variant_matches_the_official_scorers_python_port(case, shared_data):
+    if case.startswith("example"):
+        folder = shared_data / "e2e-metrics-example"
+        inputs = load_inputs(folder / "devel-conc.txt", folder / "baseline-output.txt")
+    else:
+        inputs = load_inputs(shared_data / "e2e" / "testset_w_refs.csv",
+                             shared_data / "system-outputs" / f"{case}.run0.txt")
+    predictions = list(inputs.predictions)
+    if case == "example-odd":
+        predictions[3], predictions[5] = "", EXAMPLE_ODD_PREDICTION
+    bleu, nist = bleu_nist(predictions, inputs.references, "python")
+    assert bleu == pytest.approx(PYMTEVAL[case]["BLEU"], abs=1e-9)
+    assert nist == pytest.approx(PYMTEVAL[case]["NIST"], abs=1e-9)
+
+
+def test_the_variants_differ_where_the_official_ones_do(system_inputs):
+    # TGen-minus: NIST 7.774 (Python) vs 7.962 (Perl), as the official scorer prints them.
+    inputs = system_inputs["tgen-minus"]
+    perl, python = (bleu_nist(inputs.predictions, inputs.references, v) for v in ("perl", "python"))
+    assert perl[0] == pytest.approx(python[0], abs=1e-12)
+    assert round(perl[1], 3) == 7.962 and round(python[1], 3) == 7.774
+
+
+def test_python_tokenizer_lowercases_unicode_and_keeps_an_empty_segment_as_one_word():
+    assert pymteval_tokenize("ÉCOLE Über, 3.5") == ["école", "über", ",", "3.5"]
+    assert pymteval_tokenize("") == [""] and pymteval_tokenize(" \t ") == [""]
+    assert pymteval_tokenize("a\x1cb") == ["a", "b"]  # Python's whitespace, not Perl's
+
+
+def test_unknown_variant_is_an_e2e_eval_error():
+    from e2e_eval import E2EEvalError
+
+    with pytest.raises(E2EEvalError, match="mteval variant 'java' must be one of perl, python"):
+        bleu_nist(["a"], [["a"]], "java")
+
+
+def test_python_variant_scores_one_word_predictions_where_the_port_would_stop():
+    # Every prediction is one word: no bigrams at all (the port divides by zero); NIST is the
+    # unigram term alone.
+    bleu, nist = bleu_nist(["a", "b"], [["a b"], ["c"]], "python")
+    unigram = math.log2(3 / 1) / 2  # "a" matched: 3 reference words, 1 occurrence; 2 predicted
+    assert nist == pytest.approx(unigram * _nist_length_penalty(2 / (2 / 1 + 1 / 1)), rel=1e-12)
+    # unsmoothed: the empty orders count 1e-15 hits over max(0 n-grams, 1e-9)
+    expected = math.exp(1 - 3 / 2) * math.exp((math.log(1 / 2) + 3 * math.log(1e-15 / 1e-9)) / 4)
+    assert bleu == pytest.approx(expected, rel=1e-12)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from e2e_eval_figures import EXAMPLE, EXAMPLE_ODD, EXAMPLE_ODD_PREDICTION, OFFICIAL
+from e2e_eval_figures import EXAMPLE, EXAMPLE_ODD, EXAMPLE_ODD_PREDICTION, OFFICIAL, PYMTEVAL
 
 from e2e_eval import METRICS, Scorer
 from e2e_eval.__main__ import main
@@ -64,3 +64,16 @@ def test_cli_prints_the_scores_like_the_official_script(example_cli):
     printed, written = example_cli
     expected = ["SCORES:", "=============="] + [f"{m}: {written[m]:.4f}" for m in METRICS]
     assert printed.splitlines() == expected
+
+
+def test_cli_mteval_python_scores_and_records_the_variant(shared_data, tmp_path, capsys):
+    folder = shared_data / "e2e-metrics-example"
+    out = tmp_path / "scores.json"
+    main([str(folder / "devel-conc.txt"), str(folder / "baseline-output.txt"), "--mteval", "python",
+          "--json", str(out)])
+    written = json.loads(out.read_text("utf-8"))
+    assert written["mteval"] == "python"
+    assert written["NIST"] == pytest.approx(PYMTEVAL["example"]["NIST"], abs=1e-9)
+    assert written["BLEU"] == pytest.approx(PYMTEVAL["example"]["BLEU"], abs=1e-9)
+    assert written["METEOR"] == pytest.approx(EXAMPLE["METEOR"], abs=1e-9)  # the others unchanged
+    assert f"NIST: {PYMTEVAL['example']['NIST']:.4f}" in capsys.readouterr().out
