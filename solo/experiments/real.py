@@ -126,7 +126,8 @@ class Data:
         self.train_examples = encode_pairs(tokenizer, train, int(cfg.data.max_length))
         self.dev_examples = encode_pairs(tokenizer, held[: settings.dev_examples], int(cfg.data.max_length))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.train = TrainBatches(self.train_examples, settings.batch_size, settings.seed, pad_id=int(pad))
+        self.train = TrainBatches(self.train_examples, settings.batch_size, settings.seed, pad_id=int(pad),
+                                  order=str(cfg.data.get("batch_order") or "bucketed"))
         self.dev = TrainBatches(self.dev_examples, settings.batch_size, settings.seed, pad_id=int(pad), shuffle=False)
         self.groups = group_by_mr(load_split(cfg.data, "test"))
         self.pad_id = int(pad)
