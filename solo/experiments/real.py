@@ -21,8 +21,6 @@ version is kept as .bak), and each lane's run dir under runs/real/ (metrics.json
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import subprocess
 import sys
@@ -131,6 +129,7 @@ class Data:
         self.dev = TrainBatches(self.dev_examples, settings.batch_size, settings.seed, pad_id=int(pad), shuffle=False)
         self.groups = group_by_mr(load_split(cfg.data, "test"))
         self.pad_id = int(pad)
+        self.tokenizer = tokenizer
 
 
 def run_lane(lane: str, cfg: Any, settings: Settings, data: Data, run_dir: Path) -> LaneResult:
@@ -181,14 +180,10 @@ def run_anchor(cfg: Any, settings: Settings, data: Data, run_dir: Path) -> LaneR
     """bench/peft_anchor_real.py in its own process on the same batches (see its docstring)."""
     from e2e_eval import score
     from solo.data import encode_prompt
-    from solo.models import load_tokenizer
     from solo.models.gguf import converted_dir
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = load_tokenizer(cfg.model.tokenizer)
-    from solo.data import attach_format
-
-    attach_format(tokenizer, cfg.model.format)
+    tokenizer = data.tokenizer
     trainer = trainer_config(cfg, settings, "lora")
     spec = {
         "model_dir": str(converted_dir(str(cfg.model.pretrained))),
@@ -207,7 +202,6 @@ def run_anchor(cfg: Any, settings: Settings, data: Data, run_dir: Path) -> LaneR
         "decode": {k: cfg.decode[k] for k in ("num_beams", "length_penalty", "no_repeat_ngram_size", "max_new_tokens")},
     }
     (run_dir / "spec.json").write_text(json.dumps(spec))
-    started = time.perf_counter()
     done = subprocess.run([sys.executable, str(ANCHOR_SCRIPT), str(run_dir / "spec.json"), str(run_dir)])
     if done.returncode != 0:
         raise SoloError(f"the peft anchor failed (exit {done.returncode}); see its output above ({run_dir})")
@@ -216,7 +210,7 @@ def run_anchor(cfg: Any, settings: Settings, data: Data, run_dir: Path) -> LaneR
                         train_seconds=out["train_seconds"], decode_seconds=out["decode_seconds"])
     result.predictions = out["predictions"]
     result.scores = score(result.predictions, [list(g.refs) for g in data.groups])
-    del started
+    (run_dir / "predictions.txt").write_text("\n".join(result.predictions) + "\n", encoding="utf-8")
     return result
 
 
@@ -273,8 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     settings, lanes, no_report = parse_args(argv)
     started = time.monotonic()
     cfg = base_config(settings)
-    from solo.models import load_tokenizer
     from solo.data import attach_format
+    from solo.models import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model.tokenizer)
     attach_format(tokenizer, cfg.model.format)

@@ -11,7 +11,12 @@ import pytest
 from solo.data import E2EPair
 from solo.errors import SoloError
 from solo.experiments.real import ANCHOR_SCRIPT, BANNER, LaneResult, Settings, split_by_mr
-from solo.experiments.real_report import diagnostics_png, loss_curves_png, results_csv, results_markdown
+from solo.experiments.real_report import (
+    diagnostics_png,
+    loss_curves_png,
+    results_csv,
+    results_markdown,
+)
 
 
 def test_split_by_mr_holds_out_whole_mrs():
