@@ -21,6 +21,7 @@ version is kept as .bak), and each lane's run dir under runs/real/ (metrics.json
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -69,6 +70,7 @@ class Settings:
     weight_decay: dict[str, float] = field(default_factory=lambda: {"lora": 0.01, "solo": 0.1})
     warmup_fraction: float = 0.1
     overrides: list[str] = field(default_factory=list)
+    run_name: str = ""
 
 
 @dataclass
@@ -81,6 +83,7 @@ class LaneResult:
     scores: dict[str, float] = field(default_factory=dict)
     predictions: list[str] = field(default_factory=list)
     diagnostics: list[dict[str, float]] = field(default_factory=list)
+    wall_seconds: float = 0.0
 
 
 def base_config(settings: Settings, extra: list[str] = ()) -> Any:
@@ -237,6 +240,10 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, list[str], bool]:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override, e.g. --set model.format=null (the GPT-2 format)")
     parser.add_argument("--no-report", action="store_true", help="print the figures only (experiments)")
+    parser.add_argument("--run-name", default=None,
+                        help="runs/real/<name>/<lane>/ (default: the start time); a lane whose result.json "
+                             "is there already is not rerun, so lanes may run as separate processes and a "
+                             "last call with all lanes writes the report")
     args = parser.parse_args(argv)
     settings = Settings(steps=args.steps, test_mrs=args.test_mrs, batch_size=args.batch_size,
                         eval_every=args.eval_every)
@@ -254,6 +261,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, list[str], bool]:
         key, _, value = item.partition("=")
         METHODS["solo"][key] = yaml_value(value)
     settings.overrides = list(args.set)
+    settings.run_name = args.run_name or time.strftime("%Y%m%d-%H%M%S")
     return settings, lanes, args.no_report
 
 
@@ -275,19 +283,25 @@ def main(argv: list[str] | None = None) -> None:
     data = Data(cfg, tokenizer, settings)
     print(f"{BANNER}\n{len(data.train_examples)} training pairs, {len(data.dev_examples)} held-out pairs "
           f"({settings.holdout_mrs} MRs), {len(data.groups)} test MRs", flush=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     results = []
     for lane in lanes:
-        run_dir = REPO_ROOT / "runs" / "real" / stamp / lane
+        run_dir = REPO_ROOT / "runs" / "real" / settings.run_name / lane
         print(f"\n== {lane} ==", flush=True)
-        if lane == "peft":
-            result = run_anchor(cfg, settings, data, run_dir)
+        saved = run_dir / "result.json"
+        if saved.is_file():
+            result = LaneResult(**json.loads(saved.read_text()))
+            print(f"(done earlier: {saved})")
         else:
-            result = run_lane(lane, cfg, settings, data, run_dir)
+            lane_started = time.monotonic()
+            result = run_anchor(cfg, settings, data, run_dir) if lane == "peft" else run_lane(lane, cfg, settings, data, run_dir)
+            result.wall_seconds = time.monotonic() - lane_started
+            saved.write_text(json.dumps(dataclasses.asdict(result)))
         results.append(result)
         print(summary_line(result), flush=True)
     wall = time.monotonic() - started
-    print(f"\nfinished in {wall:.0f} s")
+    lanes_wall = sum(r.wall_seconds for r in results)
+    print(f"\nfinished in {wall:.0f} s (the lanes took {lanes_wall:.0f} s one after the other)")
+    wall = max(wall, lanes_wall)
     if no_report or settings.test_mrs == 0:
         return
     write_report(results, settings, data, wall)

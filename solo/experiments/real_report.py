@@ -48,7 +48,7 @@ def results_markdown(results: Sequence[Any], settings: Any, banner: str, *, note
         f"({settings.warmup_fraction:.0%}) and decay, label smoothing 0.1, CPU. Test: the first {n_test} test "
         "MRs, beam 10, length penalty 0.9, no-repeat 4-grams, ≤ 64 new tokens, official E2E metrics. "
         f"Learning rates: LoRA {settings.lr['lora']:g}, Solo {settings.lr['solo']:g}. "
-        f"Wall time of this run: {wall_seconds / 60:.1f} min.",
+        f"Wall time, the lanes summed: {wall_seconds / 60:.1f} min.",
         "",
         "| lane | trainable | dev loss start → end | train s | decode s | " + " | ".join(METRICS) + " |",
         "|---|---|---|---|---|" + "---|" * len(METRICS),
