@@ -86,6 +86,7 @@ def generate(model, tokenizer, prompts: list, settings: dict, eos_id: int, pad_i
 
 def main(spec_path: str, out_dir: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
+    torch.set_num_threads(int(spec["threads"]))
     random.seed(spec["seed"])
     torch.manual_seed(spec["seed"])
     model = AutoModelForCausalLM.from_pretrained(spec["model_dir"])

@@ -191,6 +191,7 @@ def run_anchor(cfg: Any, settings: Settings, data: Data, run_dir: Path) -> LaneR
     spec = {
         "model_dir": str(converted_dir(str(cfg.model.pretrained))),
         "seed": settings.seed,
+        "threads": torch.get_num_threads(),
         "lora": {k: METHODS["lora"][k] for k in ("rank", "alpha", "dropout")},
         "train_batches": [[list(map(list, data.train_examples[i])) for i in batch]
                           for batch in _batch_order(data.train, settings.steps)],

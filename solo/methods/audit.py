@@ -22,6 +22,7 @@ from typing import Any
 from torch import nn
 
 from solo.errors import SoloError, exit_on_solo_error
+from solo.experiments.real_audit import real_model_audit
 from solo.methods import apply_method
 from solo.models.backbone import build_random_model, random_config
 from solo.paths import shared_data_dir
@@ -166,45 +167,6 @@ which matches neither); LoRA on GPT-2 S "0.29M" matches r=8 (alt), not r=4, and 
 The configs follow the text (s = masked)."""
 
 
-REAL_MODEL_CONFIG = Path(__file__).resolve().parent.parent / "models" / "smollm2-135m.json"
-# The real-weights lane (make real): LoRA on Llama's q_proj/v_proj, Solo on every other block.
-REAL_METHODS = (
-    ("lora r=8 (q_proj, v_proj)", {"name": "lora", "rank": 8, "alpha": 32}),
-    ("solo r=128 s=0.6", {"name": "solo", "rank": 128, "sparsity": 0.6, "init_seed": 0}),
-)
-
-
-def real_model_rows() -> list[tuple[str, int, int, str]]:
-    """(method, measured, formula, where) on SmolLM2-135M's shapes (meta device, no weights)."""
-    from solo.methods.placement import connection_groups, find_blocks
-    from solo.methods.solo_connection import kept_entries
-
-    model = build_random_model(random_config(REAL_MODEL_CONFIG), device="meta")
-    c = model.config
-    d, n, kv = c.hidden_size, c.num_hidden_layers, c.num_key_value_heads * c.head_dim
-    groups = connection_groups(len(find_blocks(model)), None, 1)
-    rows = []
-    for label, cfg in REAL_METHODS:
-        measured = count_trainable(model, cfg)
-        if cfg["name"] == "lora":
-            r = cfg["rank"]
-            formula, where = n * (r * (d + d) + r * (d + kv)), f"{n} blocks × (q {d}→{d}, v {d}→{kv})"
-        else:
-            r, t = cfg["rank"], len(groups)
-            formula = 2 * kept_entries(r * d, cfg["sparsity"]) + t * (r + d + 1)
-            where = "D" + ", D".join(str(first) for first, _ in groups)
-        rows.append((label, measured, formula, where))
-    return rows
-
-
-def format_real_rows(rows: list[tuple[str, int, int, str]]) -> str:
-    lines = ["SmolLM2-135M (Llama, 30 blocks, d=576; make real): measured vs formula"]
-    for label, measured, formula, where in rows:
-        mark = "ok" if measured == formula else "MISMATCH"
-        lines.append(f"  {label:<28} {measured:>9,}  formula {formula:>9,}  {mark}  ({where})")
-    return "\n".join(lines)
-
-
 @exit_on_solo_error
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m solo.methods.audit", description=__doc__.splitlines()[0])
@@ -217,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(LEGEND)
     print()
-    print(format_real_rows(real_model_rows()))
+    print(real_model_audit())
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(asdict(rows[0])))

@@ -55,3 +55,12 @@ def test_report_is_bannered_and_scaled():
     assert rows[1]["lane"] == "solo" and rows[1]["BLEU"] == "55.00" and rows[0]["BLEU"] == "10.00"
     assert loss_curves_png(results, BANNER).startswith(b"\x89PNG")
     assert diagnostics_png(results[1].diagnostics, BANNER).startswith(b"\x89PNG")
+
+
+def test_audit_counts_lora_and_solo_on_the_llama_blocks():
+    from solo.experiments.real_audit import real_model_audit, real_model_rows
+
+    rows = {label.split()[0]: (measured, formula, where) for label, measured, formula, where in real_model_rows()}
+    assert rows["lora"][0] == rows["lora"][1] == 30 * (8 * (576 + 576) + 8 * (576 + 192))
+    assert rows["solo"][0] == rows["solo"][1] and rows["solo"][2].split(", ") == [f"D{i}" for i in range(2, 30, 2)]
+    assert "MISMATCH" not in real_model_audit()
