@@ -55,12 +55,12 @@ FINDINGS_FILE = RESULTS_DIR / "findings.md"
 
 @dataclass
 class Settings:
-    steps: int = 200
+    steps: int = 150
     test_mrs: int = 100
     holdout_mrs: int = 40
     dev_examples: int = 64
     batch_size: int = 4
-    eval_every: int = 25
+    eval_every: int = 30
     log_every: int = 5
     seed: int = 1
     # Per-lane learning rate and weight decay (LoRA's E2E recipe; Solo's from the search in
