@@ -64,7 +64,6 @@ def test_solo_learns_on_real_weights(backbone, pairs, tmp_path):
     from solo.train.tracking import Tracker
 
     model, tokenizer = backbone
-    torch.set_num_threads(2)  # the autouse fixture restores one thread afterwards
     train_pairs, dev_pairs = pairs
     pad = int(tokenizer.pad_token_id)
     train_batches = TrainBatches(encode_pairs(tokenizer, train_pairs, 512), BATCH, 1, pad_id=pad)
@@ -88,6 +87,7 @@ def test_solo_learns_on_real_weights(backbone, pairs, tmp_path):
                                  {"num_beams": 2, "max_new_tokens": 32, "engine": "reference"})
     finally:
         method.detach()
+    print(f"real-weights test: dev loss {before:.3f} -> {after:.3f}, λ {min(lambdas):.4f}..{max(lambdas):.4f}, prediction {predictions[0]!r}")
     assert after < before - 0.4, f"dev loss {before:.3f} -> {after:.3f}: Solo did not learn"
     assert max(abs(v - 0.001) for v in lambdas) > 0.005, f"λ stayed at its start: {lambdas}"
     logged = (tmp_path / "metrics.jsonl").read_text()
