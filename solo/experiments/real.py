@@ -233,6 +233,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, list[str], bool]:
     parser.add_argument("--lr-solo", type=float)
     parser.add_argument("--lr-lora", type=float)
     parser.add_argument("--batch-size", type=int, default=Settings.batch_size)
+    parser.add_argument("--dev-examples", type=int, default=Settings.dev_examples)
     parser.add_argument("--eval-every", type=int, default=Settings.eval_every)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
     parser.add_argument("--solo", action="append", default=[], metavar="KEY=VALUE",
@@ -246,7 +247,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, list[str], bool]:
                              "last call with all lanes writes the report")
     args = parser.parse_args(argv)
     settings = Settings(steps=args.steps, test_mrs=args.test_mrs, batch_size=args.batch_size,
-                        eval_every=args.eval_every)
+                        eval_every=args.eval_every, dev_examples=args.dev_examples)
     if args.lr_solo:
         settings.lr["solo"] = args.lr_solo
     if args.lr_lora:
