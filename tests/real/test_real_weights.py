@@ -4,7 +4,8 @@ A few dozen Solo Connection steps on short dev-set pairs must lower the loss on 
 never saw, move λ off its start, and decode a held-out MR to a non-empty sentence without special
 tokens. The encoded examples are checked token by token against the model's chat format, so a
 broken format, loss mask or prediction clean-up fails here even where the loss would still fall.
-About a minute on 2 idle cores (the first run also converts the GGUF file into the cache, ~40 s).
+About 65 s of CPU time (one thread), so about a minute on an idle machine; the first run also
+converts the GGUF file into the cache (~40 s). Measured: dev loss 2.351 -> 1.848, λ up to 0.064.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def test_solo_learns_on_real_weights(backbone, pairs, tmp_path):
     finally:
         method.detach()
     print(f"real-weights test: dev loss {before:.3f} -> {after:.3f}, λ {min(lambdas):.4f}..{max(lambdas):.4f}, prediction {predictions[0]!r}")
-    assert after < before - 0.4, f"dev loss {before:.3f} -> {after:.3f}: Solo did not learn"
+    assert after < before - 0.3, f"dev loss {before:.3f} -> {after:.3f}: Solo did not learn"
     assert max(abs(v - 0.001) for v in lambdas) > 0.005, f"λ stayed at its start: {lambdas}"
     logged = (tmp_path / "metrics.jsonl").read_text()
     assert '"solo/D2/lambda"' in logged and '"solo/encoder_norm"' in logged
