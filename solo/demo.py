@@ -22,7 +22,7 @@ from solo.experiments.tables import METRICS, PERCENT_METRICS
 from solo.paths import REPO_ROOT
 
 EXPERIMENT = "table2/solo_r128_s0.6"
-STEPS = 60
+STEPS = 40
 DEMO_OVERRIDES: tuple[str, ...] = (
     f"experiment={EXPERIMENT}",
     "model=smollm2-135m",
@@ -36,7 +36,7 @@ DEMO_OVERRIDES: tuple[str, ...] = (
     # Solo's gate starts at λ = 0.001: at LoRA's 2e-4 it barely opens in a short run (see
     # results/real/smollm2-135m.md); 5e-3 lets a few dozen steps show learning.
     "trainer.lr=5e-3",
-    "trainer.warmup_steps=6",
+    "trainer.warmup_steps=4",
     "trainer.eval_every=null",
     "trainer.ckpt_every=null",
     "trainer.log_every=10",
