@@ -1,4 +1,5 @@
 # The two commands a new user needs: `make demo` and `make test`. Each installs what it needs.
+# `make help` lists every target.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +8,11 @@ PY := $(VENV)/bin/python
 # (or pass TORCH_SPEC), and the install below keeps it.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install test demo real lint audit score train bench clean-venv table1 table2 table3 table4 table5 table6
+.PHONY: help install test test-fast demo real lint audit score train clean-venv table1 table2 table3 table4 table5 table6
+
+# A target's `## text` comment is its line in `make help`.
+help: ## list the targets
+	@grep -E '^[a-z0-9 -]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 24
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,36 +20,39 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	@touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed ## create .venv and install the package with its dev and bench extras
 
-test: install
+test: install ## the whole test suite (CPU, a few minutes)
 	$(PY) -m pytest -q
 
-lint: install
+test-fast: install ## the test suite without the tests marked slow (pytest -m 'not slow')
+	$(PY) -m pytest -q -m 'not slow'
+
+lint: install ## ruff over the sources, tests and benchmarks
 	$(VENV)/bin/ruff check solo e2e_eval tests bench scripts hydra_plugins
 
-demo: install
+demo: install ## Solo Connection fine-tuned on the spot on real weights (SmolLM2-135M, CPU, ~3 min): real sentences
 	$(PY) -m solo.demo
 
 # The learning check on real pretrained weights (SmolLM2-135M, CPU, about 45 min on 2 cores):
 # zero-shot, LoRA, Solo Connection and the peft anchor -> results/real/smollm2-135m.{md,csv,png}
-real: install
+real: install ## the learning check on real weights: zero-shot, LoRA, Solo, peft anchor -> results/real/
 	$(PY) -m solo.experiments.real $(ARGS)
 
 # make score REFS=references.txt PREDS=predictions.txt [JSON=scores.json]
-score: install
+score: install ## score predictions: make score REFS=refs.txt PREDS=preds.txt [JSON=out.json]
 	$(PY) -m e2e_eval $(REFS) $(PREDS) $(if $(JSON),--json $(JSON))
 
 # make train ARGS="experiment=table2/solo_r8_s0 profile=tiny"
-train: install
+train: install ## one experiment: make train ARGS="experiment=table2/solo_r8_s0 profile=tiny"
 	$(PY) -m solo.train $(ARGS)
 
-audit: install
+audit: install ## every table row's trainable-parameter count beside the paper's printed one
 	$(PY) -m solo.methods.audit
 
 # make table2 [profile=tiny] [seeds=1,2,3] [ARGS="launcher=slurm hydra.launcher.partition=gpu"]
-table1 table2 table3 table4 table5 table6: install
+table1 table2 table3 table4 table5 table6: install ## run a paper table's missing rows, then write results/tableN.{md,csv}
 	$(PY) -m solo.experiments.run_table $(@:table%=%) $(if $(profile),profile=$(profile)) $(if $(seeds),seeds=$(seeds)) $(ARGS)
 
-clean-venv:
+clean-venv: ## remove .venv
 	rm -rf $(VENV)

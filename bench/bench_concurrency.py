@@ -9,7 +9,7 @@ fast step (CUDA graphs) or the plain eager step. Two modes:
 - processes (rows `fast xN`): N processes, one run each; on one GPU they only time-slice it;
 - lockstep (rows `lockstep xN`, `lockstep plain xN`): N runs in one process, one step of each
   in turn, each run's work on its own CUDA stream with its RNG state swapped in, as
-  solo.train.together (`launcher=lockstep`) trains them, so their graphs can overlap on the GPU;
+  solo.train.lockstep (`launcher=lockstep`) trains them, so their graphs can overlap on the GPU;
 - batch (rows `one run, batch 8xN`): one run at N times the batch, its steps counted N times:
   what N runs packed into one batched step (one backbone pass for all) could reach at best,
   measured so the next step after lockstep can be chosen from figures.
@@ -79,7 +79,7 @@ def lockstep_worker(args) -> None:
     """`args.lockstep` runs in this process, advanced round robin, each on its own CUDA stream."""
     from bench.bench_train_step import SOLO, ours_fast, ours_plain
     from bench.common import random_gpt2, synchronize
-    from solo.train.together import RunState, on_stream
+    from solo.train.lockstep import RunState, on_stream
 
     device = pick_device(args.device)
     cuda = device.type == "cuda"

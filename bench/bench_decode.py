@@ -7,7 +7,7 @@
 beam 10, length penalty 0.9, no-repeat-ngram 4, 64 new tokens. Anchor: `model.generate` at
 batch 32 (timed on a subset, reported per MR). Ours: solo.decode.beam_search at batch 32 (the
 exact search with the model's own forward and HF's DynamicCache, timed on the same subset) and
-solo.accel.fast_beam_search (the same search over SharedPromptGPT2State: one prompt cache per
+solo.decode.engine.fast_beam_search (the same search over SharedPromptGPT2State: one prompt cache per
 prompt, beam cache written in place, memory-sized batches) on all prompts; the fast tokens are
 checked against the exact search's on the subset, in the same precision (fp32 is the meaningful
 check: tf32/bf16 round differently for different batch shapes and flip near-ties).
@@ -36,8 +36,9 @@ from bench.common import (
     synchronize,
     write_json,
 )
-from solo.accel import apply_precision, decode_batch_size, fast_beam_search, use_sdpa
 from solo.decode import beam_search
+from solo.decode.engine import decode_batch_size, fast_beam_search, use_sdpa
+from solo.train.precision import apply_precision
 
 # The anchor is HF generate, so ours runs the search rule with its semantics.
 GENERATE = {"num_beams": 10, "length_penalty": 0.9, "no_repeat_ngram_size": 4}

@@ -5,7 +5,7 @@
 Batches: the first dev-set pairs in SmolLM2's chat format, batch 4 (as `make real`). Raw: the
 transformers model with peft's LoRA (r=8, α=32 on q_proj/v_proj), its logits, torch's
 label-smoothed cross-entropy on the target tokens, backward, AdamW. Ours: solo's LoRA and Solo
-Connection through solo.train.loop.train_step + optimizer_step (the loop's plain CPU path).
+Connection through solo.train.step.PlainStep (the loop's CPU step).
 The variants take turns step by step, so a machine whose load changes slows them alike; the
 median step is reported. Goal: ours (LoRA) <= 1.1x raw.
 """
@@ -49,18 +49,13 @@ def raw_step(model, optimizer):
 
 
 def ours_step(model, method):
-    from solo.train.loop import optimizer_step, train_step
     from solo.train.optim import build_optimizer, build_scheduler
+    from solo.train.step import PlainStep
 
-    params = method.trainable_parameters()
-    optimizer = build_optimizer(params, OmegaConf.create({"lr": LR, "weight_decay": 0.01}))
-    scheduler = build_scheduler(optimizer, 0, 10_000)
-
-    def step(batch):
-        loss = train_step(model, batch, label_smoothing=SMOOTHING)
-        optimizer_step(optimizer, scheduler, params, grad_clip=None, after_step=method.after_optimizer_step)
-        return float(loss)
-    return step
+    optimizer = build_optimizer(method.trainable_parameters(), OmegaConf.create({"lr": LR, "weight_decay": 0.01}))
+    plain = PlainStep(model, method.after_optimizer_step, optimizer, build_scheduler(optimizer, 0, 10_000),
+                      label_smoothing=SMOOTHING)
+    return lambda batch: float(plain.step(batch))
 
 
 def main() -> None:

@@ -7,7 +7,7 @@
 
 Batch 8, lengths uniform in 40-110 tokens (fixed seed), random weights. Anchor: peft LoRA on
 c_attn (r=4, alpha=32, dropout 0.1), eager fp32, per-batch padding and padded to 512 (as
-microsoft/LoRA does). Ours: solo.accel.FastTrainStep (CUDA graph per length bucket, fused
+microsoft/LoRA does). Ours: solo.train.graphed_step.GraphedStep (CUDA graph per length bucket, fused
 AdamW, SDPA, no host syncs) in fp32, tf32 and bf16, plus our plain eager step for reference.
 Prints ms/step, tokens/s and the speed-up over the per-batch-padding anchor, and checks that
 our LoRA and peft's start from the same loss (both add exactly zero at initialisation).
@@ -36,9 +36,12 @@ from bench.common import (
     timed,
     write_json,
 )
-from solo.accel import DEFAULT_BUCKETS, FastTrainStep, apply_precision, pick_bucket
+from solo.data.buckets import DEFAULT_BUCKETS, pick_bucket
 from solo.methods import apply_method
+from solo.train.graphed_step import GraphedStep
 from solo.train.loss import label_smoothed_loss
+from solo.train.precision import apply_precision
+from solo.train.step import PlainStep
 
 SOLO = {"name": "solo", "rank": 128, "sparsity": 0.0, "dropout": 0.1, "init_seed": 0}
 LORA = {"name": "lora", "rank": 4, "alpha": 32, "dropout": 0.1, "targets": ["q", "v"]}
@@ -103,7 +106,7 @@ def eager_step(model, optimizer, scheduler, device, autocast=contextlib.nullcont
 
 
 def ours_plain(base, device, method_cfg, precision="fp32"):
-    """Our method through the plain eager trainer step (solo.train.loop's train_step logic)."""
+    """Our method through the trainer's plain eager step (solo.train.step.PlainStep)."""
     import copy
 
     autocast = apply_precision(precision, device)
@@ -113,7 +116,9 @@ def ours_plain(base, device, method_cfg, precision="fp32"):
     optimizer, scheduler = make_optimizer(method.trainable_parameters())
     model.train()
 
-    return model, eager_step(model, optimizer, scheduler, device, autocast, method.after_optimizer_step), {}
+    step = PlainStep(model, method.after_optimizer_step, optimizer, scheduler,
+                     label_smoothing=SMOOTHING, autocast=autocast)
+    return model, step.step, {}
 
 
 def ours_fast(base, device, method_cfg, precision, buckets=DEFAULT_BUCKETS, compile=False):  # noqa: A002
@@ -123,16 +128,10 @@ def ours_fast(base, device, method_cfg, precision, buckets=DEFAULT_BUCKETS, comp
     torch.manual_seed(1)
     method = apply_method(model, method_cfg)
     optimizer, scheduler = make_optimizer(method.trainable_parameters())
-    fast = FastTrainStep(model, method, optimizer, pad_id=EOS, label_smoothing=SMOOTHING,
-                         buckets=buckets, precision=precision, compile=compile,
-                         log=lambda m: print("  " + m, flush=True))
-
-    def step(batch):
-        loss = fast(batch)
-        scheduler.step()
-        return loss
-
-    return model, step, {"fast": fast}
+    fast = GraphedStep(model, method.after_optimizer_step, optimizer, scheduler, pad_id=EOS,
+                       label_smoothing=SMOOTHING, buckets=buckets, precision=precision,
+                       compile=compile, log=lambda m: print("  " + m, flush=True))
+    return model, fast.step, {"fast": fast}
 
 
 def measure(step, batches, warmup, steps, device, buckets=DEFAULT_BUCKETS):
@@ -246,7 +245,7 @@ def main() -> None:
     parser.add_argument("--variants", default=None,
                         help="comma list of variant ids to run, e.g. anchor,fast-solo-bf16,fast-solo-bf16-compile")
     parser.add_argument("--buckets", default=None,
-                        help="comma list of fast-step length buckets (default: solo.accel.DEFAULT_BUCKETS)")
+                        help="comma list of fast-step length buckets (default: solo.data.buckets.DEFAULT_BUCKETS)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None

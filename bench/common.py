@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from solo.data.batching import TrainBatches
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -75,15 +77,11 @@ def e2e_like_batches(count: int, batch_size: int, seed: int, low: int = 40, high
     out = []
     for _ in range(count):
         lengths = torch.randint(low, high + 1, (batch_size,), generator=generator).tolist()
-        width = pad_to or max(lengths)
-        ids = torch.full((batch_size, width), EOS, dtype=torch.long)
-        attention = torch.zeros((batch_size, width), dtype=torch.long)
-        loss_mask = torch.zeros((batch_size, width))
-        for row, length in enumerate(lengths):
-            ids[row, :length] = torch.randint(0, EOS, (length,), generator=generator)
-            attention[row, :length] = 1
-            loss_mask[row, int(length * 0.45):length] = 1.0
-        out.append({"input_ids": ids, "attention_mask": attention, "loss_mask": loss_mask})
+        examples = [(torch.randint(0, EOS, (n,), generator=generator).tolist(),
+                     [0] * int(n * 0.45) + [1] * (n - int(n * 0.45))) for n in lengths]
+        batches = TrainBatches(examples, batch_size, seed=0, pad_id=EOS,
+                               bucket_lengths=[pad_to] if pad_to else None)
+        out.append(batches.collate(range(batch_size)))
     return out
 
 

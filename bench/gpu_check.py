@@ -5,7 +5,7 @@
 
 Dropout off (backbone and method) so both paths compute the same function; Solo with sparsity 0.5
 so the in-graph mask re-application and lambda clamp matter; lr 1e-3 so the curve moves. The plain
-reference is fp32 eager with the attention mask (solo.train.loop's step); the fast step runs in
+reference is fp32 eager with the attention mask (solo.train.step.PlainStep); the fast step runs in
 fp32 (must match within 1e-4), tf32 and bf16 (reported: whether their curves follow fp32's).
 `--compile P,...` adds the fast step with torch.compile inside the graph in those precisions
 (one length bucket, 112, so each variant compiles once; fp32 must match within 1e-4 too).
@@ -29,9 +29,10 @@ from bench.common import (
     random_gpt2,
     save_report,
 )
-from solo.accel import FastTrainStep, apply_precision
 from solo.methods import apply_method
-from solo.train.loss import label_smoothed_loss
+from solo.train.graphed_step import GraphedStep
+from solo.train.precision import apply_precision
+from solo.train.step import PlainStep
 
 METHODS = {
     "Solo": {"name": "solo", "rank": 32, "sparsity": 0.5, "dropout": 0.0, "init_seed": 0},
@@ -56,29 +57,18 @@ def plain_curve(base, method_cfg, batches, device):
     apply_precision("fp32", device)
     model, method, optimizer, scheduler = attach(base, method_cfg)
     model.train()
-    losses = []
-    for batch in batches:
-        b = {k: v.to(device) for k, v in batch.items()}
-        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False).logits
-        loss = label_smoothed_loss(logits, b["input_ids"], b["loss_mask"], 0.1)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        method.after_optimizer_step()
-        losses.append(loss.detach())
+    step = PlainStep(model, method.after_optimizer_step, optimizer, scheduler, label_smoothing=0.1)
+    losses = [step.step(batch) for batch in batches]
     return [float(x) for x in losses], method.adapter_state_dict()
 
 
 def fast_curve(base, method_cfg, batches, device, precision, compiled=False):
     model, method, optimizer, scheduler = attach(base, method_cfg)
     extra = {"compile": True, "buckets": (112,)} if compiled else {}
-    fast = FastTrainStep(model, method, optimizer, pad_id=EOS, label_smoothing=0.1, precision=precision,
-                         log=lambda m: print("  " + m, flush=True), **extra)
-    losses = []
-    for batch in batches:
-        losses.append(fast(batch))
-        scheduler.step()
+    fast = GraphedStep(model, method.after_optimizer_step, optimizer, scheduler, pad_id=EOS,
+                       label_smoothing=0.1, precision=precision,
+                       log=lambda m: print("  " + m, flush=True), **extra)
+    losses = [fast.step(batch) for batch in batches]
     finite = fast.check_finite()
     apply_precision("fp32", device)
     return [float(x) for x in losses], method.adapter_state_dict(), fast, finite

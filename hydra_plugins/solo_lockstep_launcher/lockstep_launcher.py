@@ -2,7 +2,7 @@
 
 It does not call the task function (`solo.train.__main__._task`, one experiment to its end):
 the jobs must advance together, so it drives `solo.train.pipeline.experiment_steps` directly
-through solo.train.together. Torch is imported only when a sweep launches, because Hydra imports
+through solo.train.lockstep. Torch is imported only when a sweep launches, because Hydra imports
 every plugin module at each start of `python -m solo.train`.
 """
 
@@ -86,7 +86,7 @@ class LockstepLauncher(Launcher):
 
     def _run_group(self, configs: list[DictConfig]) -> tuple[list[JobReturn], list[str]]:
         """The jobs' returns, and one line per failed job (its run dir and why)."""
-        from solo.train.together import run_lockstep
+        from solo.train.lockstep import run_lockstep
 
         assert self.hydra_context is not None
         callbacks = self.hydra_context.callbacks

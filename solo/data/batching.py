@@ -14,13 +14,13 @@ to its saved batch index.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from solo.data.buckets import pick_bucket
 from solo.errors import SoloError
 
 # Batches sorted together per chunk: large enough for tight length groups, small enough that an
@@ -113,9 +113,7 @@ class TrainBatches:
 
     def padded_length(self, longest: int) -> int:
         """The batch width for a longest sequence: itself, or the smallest bucket that fits it."""
-        if not self.bucket_lengths:
-            return longest
-        return self.bucket_lengths[bisect.bisect_left(self.bucket_lengths, longest)]
+        return pick_bucket(longest, self.bucket_lengths)
 
     def _slice(self, order: np.ndarray) -> list[list[int]]:
         return [order[i:i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]

@@ -8,18 +8,15 @@ SoloError that names the searched folder, the URL and the config key to set.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import os
 import shutil
-import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from tqdm import tqdm
+
+from solo.atomic import replacing
 
 LORA_BASE_URL = "https://raw.githubusercontent.com/microsoft/LoRA/main/examples/NLG/data/e2e"
 OFFICIAL_ZIP_URL = "https://github.com/tuetschek/e2e-dataset/releases/download/v1.0.0/e2e-dataset.zip"
@@ -44,7 +41,7 @@ def download(url: str, destination: Path, *, timeout: float = TIMEOUT_S) -> Path
         with urllib.request.urlopen(url, timeout=timeout) as response:
             expected = response.headers.get("Content-Length")
             expected_size = int(expected) if expected is not None else None
-            with _temporary_beside(destination) as (handle, temp_path):
+            with replacing(destination) as temp_path, open(temp_path, "wb") as handle:
                 received = 0
                 with tqdm(total=expected_size, unit="B", unit_scale=True, unit_divisor=1024,
                           desc=f"download {destination.name}") as bar:
@@ -52,14 +49,12 @@ def download(url: str, destination: Path, *, timeout: float = TIMEOUT_S) -> Path
                         handle.write(chunk)
                         received += len(chunk)
                         bar.update(len(chunk))
-                handle.close()
                 if received == 0:
                     raise DownloadError(f"{url} returned an empty body")
                 if expected_size is not None and received != expected_size:
                     raise DownloadError(
                         f"{url}: received {received} bytes, expected {expected_size} (connection cut?)"
                     )
-                os.replace(temp_path, destination)
     except DownloadError:
         raise
     # URLError, HTTPError and timeouts are OSErrors; a cut connection may raise IncompleteRead.
@@ -102,10 +97,9 @@ def extract_member(archive: Path, name: str, target: Path) -> Path:
             members = [m for m in zf.namelist() if not m.endswith("/") and Path(m).name == name]
             if not members:
                 raise DownloadError(f"{archive} has no member named {name}")
-            with zf.open(min(members, key=len)) as source, _temporary_beside(target) as (handle, temp):
+            with zf.open(min(members, key=len)) as source, replacing(target) as temp, \
+                    open(temp, "wb") as handle:
                 shutil.copyfileobj(source, handle, _CHUNK)
-                handle.close()
-                os.replace(temp, target)
     except zipfile.BadZipFile as err:
         raise DownloadError(f"{archive} is not a valid zip ({err})") from err
     return target
@@ -119,17 +113,3 @@ def _is_complete_zip(path: Path) -> bool:
             return zf.testzip() is None
     except (zipfile.BadZipFile, OSError):
         return False
-
-
-@contextlib.contextmanager
-def _temporary_beside(target: Path) -> Iterator[tuple[BinaryIO, Path]]:
-    """A temp file in the target's folder (so the final rename is atomic), removed unless renamed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    path = Path(name)
-    handle = os.fdopen(fd, "wb")
-    try:
-        yield handle, path
-    finally:
-        handle.close()
-        path.unlink(missing_ok=True)  # no-op once os.replace has moved it into place

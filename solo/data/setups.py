@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from solo.config_values import config_value
 from solo.data import download
 from solo.data.readers import read_lora_txt, read_official_csv
 from solo.data.records import E2EPair
@@ -84,7 +85,7 @@ def load_split(data_cfg: Any, split: Split) -> list[E2EPair]:
 
 def get_setup(data_cfg: Any) -> Setup:
     """The Setup named by `data_cfg.setup` (SoloError for an unknown name)."""
-    name = _get(data_cfg, "setup", "lora")
+    name = config_value(data_cfg, "setup", "lora")
     if name not in SETUPS:
         raise SoloError(f"data.setup={name!r} is not a data setup; use one of: {', '.join(SETUPS)}")
     return SETUPS[name]
@@ -92,7 +93,7 @@ def get_setup(data_cfg: Any) -> Setup:
 
 def train_source(data_cfg: Any) -> str:
     """Which file split feeds training: `train`, or `valid` where the training set is absent."""
-    source = _get(data_cfg, "train_split", "train")
+    source = config_value(data_cfg, "train_split", "train")
     if source not in ("train", "valid"):
         raise SoloError(f"data.train_split={source!r} is not allowed; use train or valid")
     return source
@@ -114,7 +115,7 @@ def _locate(data_cfg: Any, setup: Setup, source: str, split: str) -> Path:
         "; or set data.train_split=valid to let the dev set stand in for training"
         if split == "train" else ""
     )
-    explicit = _get(data_cfg, setup.dir_key)
+    explicit = config_value(data_cfg, setup.dir_key)
     if explicit:
         path = Path(str(explicit)).expanduser() / name
         if not path.is_file():
@@ -124,7 +125,7 @@ def _locate(data_cfg: Any, setup: Setup, source: str, split: str) -> Path:
             )
         return path
     folder = _folder(data_cfg, setup)
-    url = str(_get(data_cfg, setup.url_key) or setup.default_url)
+    url = str(config_value(data_cfg, setup.url_key) or setup.default_url)
     try:
         return setup.fetch(folder, name, url)
     except download.DownloadError as err:
@@ -135,10 +136,10 @@ def _locate(data_cfg: Any, setup: Setup, source: str, split: str) -> Path:
 
 
 def _folder(data_cfg: Any, setup: Setup) -> Path:
-    explicit = _get(data_cfg, setup.dir_key)
+    explicit = config_value(data_cfg, setup.dir_key)
     if explicit:
         return Path(str(explicit)).expanduser()
-    root = _get(data_cfg, "cache_dir")
+    root = config_value(data_cfg, "cache_dir")
     base = Path(str(root)).expanduser() if root else default_cache_dir()
     return base / setup.cache_subdir
 
@@ -148,7 +149,7 @@ _LIMIT_KEYS = {"train": "max_train_examples", "valid": "max_valid_examples", "te
 
 def _apply_limit(data_cfg: Any, split: str, pairs: list[E2EPair]) -> list[E2EPair]:
     key = _LIMIT_KEYS[split]
-    limit = _get(data_cfg, key)
+    limit = config_value(data_cfg, key)
     if limit is None:
         return pairs
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -161,10 +162,3 @@ def _apply_limit(data_cfg: Any, split: str, pairs: list[E2EPair]) -> list[E2EPai
             break
         kept.add(pair.mr)
     return [pair for pair in pairs if pair.mr in kept]
-
-
-def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    """Read a key from an OmegaConf DictConfig, a dict, or an attribute namespace."""
-    if hasattr(cfg, "get"):
-        return cfg.get(key, default)
-    return getattr(cfg, key, default)

@@ -1,4 +1,4 @@
-"""Decoding: exact batched beam search with a KV cache, MR-to-text prediction, scorer file writers.
+"""Decoding: exact batched beam search, its engines (GPT-2 fast state), MR-to-text prediction, writers.
 
 Typical use (after training):
     texts, stats = decode_mrs_with_stats(model, tokenizer, [g.mr for g in groups], cfg.decode)
@@ -13,8 +13,10 @@ from solo.decode.beam_search import (
     beam_search,
     top_k_low_index_first,
 )
+from solo.decode.engine import fast_beam_search, search
+from solo.decode.gpt2_state import SharedPromptGPT2State
 from solo.decode.ngram import ban_repeated_ngrams
-from solo.decode.predict import DecodeStats, decode_mrs, decode_mrs_with_stats, settings_from_config
+from solo.decode.predict import DecodeStats, decode_mrs_with_stats, settings_from_config
 from solo.decode.text import prediction_text, stop_token_ids
 from solo.decode.writers import one_line, write_predictions, write_references
 
@@ -23,12 +25,14 @@ __all__ = [
     "DecodeStats",
     "DecoderState",
     "HFCacheState",
+    "SharedPromptGPT2State",
     "ban_repeated_ngrams",
     "beam_search",
-    "decode_mrs",
     "decode_mrs_with_stats",
+    "fast_beam_search",
     "one_line",
     "prediction_text",
+    "search",
     "settings_from_config",
     "stop_token_ids",
     "top_k_low_index_first",

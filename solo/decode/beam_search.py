@@ -52,7 +52,7 @@ kernels may round differently for other batch shapes, which can flip a near-tie.
 Model calls go through a DecoderState (prompt pass, one token per row per step, beam reorder,
 removal of done prompts). The default, HFCacheState, is the model's own forward with a
 DynamicCache: the prompt pass runs once per prompt and its cache is repeated K times, each step
-concatenates to and reorders the whole cache. solo.accel's SharedPromptGPT2State computes the
+concatenates to and reorders the whole cache. solo.decode.gpt2_state's SharedPromptGPT2State computes the
 same logits for GPT-2 without those copies. Host syncs per step: "is the top-k superset
 tie-free?" and (hf) "is any prompt done?".
 """
@@ -88,7 +88,7 @@ class BeamSettings:
     extra_stop_tokens: strings that end a hypothesis besides the tokenizer's eos, one token each
     (solo.decode.text.stop_token_ids).
     engine picks the decoding state, not the search: "reference" runs the model's own forward
-    with HF's DynamicCache, "fast" solo.accel's SharedPromptGPT2State for GPT-2 models (the
+    with HF's DynamicCache, "fast" solo.decode.gpt2_state's SharedPromptGPT2State for GPT-2 models (the
     reference for others); both give the same tokens up to floating-point rounding.
     """
 
@@ -131,7 +131,7 @@ def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: i
     See the module doc for the exact search. The model is put in eval mode for the search and
     restored afterwards; results do not depend on batch_size or on which prompts share a batch.
     `state` builds the per-batch DecoderState (default: the model's own forward with a
-    DynamicCache); solo.accel passes a faster one that computes the same logits.
+    DynamicCache); solo.decode.engine passes a faster one that computes the same logits.
     """
     settings = BeamSettings(num_beams=num_beams, length_penalty=float(length_penalty),
                             no_repeat_ngram_size=no_repeat_ngram_size,

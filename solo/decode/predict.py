@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, fields
 
 from torch import nn
 
-from solo.decode.beam_search import DEFAULT_BATCH_SIZE, BeamSettings, beam_search
+from solo.decode.beam_search import BeamSettings
+from solo.decode.engine import search
 from solo.decode.text import prediction_text, stop_token_ids
 from solo.errors import SoloError
 
@@ -69,13 +70,8 @@ def decode_mrs_with_stats(model: nn.Module, tokenizer, mrs: Sequence[str],
                          max_new_tokens=settings.max_new_tokens, style=settings.style,
                          progress=progress)
     started = time.perf_counter()
-    if settings.engine == "fast":
-        from solo.accel.fast_decode import fast_beam_search  # solo.accel imports solo.decode
-
-        outputs = fast_beam_search(model, prompts, batch_size=settings.batch_size, **search_kwargs)
-    else:
-        outputs = beam_search(model, prompts, batch_size=settings.batch_size or DEFAULT_BATCH_SIZE,
-                              **search_kwargs)
+    outputs = search(model, prompts, engine=settings.engine, batch_size=settings.batch_size,
+                     **search_kwargs)
     seconds = time.perf_counter() - started
     texts = {mr: prediction_text(tokenizer, ids) for mr, ids in zip(unique, outputs, strict=True)}
     stats = DecodeStats(mrs=len(mrs), unique_mrs=len(unique),
@@ -84,8 +80,3 @@ def decode_mrs_with_stats(model: nn.Module, tokenizer, mrs: Sequence[str],
              stats.unique_mrs, stats.mrs, seconds, stats.mrs_per_s, stats.tokens_per_s)
     return [texts[mr] for mr in mrs], stats
 
-
-def decode_mrs(model: nn.Module, tokenizer, mrs: Sequence[str],
-               decode_cfg: Mapping | None = None) -> list[str]:
-    """One generated text per MR (see `decode_mrs_with_stats`, which also returns the timing)."""
-    return decode_mrs_with_stats(model, tokenizer, mrs, decode_cfg)[0]

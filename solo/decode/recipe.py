@@ -47,13 +47,15 @@ def recipe_line(recipe: Mapping[str, Any]) -> str:
     """One line for a table header."""
     d, s, t = recipe["decode"], recipe["score"], recipe["train"]
     stops = " + ".join(repr(x) if x != "<eos>" else "eos" for x in d["stop_tokens"])
+    mteval = {"python": "python (the scorer's -p)", "perl": "perl (the scorer's default)"}.get(
+        s["mteval"], s["mteval"])
     dropout = t["backbone_dropout"]
     if isinstance(dropout, Mapping):
         dropout = "off" if not any(dropout.values()) else ", ".join(f"{k} {v}" for k, v in dropout.items())
     return (f"decode {d['style']} rule, beam {d['num_beams']}, length penalty {d['length_penalty']:g}, "
             f"no-repeat {d['no_repeat_ngram_size']}-gram, <= {d['max_new_tokens']} new tokens, stops "
-            f"{stops}; text {d['text']} | score: official E2E metrics, BLEU/NIST by mteval "
-            f"{s['mteval']} | train: batch order {t['batch_order']}, backbone dropout {dropout}")
+            f"{stops}; text {d['text']} | score: official E2E metrics, BLEU/NIST by mteval {mteval} "
+            f"| train: batch order {t['batch_order']}, backbone dropout {dropout}")
 
 
 def read_recipe(run_dir: Path) -> dict[str, Any] | None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from solo.atomic import write_text_atomic
 from solo.errors import SoloError
 
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x1c\x1d\x1e\x85]+")
@@ -46,23 +46,7 @@ def write_references(path: str | os.PathLike, groups: Iterable[object]) -> Path:
 
 
 def _write_new(path: Path, content: str) -> Path:
-    if path.exists():
-        raise SoloError(f"{path} already exists; results are never overwritten (move it away or use a new run dir)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            # link() fails if the target appeared meanwhile, so a concurrent writer is never clobbered.
-            os.link(tmp, path)
-        except FileExistsError:
-            raise SoloError(f"{path} already exists; results are never overwritten (move it away or use a new run dir)") from None
-        except OSError:  # a file system without hard links: rename (the exists check above still holds)
-            os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        return write_text_atomic(path, content, exclusive=True)
+    except FileExistsError:
+        raise SoloError(f"{path} already exists; results are never overwritten (move it away or use a new run dir)") from None

@@ -19,6 +19,7 @@ CLI: python -m solo.experiments.aggregate TABLE [--runs runs] [--out results] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -31,9 +32,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from solo.atomic import replacing
 from solo.decode.recipe import read_recipe, recipe_line
 from solo.errors import SoloError, exit_on_solo_error
-from solo.experiments.plot import params_vs_bleu_png, parse_printed_params
+from solo.experiments.plot import params_vs_bleu_png
 from solo.experiments.tables import (
     METRICS,
     PERCENT_METRICS,
@@ -42,6 +44,7 @@ from solo.experiments.tables import (
     experiment_id_of,
     table_rows,
 )
+from solo.paper import parse_printed_count
 from solo.paths import REPO_ROOT
 
 PLOTTED_TABLES = frozenset({2, 3})
@@ -259,8 +262,10 @@ def _recipe_lines(results: list[RowResult]) -> list[str]:
     if not recipes:
         return ["Recipe: no finished runs."]
     if len(recipes) == 1:
-        return [f"Recipe (every run): {next(iter(recipes))}."]
-    return ["Recipes (they differ between runs):", ""] + [
+        return [f"Recipe (every run; each choice's source: README.md, Reproduction notes): "
+                f"{next(iter(recipes))}."]
+    return ["Recipes (they differ between runs; each choice's source: README.md, Reproduction "
+            "notes):", ""] + [
         f"- rows {', '.join(map(str, rows))}: {recipe}" for recipe, rows in recipes.items()]
 
 
@@ -292,7 +297,7 @@ def plot_points(results: list[RowResult]) -> list[dict]:
     for res in results:
         point = {
             "label": res.row.label.split(" ", 2)[-1] if res.row.method != "lora" else "LoRA",
-            "paper_params": parse_printed_params(res.row.params_printed),
+            "paper_params": parse_printed_count(res.row.params_printed),
             "paper_bleu": res.row.metrics["BLEU"],
         }
         bleu = res.mean("BLEU")
@@ -326,31 +331,22 @@ def backup_path(path: Path) -> Path:
 
 def publish(outputs: dict[Path, bytes]) -> list[str]:
     """Write every output atomically; keep differing earlier files as .bak. Returns one message per file."""
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for path, data in outputs.items():  # stage all first: a failure leaves results/ untouched
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(data)
-            staged.append((path, tmp))
-    except BaseException:
-        for _, tmp in staged:
-            tmp.unlink(missing_ok=True)
-        raise
-    messages = []
-    for path, tmp in staged:
-        if path.exists() and path.read_bytes() == tmp.read_bytes():
-            tmp.unlink()
-            messages.append(f"unchanged {_display_path(path)}")
-            continue
-        if path.exists():
-            kept = backup_path(path)
-            os.link(path, kept)  # the old bytes stay reachable before the new file replaces them
-            messages.append(f"wrote {_display_path(path)} (earlier version kept as {_display_path(kept)})")
-        else:
-            messages.append(f"wrote {_display_path(path)}")
-        os.replace(tmp, path)
-    return messages
+    changed = {path: data for path, data in outputs.items()
+               if not (path.exists() and path.read_bytes() == data)}
+    messages = {path: f"unchanged {_display_path(path)}" for path in outputs if path not in changed}
+    # Stage every changed file first: a failure while writing leaves results/ untouched; the
+    # renames happen together when the block ends.
+    with contextlib.ExitStack() as stack:
+        for path, data in changed.items():
+            stack.enter_context(replacing(path)).write_bytes(data)
+        for path in changed:
+            if path.exists():
+                kept = backup_path(path)
+                os.link(path, kept)  # the old bytes stay reachable before the new file replaces them
+                messages[path] = f"wrote {_display_path(path)} (earlier version kept as {_display_path(kept)})"
+            else:
+                messages[path] = f"wrote {_display_path(path)}"
+    return [messages[path] for path in outputs]
 
 
 def default_out_dir(smoke: bool) -> Path:

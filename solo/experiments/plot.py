@@ -3,20 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
-
-from solo.errors import SoloError
-
-_PRINTED = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)\s*$")
-
-
-def parse_printed_params(text: str) -> float:
-    """'0.12M' -> 120000.0, '78k' -> 78000.0, '9k' -> 9000.0 (the paper's printed counts)."""
-    match = _PRINTED.match(text)
-    if not match:
-        raise SoloError(f"printed parameter count {text!r} in tables.csv is not like '0.12M' or '78k'")
-    scale = {"": 1.0, "k": 1e3, "m": 1e6}[match.group(2).lower()]
-    return float(match.group(1)) * scale
 
 
 def params_vs_bleu_png(points: list[dict], title: str, smoke: bool) -> bytes:

@@ -9,12 +9,13 @@ rows read the same run dirs and nothing is trained twice.
 
 from __future__ import annotations
 
-import csv
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 from solo.errors import SoloError
-from solo.paths import REPO_ROOT, shared_data_dir
+from solo.paper import read_tables_csv
+from solo.paths import REPO_ROOT
 
 EXPERIMENT_DIR = REPO_ROOT / "configs" / "experiment"
 METRICS: tuple[str, ...] = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
@@ -119,22 +120,13 @@ class PaperRow:
         return " ".join(parts)
 
 
-def paper_tables_csv() -> Path:
-    """`tables.csv` of the paper notes, which sit beside the shared data folder."""
-    return shared_data_dir().parent / "paper" / "tables.csv"
-
-
 def experiment_config_path(experiment: str) -> Path:
     return EXPERIMENT_DIR / f"{experiment}.yaml"
 
 
 def load_paper_rows(path: Path | None = None) -> list[PaperRow]:
     """Every row of tables.csv paired with its experiment config, in file order."""
-    path = path or paper_tables_csv()
-    if not path.exists():
-        raise SoloError(f"{path} not found; set SOLO_SHARED_DATA to the shared/data folder (paper/ sits beside it)")
-    with open(path, newline="", encoding="utf-8") as handle:
-        records = list(csv.DictReader(handle))
+    path, records = read_tables_csv(path)
     seen: dict[int, int] = {}
     rows: list[PaperRow] = []
     for line, rec in enumerate(records, start=2):
@@ -173,22 +165,16 @@ def table_rows(table: int, path: Path | None = None) -> list[PaperRow]:
     return [row for row in load_paper_rows(path) if row.table == table]
 
 
+@functools.cache  # the config files do not change while a process runs
 def experiment_id_of(experiment: str) -> str:
-    """The `experiment_id` a config sets, following alias configs to the one they include."""
-    from omegaconf import OmegaConf
+    """The `experiment_id` of an experiment config as Hydra composes it (an alias config gets the
+    id of the config it includes)."""
+    from solo.experiments.compose import compose_train_config
 
-    seen: list[str] = []
-    name = experiment
-    while name not in seen:
-        seen.append(name)
-        path = experiment_config_path(name)
-        if not path.exists():
-            raise SoloError(f"{path} not found; TABLE_CONFIGS in solo/experiments/tables.py names a missing experiment config")
-        cfg = OmegaConf.load(path)
-        if "experiment_id" in cfg:
-            return str(cfg.experiment_id)
-        includes = [d for d in cfg.get("defaults", []) if isinstance(d, str) and d.startswith("/experiment/")]
-        if len(includes) != 1:
-            raise SoloError(f"{path}: sets no experiment_id and includes no single /experiment/<name>; add `experiment_id: {name}`")
-        name = includes[0][len("/experiment/"):]
-    raise SoloError(f"{experiment_config_path(experiment)}: alias configs include each other in a cycle: {' -> '.join(seen)}")
+    path = experiment_config_path(experiment)
+    if not path.exists():
+        raise SoloError(f"{path} not found; TABLE_CONFIGS in solo/experiments/tables.py names a missing experiment config")
+    experiment_id = compose_train_config([f"experiment={experiment}"]).get("experiment_id")
+    if experiment_id is None:
+        raise SoloError(f"{path} sets no experiment_id and includes no experiment config that does")
+    return str(experiment_id)

@@ -15,8 +15,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from solo.atomic import replacing, write_json_atomic
 from solo.errors import SoloError
 from solo.methods.base import Method
+from solo.methods.registry import apply_method
 
 WEIGHTS_FILE = "adapter.safetensors"
 CONFIG_FILE = "adapter_config.json"
@@ -46,16 +48,14 @@ def save_adapter(method: Method, directory: str | Path, *, overwrite: bool = Fal
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in method.adapter_state_dict().items()}
     meta = {
         "format": FORMAT,
-        "method": method.config,
+        "method": method.settings.to_dict(),
         "backbone": backbone_signature(method.model),
         "trainable": method.num_trainable(),
     }
-    # Write to temporary names and rename, so a crash never leaves a half-written adapter behind.
-    tmp_weights, tmp_config = directory / (WEIGHTS_FILE + ".tmp"), directory / (CONFIG_FILE + ".tmp")
-    save_file(tensors, str(tmp_weights), metadata={"format": FORMAT})
-    tmp_config.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    tmp_weights.replace(directory / WEIGHTS_FILE)
-    tmp_config.replace(directory / CONFIG_FILE)
+    # Each file is written whole or not at all, so a crash never leaves a half-written adapter.
+    with replacing(directory / WEIGHTS_FILE) as staging:
+        save_file(tensors, str(staging), metadata={"format": FORMAT})
+    write_json_atomic(directory / CONFIG_FILE, meta)
     return directory
 
 
@@ -74,8 +74,6 @@ def read_adapter_config(directory: str | Path) -> dict[str, Any]:
 
 def load_adapter(model: nn.Module, directory: str | Path) -> Method:
     """Attach the saved method to `model` (a fresh backbone) and load its trained tensors."""
-    from solo.methods import apply_method  # the registry imports this module
-
     directory = Path(directory)
     meta = read_adapter_config(directory)
     expected, actual = meta.get("backbone", {}), backbone_signature(model)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from solo.errors import SoloError, exit_on_solo_error
 from solo.experiments.real_audit import real_model_audit
 from solo.methods import apply_method
 from solo.models.backbone import build_random_model, random_config
+from solo.paper import parse_printed_count, read_tables_csv
 from solo.paths import shared_data_dir
 
 MODEL_CONFIGS = {"gpt2": "gpt2.json", "gpt2-medium": "gpt2-medium.json"}
@@ -48,22 +48,6 @@ class AuditRow:
     alt: int | None
     alt_ratio: float | None
     closer: str  # "text" (measured), "alt", or "" when there is no alternative reading
-
-
-def tables_csv() -> Path:
-    for candidate in (shared_data_dir().parent / "paper" / "tables.csv", shared_data_dir() / "paper" / "tables.csv"):
-        if candidate.is_file():
-            return candidate
-    raise SoloError(f"paper tables not found next to the shared data ({shared_data_dir().parent / 'paper' / 'tables.csv'}); set SOLO_SHARED_DATA")
-
-
-def parse_count(text: str) -> float:
-    """'354.92M' -> 354920000, '78k' -> 78000."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([kKmM]?)\s*", text)
-    if not match:
-        raise SoloError(f"tables.csv: cannot read parameter count {text!r}")
-    scale = {"": 1, "k": 1e3, "m": 1e6}[match.group(2).lower()]
-    return float(match.group(1)) * scale
 
 
 def method_config(row: dict[str, str], alternative: bool = False) -> dict[str, Any] | None:
@@ -118,25 +102,24 @@ def count_trainable(model: nn.Module, method_cfg: dict[str, Any]) -> int:
 def audit_rows(tables: Path | None = None) -> list[AuditRow]:
     models = _MetaModels()
     rows = []
-    with open(tables or tables_csv(), newline="") as fh:
-        for row in csv.DictReader(fh):
-            model = models.get(row["model"])
-            measured = count_trainable(model, method_config(row))  # type: ignore[arg-type]
-            alt_cfg = method_config(row, alternative=True)
-            alt = count_trainable(model, alt_cfg) if alt_cfg else None
-            printed = parse_count(row["params_printed"])
-            ratio = measured / printed
-            alt_ratio = alt / printed if alt is not None else None
-            closer = ""
-            if alt_ratio is not None:
-                closer = "alt" if abs(alt_ratio - 1) < abs(ratio - 1) else "text"
-            cfg = method_config(row) or {}
-            rows.append(AuditRow(
-                table=int(row["table"]), model=row["model"], method=row["method"], variant=row["variant"],
-                rank=cfg.get("rank"), sparsity=cfg.get("sparsity"), span=cfg.get("span"),
-                measured=measured, printed=row["params_printed"], printed_value=printed, ratio=ratio,
-                alt=alt, alt_ratio=alt_ratio, closer=closer,
-            ))
+    for row in read_tables_csv(tables)[1]:
+        model = models.get(row["model"])
+        measured = count_trainable(model, method_config(row))  # type: ignore[arg-type]
+        alt_cfg = method_config(row, alternative=True)
+        alt = count_trainable(model, alt_cfg) if alt_cfg else None
+        printed = parse_printed_count(row["params_printed"])
+        ratio = measured / printed
+        alt_ratio = alt / printed if alt is not None else None
+        closer = ""
+        if alt_ratio is not None:
+            closer = "alt" if abs(alt_ratio - 1) < abs(ratio - 1) else "text"
+        cfg = method_config(row) or {}
+        rows.append(AuditRow(
+            table=int(row["table"]), model=row["model"], method=row["method"], variant=row["variant"],
+            rank=cfg.get("rank"), sparsity=cfg.get("sparsity"), span=cfg.get("span"),
+            measured=measured, printed=row["params_printed"], printed_value=printed, ratio=ratio,
+            alt=alt, alt_ratio=alt_ratio, closer=closer,
+        ))
     return rows
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -15,15 +15,16 @@ from solo.errors import SoloError
 class Method:
     """A fine-tuning method attached to one backbone.
 
-    `config` is a JSON-able dict holding everything needed to rebuild the method on a fresh
-    backbone (random state included, via seeds); `adapter_state_dict` holds the trained values.
+    `settings` is the method's frozen config dataclass, holding everything needed to rebuild the
+    method on a fresh backbone (random state included, via seeds); `settings.to_dict()` is its
+    JSON-able form (what the adapter file records); `adapter_state_dict` holds the trained values.
     """
 
     name: str = ""
 
-    def __init__(self, model: nn.Module, config: dict[str, Any]) -> None:
+    def __init__(self, model: nn.Module, settings: Any) -> None:
         self.model = model
-        self.config = config
+        self.settings = settings
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         raise NotImplementedError
@@ -41,14 +42,20 @@ class Method:
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """The trainable tensors, named as in `model.state_dict()`; what `save_adapter` writes."""
-        wanted = {id(p) for p in self.trainable_parameters()}
-        return {
-            name: p.detach() for name, p in self.model.named_parameters() if id(p) in wanted
-        }
+        return {name: p.detach() for name, p in named(self.model, self.trainable_parameters()).items()}
 
     def detach(self) -> None:
         """Remove the method from the backbone, leaving the backbone as it was before attaching."""
         raise NotImplementedError
+
+
+def named(model: nn.Module, params: Iterable[nn.Parameter]) -> dict[str, nn.Parameter]:
+    """`params` (e.g. a method's trainable parameters) by their names in `model`, in model order."""
+    wanted = {id(p) for p in params}
+    found = {name: p for name, p in model.named_parameters() if id(p) in wanted}
+    if len(found) != len(wanted):
+        raise ValueError(f"{len(wanted) - len(found)} of the parameters are not the model's")
+    return found
 
 
 def plain_config(method_cfg: Any) -> dict[str, Any]:

@@ -152,8 +152,7 @@ class LoRA(Method):
     name = "lora"
 
     def __init__(self, model: nn.Module, cfg: LoRAConfig) -> None:
-        super().__init__(model, cfg.to_dict())
-        self.settings = cfg
+        super().__init__(model, cfg)
         freeze(model)
         # (parent module, attribute, original module): what detach() puts back.
         self._replaced: list[tuple[nn.Module, str, nn.Module]] = []

@@ -22,7 +22,7 @@ Choices the paper leaves open, made here:
 - Initialisation: E and D Kaiming-uniform (fan_in, ReLU gain), e_t zeros, v_t ~ N(0, 1) (`v_init:
   random`) or ones, λ_t = `lambda_init`. All random draws use a generator seeded with `init_seed`;
   when the config leaves it null, one seed is drawn from torch's global RNG (so the run's seed
-  decides it) and written back into the method's config, which makes frozen random encoders
+  decides it) and written back into the method's settings, which makes frozen random encoders
   (`train_encdec: false`) rebuildable from the adapter file without storing them.
 - Attachment is by forward hooks on the blocks (no library code edited, backbone state-dict keys
   unchanged). The connection is position-wise, so KV-cached generation needs nothing special. For
@@ -179,8 +179,7 @@ class SoloConnection(Method):
             raise SoloError("this model already has a Solo Connection attached; load a fresh backbone")
         if cfg.init_seed is None:
             cfg = dataclasses.replace(cfg, init_seed=int(torch.randint(0, 2**31 - 1, ()).item()))
-        super().__init__(model, cfg.to_dict())
-        self.settings = cfg
+        super().__init__(model, cfg)
         blocks = find_blocks(model)
         self.groups = connection_groups(len(blocks), cfg.blocks, cfg.span)
         freeze(model)

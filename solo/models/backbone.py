@@ -30,6 +30,7 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub import try_to_load_from_cache
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
 
+from solo.config_values import config_value
 from solo.data.tokenization import attach_format
 from solo.errors import SoloError
 from solo.models.gguf import ensure_converted, is_gguf_spec
@@ -37,12 +38,6 @@ from solo.paths import shared_data_dir
 
 # The GPT-2 family shares one vocabulary; the shared data ships it for offline machines.
 _GPT2_TOKENIZER_NAMES = {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "openai-community/gpt2"}
-
-
-def _cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
-    if isinstance(cfg, Mapping):
-        return cfg.get(key, default)
-    return getattr(cfg, key, default)
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -182,17 +177,17 @@ def load_tokenizer(spec: str | None) -> Any:
 
 def load_backbone(model_cfg: Any) -> tuple[torch.nn.Module, Any]:
     """(model, tokenizer) for `model_cfg` (DictConfig or mapping); see the module docstring."""
-    pretrained = _cfg_get(model_cfg, "pretrained")
+    pretrained = config_value(model_cfg, "pretrained")
     if pretrained:
-        model = _load_pretrained(str(pretrained), _cfg_get(model_cfg, "overrides"))
+        model = _load_pretrained(str(pretrained), config_value(model_cfg, "overrides"))
     else:
-        config = random_config(_cfg_get(model_cfg, "config_file"), _cfg_get(model_cfg, "overrides"))
+        config = random_config(config_value(model_cfg, "config_file"), config_value(model_cfg, "overrides"))
         model = build_random_model(config)
-    tokenizer = load_tokenizer(_cfg_get(model_cfg, "tokenizer"))
+    tokenizer = load_tokenizer(config_value(model_cfg, "tokenizer"))
     if model.config.vocab_size < len(tokenizer):
         raise SoloError(
             f"model vocabulary ({model.config.vocab_size}) is smaller than the tokenizer's ({len(tokenizer)}); "
             f"use a matching model.tokenizer"
         )
-    attach_format(tokenizer, _cfg_get(model_cfg, "format"))
+    attach_format(tokenizer, config_value(model_cfg, "format"))
     return model, tokenizer

@@ -72,7 +72,7 @@ def ensure_converted(spec: str) -> Path:
     source = gguf_file(spec)
     if importlib.util.find_spec("gguf") is None:
         raise SoloError(f"reading {source.name} needs the `gguf` package; run `{_install_hint(None)}`")
-    from solo.train.atomic import atomic_directory
+    from solo.atomic import atomic_directory
 
     print(f"converting {source} into {target} (once; about 30 s on 2 cores)", flush=True)
     with atomic_directory(target) as staging:

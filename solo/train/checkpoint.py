@@ -1,22 +1,23 @@
 """Resumable training state: trainable weights, optimiser, scheduler, RNG states, data position.
 
 Layout of `checkpoint/` (replaced atomically, see `atomic.py`):
-- `trainable.safetensors`  every parameter with requires_grad, by its name in the model
+- `trainable.safetensors`  the parameters the optimiser trains (the method's
+                           `trainable_parameters()`), by their names in the model
 - `state.pt`               optimiser, scheduler, RNG states, `DataPosition`
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from solo.atomic import atomic_directory, readable_directory
 from solo.errors import SoloError
-from solo.train.atomic import atomic_directory, readable_directory
+from solo.methods.base import named
+from solo.train.rng import capture_rng_state, restore_rng_state
 
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "state.pt"
@@ -35,27 +36,11 @@ class DataPosition:
     window_losses: tuple[float, ...] = ()
 
 
-def capture_rng_state() -> dict:
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def trainable_named_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+def trainable_named_parameters(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, torch.nn.Parameter]:
+    """What is trained: the optimiser's parameters (the method's list), named as in the model."""
+    return named(model, (p for group in optimizer.param_groups for p in group["params"]))
 
 
 def save_checkpoint(
@@ -69,7 +54,7 @@ def save_checkpoint(
     """Write the full resumable state into `directory`, replacing the previous one atomically."""
     weights = {
         name: p.detach().to("cpu").contiguous()
-        for name, p in trainable_named_parameters(model).items()
+        for name, p in trainable_named_parameters(model, optimizer).items()
     }
     state = {
         "optimizer": optimizer.state_dict(),
@@ -93,7 +78,7 @@ def load_checkpoint(
     found = readable_directory(directory)
     if found is None:
         return None
-    params = trainable_named_parameters(model)
+    params = trainable_named_parameters(model, optimizer)
     weights = load_file(str(found / WEIGHTS_FILE))
     if set(weights) != set(params):
         missing = sorted(set(params) - set(weights))[:3]

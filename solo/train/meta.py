@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
+from solo.atomic import write_json_atomic
 from solo.paths import REPO_ROOT
-from solo.train.atomic import write_json_atomic
 
 
 def utc_now() -> str:

@@ -4,36 +4,29 @@ Each stage leaves a file behind (`adapter/`, `predictions.txt`, `scores.json`), 
 interrupted experiment skips what is done and resumes training from its last checkpoint.
 
 `experiment_steps` is the same experiment as a generator that yields after every optimiser step,
-so solo.train.together can advance several experiments in lockstep; `run_experiment` drains it.
+so solo.train.lockstep can advance several experiments in lockstep; `run_experiment` drains it.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Generator
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from solo.decode.recipe import RECIPE_FILE, recorded_mteval, run_recipe
-from solo.train import meta as run_meta
-from solo.train.atomic import (
+from solo.atomic import (
     atomic_directory,
     readable_directory,
     write_json_atomic,
     write_text_atomic,
 )
+from solo.decode.recipe import RECIPE_FILE, recorded_mteval, run_recipe
+from solo.train import meta as run_meta
 from solo.train.loop import check_trainer_config, drain, resolve_device, train_steps
+from solo.train.rng import seed_everything
 from solo.train.rundir import DONE_FILE, claimed, config_hash, is_finished, run_dir_for
 from solo.train.tracking import start_tracking
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _setup_description(data_cfg: DictConfig) -> str:

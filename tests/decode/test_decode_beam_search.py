@@ -8,7 +8,10 @@ import importlib
 
 import pytest
 import torch
-from decode_models import (
+
+from solo.decode import ban_repeated_ngrams, beam_search, top_k_low_index_first
+from solo.errors import SoloError
+from tests.decode.decode_models import (
     PARA,
     SEP,
     BigramLM,
@@ -18,10 +21,11 @@ from decode_models import (
     tied_bigram,
     trained_cycle_gpt2,
 )
-from decode_reference import banned_tokens, lora_reference_beam_search, reference_beam_search
-
-from solo.decode import ban_repeated_ngrams, beam_search, top_k_low_index_first
-from solo.errors import SoloError
+from tests.decode.decode_reference import (
+    banned_tokens,
+    lora_reference_beam_search,
+    reference_beam_search,
+)
 
 NUM_PROMPTS = 7
 
@@ -160,15 +164,39 @@ def test_a_finished_beam_keeps_its_slot_under_lora():
     assert lora_reference_beam_search(model, [P], **lora_kwargs, refill_finished=True) == [C]
 
 
-def test_lora_always_runs_max_new_tokens_steps_with_every_slot():
+def test_lora_bans_renormalise_the_other_tokens():
+    """Beam 2, length penalty 1, no-repeat bigrams. "Y S" (0.45 * 0.5, length 2) ends first.
+    "X X" must not repeat its bigram, so X is banned after it: renormalised, S then has
+    0.09 / 0.1 = 0.9 and "X X S" (0.5 * 0.9 * 0.9, length 3) wins; without renormalisation it has
+    0.5 * 0.9 * 0.09 and "Y S" stays best."""
+    P, X, Y, S, Z = range(5)
+    probs = torch.full((5, 5), 0.2)
+    probs[P] = torch.tensor([1e-9, 0.5, 0.45, 0.01, 0.04])
+    probs[X] = torch.tensor([1e-9, 0.9, 1e-9, 0.09, 0.01])
+    probs[Y] = torch.tensor([1e-9, 0.1, 1e-9, 0.5, 0.4])
+    model = BigramLM(probs.log())
+    kwargs = dict(eos_id=S, num_beams=2, max_new_tokens=3, length_penalty=1.0, no_repeat_ngram_size=2)
+    assert beam_search(model, [[P]], pad_id=P, style="lora", **kwargs) == [[X, X]]
+    assert lora_reference_beam_search(model, [P], **kwargs) == [X, X]
+    assert lora_reference_beam_search(model, [P], **kwargs, bans_after_softmax=True) == [Y]
+
+
+def rows_per_model_call(style: str) -> tuple[list[int], tuple]:
+    """Rows of each model call of a gpt2-eos search (the prompt pass, then one call per step),
+    and its outputs."""
     model = case("gpt2-eos")["model"]
-    rows = []  # rows of each model call: the prompt pass, then one call per step
+    rows: list[int] = []
     handle = model.register_forward_hook(
         lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
     try:
-        out = fast("gpt2-eos", 3, NUM_PROMPTS, "lora")
+        out = fast("gpt2-eos", 3, NUM_PROMPTS, style)
     finally:
         handle.remove()
+    return rows, out
+
+
+def test_lora_always_runs_max_new_tokens_steps_with_every_slot():
+    rows, out = rows_per_model_call("lora")
     steps = case("gpt2-eos")["steps"]
     assert rows == [NUM_PROMPTS] + [3 * NUM_PROMPTS] * (steps - 1)
     assert any(len(o) < steps // 2 for o in out)  # although texts had ended long before
@@ -184,15 +212,8 @@ def test_ngram_bans_change_some_results():
     assert fast("gpt2-ties", 3, 7) != fast("gpt2-ties", 3, 7, no_repeat_ngram_size=0)
 
 
-def test_eos_case_stops_early_and_drops_done_prompts():
-    model = case("gpt2-eos")["model"]
-    rows = []  # rows of each model call: the prompt pass, then one call per step
-    handle = model.register_forward_hook(
-        lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
-    try:
-        out = fast("gpt2-eos", 3, NUM_PROMPTS)
-    finally:
-        handle.remove()
+def test_hf_stops_early_and_drops_done_prompts():
+    rows, out = rows_per_model_call("hf")
     steps = case("gpt2-eos")["steps"]
     # No call follows the last step, so fewer than `steps` calls means the stop rule fired...
     assert len(rows) < steps

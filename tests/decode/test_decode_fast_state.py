@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from decode_models import small_gpt2, tied_bigram
-from test_decode_beam_search import case, prompts_for, reference, settings
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from solo.accel import fast_beam_search
-from solo.accel.gpt2_decode import SharedPromptGPT2State, unsupported_reason
 from solo.decode import beam_search
 from solo.decode.beam_search import HFCacheState
+from solo.decode.engine import fast_beam_search
+from solo.decode.gpt2_state import SharedPromptGPT2State, unsupported_reason
 from solo.methods import apply_method
+from tests.decode.decode_models import small_gpt2, tied_bigram
+from tests.decode.test_decode_beam_search import case, prompts_for, reference, settings
 
 EOS = 127
 
@@ -106,15 +106,37 @@ def test_other_models_fall_back_to_the_plain_state():
     assert fast_beam_search(model, prompts, **kwargs) == beam_search(model, prompts, **kwargs)
 
 
-def test_block_forwards_are_restored_after_the_search():
+def test_block_forwards_are_swapped_during_the_search_and_restored_after():
     model = _fp64_gpt2(layers=2)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        before = model(ids).logits
+    swapped: list[bool] = []  # per block call: did it run the search's forward?
+    hooks = [block.register_forward_pre_hook(lambda b, _a: swapped.append("forward" in vars(b)))
+             for block in model.transformer.h]
     fast_beam_search(model, [[1, 2, 3]], eos_id=EOS, pad_id=EOS, num_beams=2, max_new_tokens=3)
+    assert swapped and all(swapped)  # every block call of the search went through its forward
     assert all("forward" not in vars(block) for block in model.transformer.h)
+
+    calls = {"n": 0}
+
+    def fail_on_the_fifth_call(_block, _args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("stop inside the search")
+
+    hooks.append(model.transformer.h[0].register_forward_pre_hook(fail_on_the_fifth_call))
+    with pytest.raises(RuntimeError, match="stop inside"):
+        fast_beam_search(model, [[1, 2, 3]], eos_id=EOS, pad_id=EOS, num_beams=2, max_new_tokens=8)
+    assert all("forward" not in vars(block) for block in model.transformer.h)  # restored anyway
+    for hook in hooks:
+        hook.remove()
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, before)  # the model's own forward, as before
 
 
 def test_batch_sizes():
-    from solo.accel import decode_batch_size
-    from solo.accel.fast_decode import even_batch_size
+    from solo.decode.engine import decode_batch_size, even_batch_size
 
     assert decode_batch_size(_fp64_gpt2(layers=1), [[1, 2, 3]], num_beams=10, max_new_tokens=8) == 32
     assert even_batch_size(630, 256) == 210

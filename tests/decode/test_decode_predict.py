@@ -1,4 +1,5 @@
-"""decode_mrs: each unique MR decoded once, its prediction text made, settings from the config."""
+"""decode_mrs_with_stats: each unique MR decoded once, its prediction text made, settings from the
+config."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import solo.decode.predict as predict
+import solo.decode.engine as engine
 from solo.data import encode_prompt
 from solo.decode import BeamSettings, decode_mrs_with_stats, settings_from_config
+from solo.decode.gpt2_state import SharedPromptGPT2State
 from solo.decode.text import prediction_text
 from solo.errors import SoloError
 from solo.paths import REPO_ROOT
@@ -38,8 +40,8 @@ def test_unique_mrs_decoded_once_and_texts_stripped(never_ending_model, gpt2_tok
         seen.append(prompts)
         return beam_search(model, prompts, **kwargs)
 
-    beam_search = predict.beam_search
-    monkeypatch.setattr(predict, "beam_search", spy)
+    beam_search = engine.beam_search
+    monkeypatch.setattr(engine, "beam_search", spy)
     mrs = ["name[The Eagle], food[French]", "name[Alimentum]", "name[The Eagle], food[French]"]
     cfg = {"num_beams": 2, "max_new_tokens": 4, "batch_size": 2, "engine": "reference"}
     texts, stats = decode_mrs_with_stats(never_ending_model, gpt2_tokenizer, mrs, cfg)
@@ -73,6 +75,29 @@ def test_fast_and_reference_engines_give_the_same_texts(never_ending_model, gpt2
     assert fast == reference and len(set(fast)) == 3
 
 
+@pytest.mark.parametrize(("name", "starts"), [("fast", 1), ("reference", 0)])
+def test_the_engine_named_is_the_engine_used(never_ending_model, gpt2_tokenizer, monkeypatch,
+                                             name, starts):
+    """`decode.engine=fast` decodes a GPT-2 through SharedPromptGPT2State, `reference` never does."""
+    calls = {"start": 0, "advance": 0}
+    start, advance = SharedPromptGPT2State.start, SharedPromptGPT2State.advance
+
+    def counted_start(self, *args):
+        calls["start"] += 1
+        return start(self, *args)
+
+    def counted_advance(self, *args):
+        calls["advance"] += 1
+        return advance(self, *args)
+
+    monkeypatch.setattr(SharedPromptGPT2State, "start", counted_start)
+    monkeypatch.setattr(SharedPromptGPT2State, "advance", counted_advance)
+    cfg = {"num_beams": 2, "max_new_tokens": 3, "engine": name}
+    decode_mrs_with_stats(never_ending_model, gpt2_tokenizer, ["name[Zizzi]"], cfg)
+    # One batch: one start, then one advance per generated token but the last.
+    assert calls == {"start": starts, "advance": 2 * starts}
+
+
 def test_bad_decode_config_is_a_solo_error():
     with pytest.raises(SoloError, match=r"decode\.beams is not a decoding setting"):
         settings_from_config({"beams": 4})
@@ -92,7 +117,7 @@ def test_bad_decode_config_is_a_solo_error():
 def test_style_and_stop_tokens_reach_the_search(never_ending_model, gpt2_tokenizer, monkeypatch,
                                                 style):
     seen = {}
-    monkeypatch.setattr(predict, "beam_search", lambda model, prompts, **kw: seen.update(kw) or
+    monkeypatch.setattr(engine, "beam_search", lambda model, prompts, **kw: seen.update(kw) or
                         [[] for _ in prompts])
     cfg = {"style": style, "extra_stop_tokens": ["\n\n"], "engine": "reference", "num_beams": 2}
     decode_mrs_with_stats(never_ending_model, gpt2_tokenizer, ["name[Zizzi]"], cfg)

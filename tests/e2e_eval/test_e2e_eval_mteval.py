@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from e2e_eval_figures import EXAMPLE_ODD_PREDICTION, OFFICIAL, PYMTEVAL
 
 from e2e_eval.mteval import (
     _closest_ref_length,
@@ -17,6 +16,7 @@ from e2e_eval.mteval import (
     pymteval_tokenize,
 )
 from e2e_eval.readers import load_inputs
+from tests.e2e_eval.e2e_eval_figures import EXAMPLE_ODD_PREDICTION, OFFICIAL, PYMTEVAL
 
 
 def test_tokenizer_splits_punctuation_but_keeps_numbers_and_non_ascii_together():

@@ -9,11 +9,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from e2e_eval_figures import EXAMPLE, EXAMPLE_ODD, EXAMPLE_ODD_PREDICTION, OFFICIAL, PYMTEVAL
 
 from e2e_eval import METRICS, Scorer
 from e2e_eval.__main__ import main
 from e2e_eval.readers import Inputs
+from tests.e2e_eval.e2e_eval_figures import (
+    EXAMPLE,
+    EXAMPLE_ODD,
+    EXAMPLE_ODD_PREDICTION,
+    OFFICIAL,
+    PYMTEVAL,
+)
 
 pytestmark = pytest.mark.java
 
@@ -42,6 +48,7 @@ def example_cli(shared_data, tmp_path_factory) -> tuple[str, dict[str, float]]:
     return printed.getvalue(), json.loads(out.read_text("utf-8"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("system", ["tgen-std", "tgen-minus"])
 def test_test_set_scores_match_the_official_scorer_to_4_decimals(scored, system, metric):
@@ -54,6 +61,7 @@ def test_empty_and_non_ascii_predictions_score_as_the_official_pipeline(scored, 
     assert scored["example-odd"][metric] == pytest.approx(EXAMPLE_ODD[metric], abs=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", METRICS)
 def test_cli_scores_the_example_files_and_writes_json(example_cli, metric):
     _, written = example_cli

@@ -8,11 +8,11 @@ import statistics
 from pathlib import Path
 
 import pytest
-from experiment_rundirs import scores, write_run
 
 from solo.errors import SoloError
 from solo.experiments import aggregate as agg
 from solo.experiments.tables import table_rows
+from tests.experiments.experiment_rundirs import scores, write_run
 
 TABLE = 6  # two rows: table6/solo_r128_s0.6_homotopy (alias of a Table 2 row) and the plain vector
 HOMOTOPY_ID = "table2/solo_r128_s0.6"  # the alias resolves to the Table 2 experiment
@@ -84,8 +84,9 @@ def test_every_number_names_its_run_dirs(run_root: Path):
 
 
 def test_same_seed_rerun_uses_latest_and_lists_superseded(run_root: Path):
-    old = write_run(run_root, HOMOTOPY_ID, 1, scores(0.40), finished="2026-01-01T00:00:00", tag="a")
-    new = write_run(run_root, HOMOTOPY_ID, 1, scores(0.60), finished="2026-02-01T00:00:00", tag="b")
+    # The later run's dir sorts first by path, so only the finish time can pick it.
+    old = write_run(run_root, HOMOTOPY_ID, 1, scores(0.40), finished="2026-01-01T00:00:00", tag="b")
+    new = write_run(run_root, HOMOTOPY_ID, 1, scores(0.60), finished="2026-02-01T00:00:00", tag="a")
     row = agg.aggregate_table(TABLE, run_root, smoke=False)[0]
     assert [r.run_dir for r in row.runs] == [new] and row.mean("BLEU") == pytest.approx(60.0)
     assert "superseded" in agg.render_markdown(TABLE, [row], run_root, smoke=False)
@@ -132,6 +133,7 @@ def test_failure_leaves_results_untouched(tmp_path: Path, run_root: Path):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == snapshot
 
 
+@pytest.mark.slow
 def test_plot_written_for_tables_2_and_3_only(tmp_path: Path, run_root: Path):
     write_run(run_root, "table2/solo_r8_s0", 1, scores(0.6), trainable=20000)
     outputs = agg.render_outputs(2, run_root, tmp_path, smoke=False)

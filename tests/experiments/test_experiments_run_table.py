@@ -55,6 +55,7 @@ def test_smoke_profile_defaults_to_smoke_run_root():
     assert f"run_root={rt.SMOKE_RUN_ROOT}" in plan.overrides
 
 
+@pytest.mark.slow
 def test_run_table_launches_then_aggregates_into_smoke_results(tmp_path: Path, monkeypatch):
     overrides = ["profile=tiny", f"run_root={tmp_path / 'runs'}"]
     launched: list[list[str]] = []

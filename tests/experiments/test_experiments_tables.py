@@ -12,14 +12,14 @@ from solo.experiments.tables import (
     experiment_config_path,
     experiment_id_of,
     load_paper_rows,
-    paper_tables_csv,
 )
+from solo.paper import tables_csv
 
 ROWS = load_paper_rows()
 
 
 def test_every_csv_row_has_a_config():
-    with open(paper_tables_csv(), newline="") as handle:
+    with open(tables_csv(), newline="") as handle:
         printed = list(csv.DictReader(handle))
     assert len(ROWS) == len(printed) == sum(len(c) for c in TABLE_CONFIGS.values())
     assert [str(r.table) for r in ROWS] == [p["table"] for p in printed]
@@ -32,7 +32,9 @@ def test_config_matches_the_printed_row(row):
     cfg = compose_train_config([f"experiment={row.experiment}"])
     assert cfg.model.name == row.model
     assert cfg.method.name == row.method
-    assert cfg.experiment_id == experiment_id_of(row.experiment)
+    # The id names the config that defines the experiment (itself, or the one an alias includes),
+    # and names the run dirs.
+    assert experiment_config_path(cfg.experiment_id).exists() and cfg.name == cfg.experiment_id
     if row.cited:
         assert cfg.cited, "full fine-tuning is cited from the LoRA paper, not re-run"
         return
@@ -76,16 +78,44 @@ def test_launcher_never_changes_the_run_dir(launcher):
     assert run_dir_for(compose_train_config([*base, f"launcher={launcher}"])) == run_dir_for(compose_train_config(base))
 
 
-def test_slurm_launcher_exposes_partition_gpus_time_and_array_parallelism():
+def _sbatch_script(tmp_path, overrides: list[str], jobs: int) -> str:
+    """The sbatch script submitit would submit for a sweep of `jobs` jobs with these overrides:
+    the Hydra launcher is launched for real, only the submission is intercepted."""
+    import submitit
     from hydra import compose, initialize_config_dir
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+    from omegaconf import OmegaConf
+    from submitit.slurm.slurm import _make_sbatch_string
 
     from solo.experiments.compose import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
-        shared = compose("train", overrides=["launcher=slurm_shared_gpu"], return_hydra_config=True)
-    launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
-    assert launcher.gpus_per_node == 1 and launcher.timeout_min > 0 and launcher.array_parallelism > 0
-    # several jobs per GPU: a GPU shard per job instead of a whole GPU
-    assert shared.hydra.launcher.gres == "shard:1" and shared.hydra.launcher.gpus_per_node is None
+        cfg = compose("train", overrides=[*overrides, f"hydra.sweep.dir={tmp_path}"],
+                      return_hydra_config=True)
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert params.pop("_target_").endswith("SlurmLauncher")
+    launcher = SlurmLauncher(**params)
+    launcher.setup(hydra_context=None, task_function=None, config=cfg)
+    submitted = []
+
+    def map_array(executor, function, *arguments):
+        submitted.append(executor._executor.parameters)
+        return []
+
+    original = submitit.AutoExecutor.map_array
+    submitit.AutoExecutor.map_array = map_array
+    try:
+        launcher.launch([[f"seed={i}"] for i in range(jobs)], initial_job_idx=0)
+    finally:
+        submitit.AutoExecutor.map_array = original
+    (parameters,) = submitted
+    return _make_sbatch_string(command="true", folder=str(tmp_path), map_count=jobs, **parameters)
+
+
+def test_slurm_launcher_submits_partition_gpus_time_and_array_parallelism(tmp_path):
+    script = _sbatch_script(tmp_path, ["launcher=slurm", "hydra.launcher.partition=gpu"], jobs=40)
+    for line in ("--partition=gpu", "--gpus-per-node=1", "--time=240", "--array=0-39%32"):
+        assert f"#SBATCH {line}\n" in script, line
+    # Several jobs per GPU: a GPU shard per job instead of a whole GPU.
+    shared = _sbatch_script(tmp_path, ["launcher=slurm_shared_gpu"], jobs=4)
+    assert "#SBATCH --gres=shard:1\n" in shared and "--gpus-per-node" not in shared

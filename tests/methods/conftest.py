@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from methods_helpers import make_gpt2
+
+from tests.methods.methods_helpers import make_gpt2
 
 
 @pytest.fixture()

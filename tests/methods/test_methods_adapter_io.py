@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-from methods_helpers import adamw_step, make_gpt2
 from safetensors.torch import load_file
 
 from solo.errors import SoloError
 from solo.methods import apply_method, load_adapter, save_adapter
+from tests.methods.methods_helpers import adamw_step, make_gpt2
 
 CASES = [
     {"name": "solo", "rank": 6, "sparsity": 0.6, "mask_seed": 4, "dropout": 0.1},

@@ -6,12 +6,13 @@ import csv
 
 import pytest
 import torch
-from methods_helpers import make_gpt2
 
 from solo.methods import apply_method
-from solo.methods.audit import audit_rows, main, method_config, parse_count, tables_csv
+from solo.methods.audit import audit_rows, main, method_config
 from solo.models.backbone import build_random_model, random_config
+from solo.paper import parse_printed_count, tables_csv
 from solo.paths import shared_data_dir
+from tests.methods.methods_helpers import make_gpt2
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +78,9 @@ def test_shows_the_documented_inconsistencies(rows):
     assert dense.measured == 201_093
 
 
-def test_parse_count():
-    assert parse_count("354.92M") == pytest.approx(354_920_000)
-    assert parse_count("78k") == 78_000 and parse_count("0.011M") == pytest.approx(11_000)
+def test_parse_printed_count():
+    assert parse_printed_count("354.92M") == pytest.approx(354_920_000)
+    assert parse_printed_count("78k") == 78_000 and parse_printed_count("0.011M") == pytest.approx(11_000)
 
 
 def test_cli_prints_table_and_refuses_to_overwrite_csv(rows, tmp_path, capsys, monkeypatch):

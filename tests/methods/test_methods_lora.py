@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-from methods_helpers import adamw_step, make_gpt2, make_llama
 
 from solo.errors import SoloError
 from solo.methods import LoRA, apply_method
 from solo.models.backbone import build_random_model, random_config
 from solo.paths import shared_data_dir
+from tests.methods.methods_helpers import adamw_step, make_gpt2, make_llama
 
 
 def lora(model, **overrides) -> LoRA:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from methods_helpers import adamw_step, make_gpt2, make_llama
 from omegaconf import OmegaConf
 
 from solo.errors import SoloError
 from solo.methods import SoloConnection, apply_method
 from solo.methods.placement import find_blocks
+from tests.methods.methods_helpers import adamw_step, make_gpt2, make_llama
 
 
 def solo(model, **overrides) -> SoloConnection:
@@ -186,8 +186,8 @@ def test_detach_restores_backbone(gpt2, tokens):
 def test_accepts_dictconfig_and_records_resolved_seed(gpt2):
     torch.manual_seed(5)
     method = apply_method(gpt2, OmegaConf.create({"name": "solo", "rank": 4, "blocks": [1, 3]}))
-    assert isinstance(method.config["init_seed"], int)
-    assert method.config["blocks"] == [1, 3] and method.groups == [(1, 1), (3, 3)]
+    assert isinstance(method.settings.init_seed, int)
+    assert method.settings.to_dict()["blocks"] == [1, 3] and method.groups == [(1, 1), (3, 3)]
     assert set(method.adapter_state_dict()) == {
         "solo_adapter.encoder", "solo_adapter.decoder", "solo_adapter.encodings", "solo_adapter.v", "solo_adapter.lam",
     }

@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from solo.train.atomic import atomic_directory, previous_path, readable_directory
+from solo.atomic import atomic_directory, previous_path, readable_directory
 from solo.train.checkpoint import DataPosition, load_checkpoint, save_checkpoint
 from solo.train.optim import build_optimizer, build_scheduler
 
@@ -92,3 +92,16 @@ def test_missing_checkpoint_means_fresh_start(tmp_path) -> None:
         load_checkpoint(tmp_path / "none", model=model, optimizer=optimizer, scheduler=scheduler)
         is None
     )
+
+
+def test_checkpoint_holds_exactly_what_the_optimiser_trains(tmp_path) -> None:
+    """Trainable means the method's list (the optimiser's parameters), not requires_grad."""
+    from safetensors.torch import load_file
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    optimizer = build_optimizer(list(model[0].parameters()), TRAINER)  # model[1] requires grad too
+    scheduler = build_scheduler(optimizer, 2, 10)
+    save_checkpoint(tmp_path / "ckpt", model=model, optimizer=optimizer, scheduler=scheduler,
+                    position=DataPosition())
+    saved = load_file(str(readable_directory(tmp_path / "ckpt") / "trainable.safetensors"))
+    assert sorted(saved) == ["0.bias", "0.weight"]

@@ -1,4 +1,4 @@
-"""`trainer.fast_step`: the loop on solo.accel.FastTrainStep (eager on the CPU) against the plain step."""
+"""`trainer.fast_step`: the loop on GraphedStep (eager on the CPU) against the plain step."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import re
 import pytest
 import torch
 from omegaconf import OmegaConf
-from toy_loop import Interrupt, metric_records, run_toy, toy_model
-from toy_loop import toy_trainer as _trainer
 
-from solo.accel import graphed_step
 from solo.errors import SoloError
 from solo.train.checkpoint import readable_directory
-from solo.train.loop import NonFiniteLoss, check_trainer_config, use_fast_step
+from solo.train.graphed_step import GraphedStep
+from solo.train.loop import check_trainer_config
+from solo.train.metrics import NonFiniteLoss
+from solo.train.step import use_fast_step
+from tests.train.toy_loop import Interrupt, metric_records, run_toy, toy_model
+from tests.train.toy_loop import toy_trainer as _trainer
 
 
 def _model():
@@ -32,15 +34,15 @@ def _records(run_dir) -> list[dict]:
 
 @pytest.fixture
 def fast_calls(monkeypatch) -> dict:
-    """Counts FastTrainStep calls, so a test notices if the loop ignores the switch."""
+    """Counts GraphedStep calls, so a test notices if the loop ignores the switch."""
     calls = {"n": 0}
-    original = graphed_step.FastTrainStep.__call__
+    original = GraphedStep.step
 
     def counting(self, batch):
         calls["n"] += 1
         return original(self, batch)
 
-    monkeypatch.setattr(graphed_step.FastTrainStep, "__call__", counting)
+    monkeypatch.setattr(GraphedStep, "step", counting)
     return calls
 
 
@@ -124,7 +126,7 @@ def test_fast_step_with_grad_accum_is_refused_by_the_loop(tmp_path) -> None:
      ({"compile": True, "fast_step": False}, "trainer.compile=true works inside the fast step")],
 )
 def test_compile_setting_is_checked(overrides, message):
-    from solo.train.loop import compile_setting
+    from solo.train.step import compile_setting
 
     cfg = OmegaConf.create({"fast_step": "auto", "grad_accum": 1, **overrides})
     with pytest.raises(SoloError, match=re.escape(message)):

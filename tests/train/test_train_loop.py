@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from toy_loop import Interrupt, metric_records, run_toy, toy_model
-from toy_loop import toy_trainer as _trainer
 
 from solo.train.checkpoint import readable_directory
-from solo.train.loop import NonFiniteLoss
+from solo.train.metrics import NonFiniteLoss
+from tests.train.toy_loop import Interrupt, metric_records, run_toy, toy_model
+from tests.train.toy_loop import toy_trainer as _trainer
 
 
 def _model():

@@ -51,21 +51,6 @@ def compose_cfg(overrides: list[str]):
         return compose("train", overrides=overrides)
 
 
-@pytest.fixture()
-def fake_scorer(monkeypatch):
-    """Records what the pipeline hands the scorer; the real one is exercised by the CLI test."""
-    import e2e_eval
-
-    calls = []
-
-    def score(predictions, references):
-        calls.append((predictions, references))
-        return {"BLEU": 0.5, "NIST": 1.0, "METEOR": 0.25, "ROUGE_L": 0.5, "CIDEr": 0.1}
-
-    monkeypatch.setattr(e2e_eval, "score", score)
-    return calls
-
-
 def _records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -87,6 +72,7 @@ def test_experiment_writes_the_run_dir_contract_and_is_never_rerun(
         "predictions.txt",
         "references.txt",
         "scores.json",
+        "recipe.json",
         "DONE",
         "adapter/adapter.safetensors",
         "adapter/adapter_config.json",
@@ -120,11 +106,13 @@ def test_experiment_writes_the_run_dir_contract_and_is_never_rerun(
     assert dev[-1] < dev[0] - 0.05
 
     # Two unique test MRs: two prediction lines, two reference blocks, handed to the scorer.
-    ((predictions, references),) = fake_scorer
+    ((predictions, references, mteval),) = fake_scorer
     assert len(predictions) == 2 and len(references) == 2 and all(references)
+    assert mteval == "python"  # the recipe's BLEU/NIST variant, recorded with the scores
     assert (run_dir / "predictions.txt").read_text().count("\n") == 2
     assert (run_dir / "references.txt").read_text().strip().count("\n\n") == 1
     assert json.loads((run_dir / "scores.json").read_text())["BLEU"] == 0.5
+    assert json.loads((run_dir / "scores.json").read_text())["mteval"] == "python"
 
     # wandb ran offline for real and wrote its files inside the run dir.
     offline = list((run_dir / "wandb").glob("offline-run-*"))
@@ -168,18 +156,18 @@ def test_crash_after_training_resumes_at_decoding_with_the_saved_adapter(
 def test_nan_loss_stops_the_experiment_keeping_the_last_checkpoint(
     shared_data, tmp_path, fake_scorer, monkeypatch
 ):
-    import solo.train.loop as loop
+    import solo.train.step as step
     from solo.errors import SoloError
     from solo.train.pipeline import run_experiment
 
-    real_loss, calls = loop.label_smoothed_loss, {"n": 0}
+    real_loss, calls = step.label_smoothed_loss, {"n": 0}
 
     def loss_going_nan_at_step_5(*args, **kwargs):
         calls["n"] += 1
         loss = real_loss(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(loop, "label_smoothed_loss", loss_going_nan_at_step_5)
+    monkeypatch.setattr(step, "label_smoothed_loss", loss_going_nan_at_step_5)
     cfg = compose_cfg(tiny_overrides(shared_data, tmp_path))
     with pytest.raises(
         SoloError, match=r"loss is nan at optimiser step 5 .*last good checkpoint: step 4"
@@ -225,6 +213,7 @@ def killed_and_resumed(tmp_path_factory, shared_data):
     return cwd, run_dir, args, interrupted, log
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_to_the_bitwise_same_adapter(
     killed_and_resumed, shared_data, tmp_path, fake_scorer
 ):
@@ -247,6 +236,7 @@ def test_sigkilled_run_resumes_to_the_bitwise_same_adapter(
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.slow
 def test_cli_scores_with_e2e_eval_and_leaves_no_hydra_files(killed_and_resumed):
     cwd, run_dir, _, _, _ = killed_and_resumed
     assert set(json.loads((run_dir / "scores.json").read_text())) == {
@@ -255,12 +245,14 @@ def test_cli_scores_with_e2e_eval_and_leaves_no_hydra_files(killed_and_resumed):
         "METEOR",
         "ROUGE_L",
         "CIDEr",
+        "mteval",
     }
     assert (run_dir / "DONE").exists()
     assert sorted(os.listdir(cwd)) == ["runs"]
     assert not list(cwd.rglob(".hydra"))
 
 
+@pytest.mark.slow
 def test_multirun_jobs_find_their_run_dirs_by_hash(killed_and_resumed):
     cwd, run_dir, args, _, log = killed_and_resumed
     # logger.* is not part of the hash: both jobs are the finished run, so neither reruns it.

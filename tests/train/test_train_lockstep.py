@@ -1,4 +1,4 @@
-"""Runs trained in lockstep in one process (solo.train.together) equal the runs trained alone."""
+"""Runs trained in lockstep in one process (solo.train.lockstep) equal the runs trained alone."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train_pipeline import compose_cfg, fake_scorer, tiny_overrides  # noqa: F401 - fixture
-from toy_loop import metric_records
 
 from solo.paths import REPO_ROOT
 from solo.train.rundir import is_finished, run_dir_for
+from tests.train.test_train_pipeline import compose_cfg, tiny_overrides
+from tests.train.toy_loop import metric_records
 
 # Few steps, but enough to cross a checkpoint and an evaluation; dropout (GPT-2's and the
 # method's) is on, so every step draws from the global RNG the driver must swap per run.
@@ -41,15 +41,15 @@ def _same_run(a: Path, b: Path) -> None:
 def test_runs_in_lockstep_equal_the_runs_trained_alone(
     shared_data,
     tmp_path,
-    fake_scorer,  # noqa: F811
+    fake_scorer,
 ):
+    from solo.train.lockstep import finished_run_dirs, run_lockstep
     from solo.train.pipeline import run_experiment
-    from solo.train.together import run_together
 
     jobs = [["seed=1"], ["seed=2"]]
     alone = [run_experiment(cfg) for cfg in _cfgs(shared_data, tmp_path / "alone", jobs)]
     state = torch.get_rng_state()
-    together = run_together(_cfgs(shared_data, tmp_path / "together", jobs), jobs)
+    together = finished_run_dirs(run_lockstep(_cfgs(shared_data, tmp_path / "together", jobs), jobs))
     # The runs drew from their own RNG states, and the caller's is as it was.
     assert torch.equal(torch.get_rng_state(), state)
 
@@ -64,9 +64,9 @@ def test_runs_in_lockstep_equal_the_runs_trained_alone(
 def test_a_failing_run_stops_alone_and_every_failure_is_reported(
     shared_data,
     tmp_path,
-    fake_scorer,  # noqa: F811
+    fake_scorer,
 ):
-    from solo.train.together import LockstepFailed, run_together
+    from solo.train.lockstep import LockstepFailed, finished_run_dirs, run_lockstep
 
     jobs = [
         ["seed=1"],
@@ -76,7 +76,7 @@ def test_a_failing_run_stops_alone_and_every_failure_is_reported(
     ]
     cfgs = _cfgs(shared_data, tmp_path, jobs)
     with pytest.raises(LockstepFailed) as failure:
-        run_together(cfgs, jobs)
+        finished_run_dirs(run_lockstep(cfgs, jobs))
     lines = str(failure.value).splitlines()
     assert lines[0] == "2 of 4 lockstep runs failed:"
     good, bad_config, diverged, _ = (run_dir_for(c) for c in cfgs)
@@ -94,7 +94,7 @@ def test_hydra_lockstep_launcher_runs_a_sweep_and_reports_failures(shared_data, 
     fake_score = (
         "import e2e_eval; "
         "keys = ['BLEU', 'NIST', 'METEOR', 'ROUGE_L', 'CIDEr']; "
-        "e2e_eval.score = lambda p, r: dict.fromkeys(keys, 0.0); "
+        "e2e_eval.score = lambda p, r, mteval='perl': dict.fromkeys(keys, 0.0); "
         "from solo.train.__main__ import main; main()"
     )
     args = [

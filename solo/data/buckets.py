@@ -1,4 +1,8 @@
-"""Fixed sequence-length buckets: a CUDA graph replays only the shapes it was captured with."""
+"""Fixed sequence-length buckets: a CUDA graph replays only the shapes it was captured with.
+
+`pick_bucket` is the one rule for a padded batch width: TrainBatches.collate pads to it, and the
+graphed training step (solo.train.graphed_step) pads a batch to it again if it arrives narrower.
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
-"""FastTrainStep(compile=True): torch.compile'd forward + loss gives the uncompiled step's losses."""
+"""GraphedStep(compile=True): torch.compile'd forward + loss gives the uncompiled step's losses."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from test_fast_step import LORA, PAD, SOLO, attach, backbone, batches  # noqa: F401 - fixtures
 
-from solo.accel import FastTrainStep
+from solo.train.graphed_step import GraphedStep
+from tests.train.step_helpers import LORA, PAD, SOLO, attach
 
 STEPS = 5
 
@@ -14,12 +14,9 @@ STEPS = 5
 def run(base, data, method_cfg, **kwargs):
     model, method, optimizer, scheduler = attach(base, method_cfg)
     # One bucket for every batch (all are <= 30 tokens): one shape, so one compilation.
-    step = FastTrainStep(model, method, optimizer, pad_id=PAD, label_smoothing=0.1, buckets=(32,),
-                         log=lambda _msg: None, **kwargs)
-    losses = []
-    for batch in data[:STEPS]:
-        losses.append(step(batch).item())
-        scheduler.step()
+    step = GraphedStep(model, method.after_optimizer_step, optimizer, scheduler, pad_id=PAD,
+                       label_smoothing=0.1, buckets=(32,), log=lambda _msg: None, **kwargs)
+    losses = [step.step(batch).item() for batch in data[:STEPS]]
     return losses, method.adapter_state_dict(), step
 
 
@@ -34,7 +31,7 @@ def inductor_cpu() -> None:
 
 
 @pytest.mark.slow  # inductor compiles forward and backward: ~20-40 s on 2 cores
-def test_compiled_step_matches_uncompiled(backbone, batches, inductor_cpu):  # noqa: F811
+def test_compiled_step_matches_uncompiled(backbone, batches, inductor_cpu):
     plain, plain_adapter, _ = run(backbone, batches, SOLO)
     compiled, compiled_adapter, step = run(backbone, batches, SOLO, compile=True)
 
@@ -46,7 +43,7 @@ def test_compiled_step_matches_uncompiled(backbone, batches, inductor_cpu):  # n
         torch.testing.assert_close(compiled_adapter[name], value, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_compile_failure_falls_back_to_the_uncompiled_step(backbone, batches, monkeypatch):  # noqa: F811
+def test_compile_failure_falls_back_to_the_uncompiled_step(backbone, batches, monkeypatch):
     """A compiled function that fails on its first call: the step says why and trains on uncompiled."""
     plain, plain_adapter, _ = run(backbone, batches, LORA)
 
@@ -58,13 +55,10 @@ def test_compile_failure_falls_back_to_the_uncompiled_step(backbone, batches, mo
     monkeypatch.setattr(torch, "compile", broken_compile)
     messages = []
     model, method, optimizer, scheduler = attach(backbone, LORA)
-    step = FastTrainStep(model, method, optimizer, pad_id=PAD, label_smoothing=0.1, buckets=(32,),
-                         log=messages.append, compile=True)
+    step = GraphedStep(model, method.after_optimizer_step, optimizer, scheduler, pad_id=PAD,
+                       label_smoothing=0.1, buckets=(32,), log=messages.append, compile=True)
     assert step.compiled
-    losses = []
-    for batch in batches[:STEPS]:
-        losses.append(step(batch).item())
-        scheduler.step()
+    losses = [step.step(batch).item() for batch in batches[:STEPS]]
 
     assert not step.compiled and "inductor exploded" in step.compile_failure
     assert any("torch.compile off" in m for m in messages)

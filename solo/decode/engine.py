@@ -1,12 +1,13 @@
-"""Fast decoding: the exact beam search of solo.decode over a cheaper decoding state, in big batches.
+"""The decoding engine: which state and batch size run solo.decode's exact beam search.
 
-The search itself is solo.decode.beam_search, unchanged (its results do not depend on the batch
-size). Two things make it fast on a GPU:
-- the state: for GPT-2, `SharedPromptGPT2State` (gpt2_decode.py) keeps one copy of each prompt's
-  keys and never copies the beams' cache; other models use their own forward with SDPA attention;
-- the batch: at batch 32 x 10 beams GPT-2 runs a few hundred rows per step and is launch-bound;
-  as many prompts as memory allows (split evenly across batches) amortise every launch and the
-  per-step host checks over more rows.
+`decode.engine` picks one of two (`search` below). The search itself is
+solo.decode.beam_search, unchanged either way (its results do not depend on the batch size):
+- `reference`: the model's own forward with Hugging Face's cache (HFCacheState), batches of 32;
+- `fast`: for GPT-2, `SharedPromptGPT2State` (gpt2_state.py), which keeps one copy of each prompt's
+  keys and never copies the beams' cache; other models run their own forward with SDPA attention.
+  On CUDA the batch is as many prompts as memory allows (split evenly across batches): at batch
+  32 x 10 beams GPT-2 runs a few hundred rows per step and is launch-bound, and bigger batches
+  amortise every launch and the per-step host checks over more rows.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
 
-from solo.accel.gpt2_decode import SharedPromptGPT2State, unsupported_reason
-from solo.accel.precision import use_sdpa
 from solo.decode.beam_search import DEFAULT_BATCH_SIZE, beam_search
+from solo.decode.gpt2_state import SharedPromptGPT2State, unsupported_reason
 
 # Fraction of free GPU memory the caches and per-step score tensors may take.
 _MEMORY_SHARE = 0.5
@@ -67,13 +68,11 @@ def even_batch_size(count: int, fits: int) -> int:
     return math.ceil(count / math.ceil(count / fits))
 
 
-def fast_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *,
-                     eos_id: int | Sequence[int], pad_id: int,
-                     num_beams: int = 10, length_penalty: float = 0.8, no_repeat_ngram_size: int = 4,
-                     max_new_tokens: int = 64, style: str = "lora", batch_size: int | None = None,
-                     progress: bool = False) -> list[list[int]]:
+def fast_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, num_beams: int = 10,
+                     max_new_tokens: int = 64, batch_size: int | None = None,
+                     **search: Any) -> list[list[int]]:
     """solo.decode.beam_search's tokens, computed with the fast state and (by default) the largest
-    batch that fits."""
+    batch that fits; `search`: beam_search's other keywords (eos_id, pad_id, length_penalty, ...)."""
     if unsupported_reason(model) is None:
         state = partial(SharedPromptGPT2State, max_new_tokens=max_new_tokens)
     else:
@@ -81,7 +80,35 @@ def fast_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *,
         state = None
     if batch_size is None:
         batch_size = decode_batch_size(model, prompts, num_beams, max_new_tokens)
-    return beam_search(model, prompts, eos_id=eos_id, pad_id=pad_id, num_beams=num_beams,
-                       length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-                       max_new_tokens=max_new_tokens, style=style, batch_size=batch_size,
-                       progress=progress, state=state)
+    return beam_search(model, prompts, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                       batch_size=batch_size, state=state, **search)
+
+
+def search(model: nn.Module, prompts: Sequence[Sequence[int]], *, engine: str,
+           batch_size: int | None = None, **settings: Any) -> list[list[int]]:
+    """beam_search over `prompts` with the engine `decode.engine` names (see ENGINES in
+    beam_search.py; checked by BeamSettings); `batch_size` None: the engine's default.
+    `settings`: beam_search's keywords."""
+    if engine == "fast":
+        return fast_beam_search(model, prompts, batch_size=batch_size, **settings)
+    return beam_search(model, prompts, batch_size=batch_size or DEFAULT_BATCH_SIZE, **settings)
+
+
+def use_sdpa(model: torch.nn.Module) -> str:
+    """Switch a Hugging Face model to PyTorch's fused scaled-dot-product attention if it can.
+
+    Returns the attention implementation in effect afterwards ("sdpa" or what the model had).
+    """
+    setter = getattr(model, "set_attn_implementation", None)
+    if callable(setter):
+        try:
+            setter("sdpa")
+        except (ValueError, ImportError, NotImplementedError):
+            pass
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "_attn_implementation", None) != "sdpa":
+        try:
+            config._attn_implementation = "sdpa"
+        except (ValueError, AttributeError):
+            pass
+    return str(getattr(config, "_attn_implementation", "unknown"))

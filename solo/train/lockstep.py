@@ -1,7 +1,7 @@
 """Several experiments in one process, advanced in lockstep, each on its own CUDA stream.
 
 Why: N training processes on one GPU only time-slice it. On an H200, N processes each running a
-CUDA-graphed step (solo.accel.FastTrainStep) gave 0.93x the throughput of one run in total for
+CUDA-graphed step (solo.train.graphed_step.GraphedStep) gave 0.93x the throughput of one run in total for
 N=2 and N=4, where issue 7 asks >= 0.8*N x. Graph launches of one process on different CUDA
 streams can run on the GPU at the same time, so the runs go into one process: one optimiser step
 of run 1, then one of run 2, ..., round robin on one thread (a fixed, deterministic order), the
@@ -15,7 +15,7 @@ generators (each run gets its own generator state object, so CUDA graphs a run c
 with its draws and never race with another run's) and the TF32 switches of trainer.precision.
 
 Determinism: a run trained in lockstep produces the numbers it produces alone with the same config
-and seed (metrics, adapter, predictions; on the CPU bitwise, tests/train/test_together.py).
+and seed (metrics, adapter, predictions; on the CPU bitwise, tests/train/test_train_lockstep.py).
 
 A failing run (a SoloError such as a non-finite loss, or any other exception) stops alone; the
 others go on, and the failures are reported at the end, one line per run.
@@ -27,7 +27,6 @@ import `RunState` and `on_stream` (bench/bench_concurrency.py measures with them
 from __future__ import annotations
 
 import contextlib
-import random
 import sys
 import traceback
 from collections.abc import Generator, Sequence
@@ -35,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from solo.errors import SoloError
 from solo.train.loop import PROGRESS_LINE, resolve_device
+from solo.train.rng import host_rng_state, set_host_rng_state
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -84,17 +83,13 @@ class RunState:
             ]
 
     def capture(self) -> None:
-        self.python = random.getstate()
-        self.numpy = np.random.get_state()
-        self.torch = torch.get_rng_state()
+        self.host = host_rng_state()
         self.tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
         if self.cuda_states and not _GRAPHSAFE:
             self.cuda_states = [g.get_state() for g in torch.cuda.default_generators]
 
     def restore(self) -> None:
-        random.setstate(self.python)
-        np.random.set_state(self.numpy)
-        torch.set_rng_state(self.torch)
+        set_host_rng_state(self.host)
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.tf32
         for generator, state in zip(torch.cuda.default_generators, self.cuda_states, strict=False):
             if _GRAPHSAFE:
@@ -169,7 +164,7 @@ def run_lockstep(
     overrides_list = list(overrides_list) if overrides_list is not None else [[] for _ in cfgs]
     if len(overrides_list) != len(cfgs):
         raise SoloError(
-            f"run_together got {len(cfgs)} configs but {len(overrides_list)} override lists; "
+            f"run_lockstep got {len(cfgs)} configs but {len(overrides_list)} override lists; "
             "pass one override list per config"
         )
     results = [
@@ -219,13 +214,9 @@ def run_lockstep(
     return results
 
 
-def run_together(
-    cfgs: Sequence[DictConfig], overrides_list: Sequence[Sequence[str]] | None = None
-) -> list[Path]:
-    """Train, decode and score every config in lockstep; their run dirs, in order.
-
-    Raises LockstepFailed after all runs ended if any failed (one line per failed run)."""
-    results = run_lockstep(cfgs, overrides_list)
+def finished_run_dirs(results: Sequence[LockstepResult]) -> list[Path]:
+    """The run dirs of `run_lockstep`'s results, in order; LockstepFailed (one line per failed
+    run) if any failed."""
     failed = [r for r in results if r.error is not None]
     if failed:
         lines = [f"{r.label}: {r.error}" for r in failed]

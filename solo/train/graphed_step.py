@@ -2,7 +2,7 @@
 
 GPT-2 training at batch 8 and E2E lengths is launch-bound: the arithmetic of a GPT-2 M step takes
 a few milliseconds, the ~2,000 kernel launches of an eager step take several times that. On CUDA,
-`FastTrainStep` captures the whole step in a CUDA graph per (batch size, length bucket) and
+`GraphedStep` captures the whole step in a CUDA graph per (batch size, length bucket) and
 replays it, so a step costs one host-to-device copy, one learning-rate fill and one graph launch,
 with no host synchronisation: the loss stays on the device and non-finite losses are flagged in a
 device-side bit that `check_finite()` reads when the caller chooses (e.g. at log time).
@@ -17,7 +17,7 @@ vocabulary). The CUDA graph is still ours: inductor's "reduce-overhead" mode wou
 Dynamo compiles once per (batch, length) shape, i.e. once per bucket, during the warm-up; the
 capture itself forbids recompiling. If compiling fails, the step says why and continues without it.
 
-Equivalence with the plain step rests on three facts, each covered by tests/accel:
+Equivalence with the plain step rests on three facts, each covered by tests/train/test_train_graphed_step.py:
 - batches are right-padded, so causal attention alone never lets a real token see a pad token,
   and the attention mask can be dropped (which also lets SDPA take its fused causal kernel);
 - pad positions carry loss_mask 0, so padding further to a bucket changes no loss term;
@@ -36,15 +36,15 @@ from typing import Any
 
 import torch
 
-from solo.accel.buckets import (
+from solo.data.buckets import (
     DEFAULT_BUCKETS,
     check_buckets,
     pad_to,
     pick_bucket,
     right_padded_lengths,
 )
-from solo.accel.precision import apply_precision
 from solo.train.loss import label_smoothed_loss
+from solo.train.precision import apply_precision
 
 # Eager iterations on a side stream before the first capture: they create the optimiser state,
 # cuBLAS handles and autograd buffers, which must exist before capture starts.
@@ -66,17 +66,19 @@ class _Graph:
     packed: torch.Tensor  # [2, B, L] int64 on the device: row 0 input ids, row 1 loss mask
 
 
-class FastTrainStep:
+class GraphedStep:
     """A training step equal to the plain one, CUDA-graphed per length bucket where it can be.
 
-    `method` is a solo.methods.Method (its `after_optimizer_step()` runs after each update) or
-    that projection itself as a callable (what solo.train.loop.train receives); `optimizer` is the trainer's AdamW over those parameters, which this class switches to the
-    fused (and, on CUDA, capturable) implementation in place. The scheduler keeps writing float
-    learning rates into `optimizer.param_groups`; each step copies them to the device.
+    A solo.train.step.TrainStep. `project` is the method's projection (`after_optimizer_step`),
+    run after each update; `optimizer` is the trainer's AdamW over the trainable parameters, which
+    this class switches to the fused (and, on CUDA, capturable) implementation in place, so build
+    the step after loading a checkpoint into the optimiser. `scheduler` (optional) steps after
+    each update and keeps writing float learning rates into `optimizer.param_groups`; each step
+    copies them to the device.
 
-    Call with a collated batch dict (input_ids, attention_mask, loss_mask; CPU tensors, right
-    padded); returns the batch loss as a 0-dim device tensor without synchronising. Gradient
-    accumulation is not supported (one micro-batch per optimiser step).
+    `step(batch)` takes a collated batch dict (input_ids, attention_mask, loss_mask; CPU tensors,
+    right padded) and returns the batch loss as a 0-dim device tensor without synchronising.
+    Gradient accumulation is not supported (one micro-batch per optimiser step).
 
     `compile=True` runs the forward pass and loss through torch.compile (inductor, default mode,
     static shapes), compiled once per shape during the first step of that shape; meant for bucketed
@@ -91,8 +93,9 @@ class FastTrainStep:
     def __init__(
         self,
         model: torch.nn.Module,
-        method: Any,
+        project: Callable[[], None],
         optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         *,
         pad_id: int,
         label_smoothing: float = 0.1,
@@ -106,10 +109,10 @@ class FastTrainStep:
         compile: bool = False,  # noqa: A002 - mirrors torch.compile; opt-in, see the module docstring
     ) -> None:
         self.model = model
-        self.method = method
-        # A Method, or the bare projection callable the training loop is handed.
-        self._project = method if callable(method) else method.after_optimizer_step
+        self._project = project
         self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.micro_batches = 1
         self.pad_id = int(pad_id)
         self.label_smoothing = float(label_smoothing)
         self.grad_clip = None if grad_clip is None else float(grad_clip)
@@ -153,7 +156,14 @@ class FastTrainStep:
     # ----------------------------------------------------------------------------------------
     # public
 
-    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimiser step on one micro-batch (update, projection, scheduler); the device loss."""
+        loss = self._step(batch)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         input_ids = batch["input_ids"]
         loss_mask = batch["loss_mask"]
         attention_mask = batch.get("attention_mask")

@@ -1,4 +1,4 @@
-"""Numeric precision and attention kernel choices shared by the fast training and decoding paths."""
+"""Numeric precision of training (and of benchmarks): the float32 matmul mode and the autocast context."""
 
 from __future__ import annotations
 
@@ -30,22 +30,3 @@ def apply_precision(precision: str, device: torch.device) -> Callable[[], Abstra
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext
 
-
-def use_sdpa(model: torch.nn.Module) -> str:
-    """Switch a Hugging Face model to PyTorch's fused scaled-dot-product attention if it can.
-
-    Returns the attention implementation in effect afterwards ("sdpa" or what the model had).
-    """
-    setter = getattr(model, "set_attn_implementation", None)
-    if callable(setter):
-        try:
-            setter("sdpa")
-        except (ValueError, ImportError, NotImplementedError):
-            pass
-    config = getattr(model, "config", None)
-    if config is not None and getattr(config, "_attn_implementation", None) != "sdpa":
-        try:
-            config._attn_implementation = "sdpa"
-        except (ValueError, AttributeError):
-            pass
-    return str(getattr(config, "_attn_implementation", "unknown"))

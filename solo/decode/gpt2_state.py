@@ -21,7 +21,7 @@ Each block still runs through `block(...)` (its forward replaced for the search)
 computed in the model's dtype, softmax in fp32; the MLP's tanh-GELU is torch's one-kernel form.
 About 27 kernels a block per step, so the host's launch time is of the order of the GPU's work.
 Only GPT-2 (`model_type == "gpt2"`, self-attention only) is supported; `unsupported_reason` says
-why another model is not, and solo.accel.fast_beam_search then uses the plain state.
+why another model is not, and solo.decode.engine.fast_beam_search then uses the plain state.
 """
 
 from __future__ import annotations

@@ -1,0 +1,105 @@
+"""The import structure of solo/ (docs/DESIGN.md): each package imports only lower layers, and no
+module import cycle exists, not even one hidden in a function-level (lazy) import."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+from solo.paths import REPO_ROOT
+
+# Lower number = lower layer. A package may import its own modules and any lower layer's.
+LAYERS = {
+    "e2e_eval": 0, "solo.paths": 0,
+    "solo.errors": 1, "solo.config": 1, "solo.atomic": 1, "solo.config_values": 1,
+    "solo.data": 2, "solo.paper": 2, "solo.models": 2,
+    "solo.methods": 3, "solo.decode": 3,
+    "solo.train": 4,
+    "solo.experiments": 5,
+    "solo.demo": 6,
+}
+# Modules the GPU image imports (no Hydra, no OmegaConf there), at least at module level.
+NO_OMEGACONF = [
+    "solo.data.buckets", "solo.decode.engine", "solo.decode.gpt2_state", "solo.train.graphed_step",
+    "solo.train.loop", "solo.train.precision", "solo.train.step",
+]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    files = [*(REPO_ROOT / "solo").rglob("*.py"), *(REPO_ROOT / "e2e_eval").rglob("*.py")]
+    # `solo` itself (solo/__init__.py) holds the version only.
+    return {_module_name(path): path for path in files if path != REPO_ROOT / "solo" / "__init__.py"}
+
+
+def _imports(path: Path, modules: dict[str, Path], top_level_only: bool = False) -> set[str]:
+    """The project modules `path` imports (function-level imports too, unless top_level_only)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from package import submodule` depends on the submodule, not only the package.
+            subs = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+            found.update(subs or {node.module})
+    return found
+
+
+def _layer(module: str) -> tuple[str, int] | None:
+    for prefix in sorted(LAYERS, key=len, reverse=True):
+        if module == prefix or module.startswith(prefix + "."):
+            return prefix, LAYERS[prefix]
+    return None
+
+
+def test_every_module_has_a_layer() -> None:
+    missing = [m for m in _modules() if _layer(m) is None]
+    assert not missing, f"add these to LAYERS: {missing}"
+
+
+def test_no_import_goes_up_or_sideways() -> None:
+    modules = _modules()
+    wrong = []
+    for module, path in modules.items():
+        here, rank = _layer(module)  # type: ignore[misc]
+        for target in _imports(path, modules):
+            there = _layer(target)
+            if there is not None and there[0] != here and there[1] >= rank:
+                wrong.append(f"{module} -> {target}")
+    assert not wrong, wrong
+
+
+def test_no_import_cycle_between_modules() -> None:
+    modules = _modules()
+    graph = {m: {t for t in _imports(p, modules) if t in modules and t != m} for m, p in modules.items()}
+    state: dict[str, int] = {}
+    cycles: list[str] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*trail[trail.index(nxt):], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, cycles
+
+
+def test_gpu_image_modules_import_no_omegaconf() -> None:
+    modules = _modules()
+    for name in NO_OMEGACONF:
+        assert importlib.util.find_spec(name) is not None, name
+        top = _imports(modules[name], modules, top_level_only=True)
+        assert not {t for t in top if t.split(".")[0] in ("omegaconf", "hydra")}, name

@@ -1,0 +1,108 @@
+"""The graphed training step (eager on the CPU) against the plain step (solo.train.step.PlainStep)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from solo.data.buckets import pick_bucket
+from solo.errors import SoloError
+from solo.train.graphed_step import GraphedStep
+from solo.train.step import PlainStep
+from tests.train.step_helpers import LORA, PAD, SOLO, STEPS, attach
+
+
+def plain_curve(backbone, method_cfg, batches):
+    model, method, optimizer, scheduler = attach(backbone, method_cfg)
+    model.train()
+    step = PlainStep(model, method.after_optimizer_step, optimizer, scheduler, label_smoothing=0.1)
+    losses = [step.step(batch).item() for batch in batches]
+    return losses, method.adapter_state_dict()
+
+
+def fast_curve(backbone, method_cfg, batches, buckets=(24, 40)):
+    model, method, optimizer, scheduler = attach(backbone, method_cfg)
+    step = GraphedStep(model, method.after_optimizer_step, optimizer, scheduler, pad_id=PAD,
+                       label_smoothing=0.1, buckets=buckets)
+    losses = [step.step(batch).item() for batch in batches]
+    return losses, method, step
+
+
+@pytest.mark.parametrize("method_cfg", [SOLO, LORA], ids=["solo", "lora"])
+def test_fast_step_matches_plain_trainer_step(backbone, batches, method_cfg):
+    plain_losses, plain_adapter = plain_curve(backbone, method_cfg, batches)
+    fast_losses, method, step = fast_curve(backbone, method_cfg, batches)
+    fast_adapter = method.adapter_state_dict()
+
+    assert step.eager_steps == STEPS and not step.graphed
+    # The curve must move, or equal curves would prove nothing.
+    assert abs(plain_losses[-1] - plain_losses[0]) > 1e-3
+    assert max(abs(a - b) for a, b in zip(plain_losses, fast_losses, strict=True)) < 1e-4
+    assert plain_adapter.keys() == fast_adapter.keys()
+    for name, value in plain_adapter.items():
+        torch.testing.assert_close(fast_adapter[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    # The optimiser really was switched to the fused kernel the CUDA graph uses.
+    assert all(group["fused"] for group in step.optimizer.param_groups)
+    if method_cfg is SOLO:
+        adapter = method.adapter
+        assert torch.all(adapter.encoder[~adapter.encoder_mask] == 0)
+        assert torch.all((adapter.lam >= 0) & (adapter.lam <= 1))
+
+
+def test_bucket_padding_does_not_change_the_loss(backbone, batches):
+    """The same first step at its own length and padded to two larger buckets."""
+    first = batches[:1]
+    reference, _, _ = fast_curve(backbone, SOLO, first, buckets=None)
+    for buckets in [(64,), (40, 96)]:
+        padded, _, _ = fast_curve(backbone, SOLO, first, buckets=buckets)
+        assert abs(padded[0] - reference[0]) < 1e-5
+
+
+def test_left_padded_batch_is_refused(backbone, batches):
+    model, method, optimizer, _ = attach(backbone, SOLO)
+    step = GraphedStep(model, method.after_optimizer_step, optimizer, pad_id=PAD)
+    batch = {k: v.flip(1) for k, v in batches[0].items()}
+    with pytest.raises(SoloError, match="right-padded"):
+        step.step(batch)
+
+
+def test_non_finite_loss_is_flagged_without_stopping(backbone, batches):
+    model, method, optimizer, _ = attach(backbone, SOLO)
+    step = GraphedStep(model, method.after_optimizer_step, optimizer, pad_id=PAD)
+    step.step(batches[0])
+    assert step.check_finite()
+    with torch.no_grad():
+        method.adapter.encodings.fill_(float("nan"))
+    loss = step.step(batches[1])
+    assert torch.isnan(loss)
+    assert not step.check_finite()
+    assert step.check_finite()  # the flag resets once read
+
+
+def test_cuda_graphs_requested_on_cpu_fall_back_to_eager(backbone, batches):
+    model, method, optimizer, _ = attach(backbone, SOLO)
+    with torch.no_grad():
+        method.adapter.lam.fill_(-0.5)  # outside [0, 1]: the projection must pull it back
+    with pytest.warns(UserWarning, match="CUDA graphs need a CUDA device"):
+        step = GraphedStep(model, method.after_optimizer_step, optimizer, pad_id=PAD, cuda_graphs=True)
+    assert not step.graphed
+    assert torch.isfinite(step.step(batches[0]))
+    assert torch.all(method.adapter.lam >= 0)
+
+
+def test_pick_bucket():
+    buckets = (64, 96, 128)
+    assert [pick_bucket(n, buckets) for n in (1, 64, 65, 96, 128)] == [64, 64, 96, 96, 128]
+    assert pick_bucket(129, buckets) == 192 and pick_bucket(200, buckets) == 256
+    assert pick_bucket(77, None) == 77
+
+
+def test_bf16_autocast_follows_the_fp32_curve(backbone, batches):
+    """The tiny-model check behind offering bf16: same curve as fp32 up to bf16 rounding."""
+    fp32, _, _ = fast_curve(backbone, SOLO, batches)
+    model, method, optimizer, scheduler = attach(backbone, SOLO)
+    step = GraphedStep(model, method.after_optimizer_step, optimizer, scheduler, pad_id=PAD,
+                       label_smoothing=0.1, precision="bf16")
+    bf16 = [step.step(batch).item() for batch in batches]
+    gap = max(abs(a - b) for a, b in zip(fp32, bf16, strict=True))
+    assert 0.0 < gap < 5e-3  # > 0: autocast really ran in bf16
