@@ -128,6 +128,7 @@ def _ngrams(tokens: list[int], n: int) -> set[tuple[int, ...]]:
     return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
 
 
+@pytest.mark.slow  # slow one-prompt references for 3 models x 2 beam widths x 2 variants
 @pytest.mark.parametrize("flag", ["bans_after_softmax", "prompt_ngrams", "expand_all_first"])
 def test_each_lora_rule_decides_some_results(flag):
     # The engine equals the reference (above), and swapping any one of the reference's lora rules

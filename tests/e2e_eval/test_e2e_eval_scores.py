@@ -74,6 +74,7 @@ def test_cli_prints_the_scores_like_the_official_script(example_cli):
     assert printed.splitlines() == expected
 
 
+@pytest.mark.slow  # its own METEOR start-up
 def test_cli_mteval_python_scores_and_records_the_variant(shared_data, tmp_path, capsys):
     folder = shared_data / "e2e-metrics-example"
     out = tmp_path / "scores.json"
