@@ -34,7 +34,8 @@ lint: install ## ruff over the sources, tests and benchmarks
 demo: install ## Solo Connection fine-tuned on the spot on real weights (SmolLM2-135M, CPU, ~3 min): real sentences
 	$(PY) -m solo.demo
 
-# The learning check on real pretrained weights (SmolLM2-135M, CPU, about 45 min on 2 cores):
+# The learning check on real pretrained weights (SmolLM2-135M, CPU; about 52 CPU-minutes at one
+# thread by the 2026-12-02 measurements, i.e. 35-55 min on 2 idle cores; --threads 1 on a busy machine):
 # zero-shot, LoRA, Solo Connection and the peft anchor -> results/real/smollm2-135m.{md,csv,png}
 real: install ## the learning check on real weights: zero-shot, LoRA, Solo, peft anchor -> results/real/
 	$(PY) -m solo.experiments.real $(ARGS)
