@@ -59,7 +59,7 @@ def test_examples_follow_the_chat_format_and_mask_only_the_reply(backbone, pairs
 
 def test_solo_learns_on_real_weights(backbone, pairs, tmp_path):
     from solo.data import TrainBatches, encode_pairs
-    from solo.decode import decode_mrs
+    from solo.decode import decode_mrs_with_stats
     from solo.methods import apply_method
     from solo.train.loop import dev_loss, train
     from solo.train.tracking import Tracker
@@ -84,7 +84,7 @@ def test_solo_learns_on_real_weights(backbone, pairs, tmp_path):
               tracker=Tracker(), device=cpu, diagnostics=method.diagnostics)
         after = dev_loss(model, dev_batches, cpu)
         lambdas = [v for k, v in method.diagnostics().items() if k.endswith("/lambda")]
-        predictions = decode_mrs(model, tokenizer, [dev_pairs[0].mr],
+        predictions, _ = decode_mrs_with_stats(model, tokenizer, [dev_pairs[0].mr],
                                  {"num_beams": 2, "max_new_tokens": 32, "engine": "reference"})
     finally:
         method.detach()
