@@ -70,6 +70,7 @@ class Settings:
     warmup_fraction: float = 0.1
     overrides: list[str] = field(default_factory=list)
     run_name: str = ""
+    results_stem: str = MODEL
 
 
 @dataclass
@@ -241,6 +242,8 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, list[str], bool]:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override, e.g. --set model.format=null (the GPT-2 format)")
     parser.add_argument("--no-report", action="store_true", help="print the figures only (experiments)")
+    parser.add_argument("--results-stem", default=MODEL,
+                        help="results/real/<stem>.{md,csv} (and <stem>-*.png unless the default)")
     parser.add_argument("--run-name", default=None,
                         help="runs/real/<name>/<lane>/ (default: the start time); a lane whose result.json "
                              "is there already is not rerun, so lanes may run as separate processes and a "
@@ -263,6 +266,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, list[str], bool]:
         METHODS["solo"][key] = yaml_value(value)
     settings.overrides = list(args.set)
     settings.run_name = args.run_name or time.strftime("%Y%m%d-%H%M%S")
+    settings.results_stem = args.results_stem
     return settings, lanes, args.no_report
 
 
@@ -321,17 +325,21 @@ def write_report(results: list[LaneResult], settings: Settings, data: Data, wall
         results_markdown,
     )
 
+    stem = settings.results_stem
+    prefix = "" if stem == MODEL else f"{stem}-"
+    curves, lambdas = f"{prefix}loss_curves.png", f"{prefix}solo_lambda.png"
     outputs = {
-        RESULTS_DIR / f"{MODEL}.md": results_markdown(
+        RESULTS_DIR / f"{stem}.md": results_markdown(
             results, settings, BANNER, notes=findings(), n_train=len(data.train_examples),
             n_dev=len(data.dev_examples), n_test=len(data.groups), wall_seconds=wall,
-            references=[g.refs for g in data.groups], mrs=[g.mr for g in data.groups]),
-        RESULTS_DIR / f"{MODEL}.csv": results_csv(results),
-        RESULTS_DIR / "loss_curves.png": loss_curves_png(results, BANNER),
+            references=[g.refs for g in data.groups], mrs=[g.mr for g in data.groups],
+            images=(curves, lambdas)),
+        RESULTS_DIR / f"{stem}.csv": results_csv(results),
+        RESULTS_DIR / curves: loss_curves_png(results, BANNER),
     }
     solo_records = next((r.diagnostics for r in results if r.lane == "solo"), [])
     if solo_records:
-        outputs[RESULTS_DIR / "solo_lambda.png"] = diagnostics_png(solo_records, BANNER)
+        outputs[RESULTS_DIR / lambdas] = diagnostics_png(solo_records, BANNER)
     for message in publish(outputs):
         print(message)
 

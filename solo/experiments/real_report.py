@@ -37,7 +37,8 @@ def results_csv(results: Sequence[Any]) -> bytes:
 
 def results_markdown(results: Sequence[Any], settings: Any, banner: str, *, notes: str,
                      n_train: int, n_dev: int, n_test: int, wall_seconds: float,
-                     references: Sequence[Sequence[str]], mrs: Sequence[str]) -> bytes:
+                     references: Sequence[Sequence[str]], mrs: Sequence[str],
+                     images: tuple[str, str] = ("loss_curves.png", "solo_lambda.png")) -> bytes:
     lines = [
         "# SmolLM2-135M: does the chain learn on real pretrained weights?",
         "",
@@ -62,7 +63,7 @@ def results_markdown(results: Sequence[Any], settings: Any, banner: str, *, note
     for r in results:
         if len(r.dev_curve) > 1:
             lines.append(f"- {r.lane}: " + ", ".join(f"{s}: {v:.3f}" for s, v in r.dev_curve))
-    lines += ["", "![dev loss](loss_curves.png)", "", "![Solo diagnostics](solo_lambda.png)", ""]
+    lines += ["", f"![dev loss]({images[0]})", "", f"![Solo diagnostics]({images[1]})", ""]
     lines += ["## Findings", "", notes.strip(), "", "## First test MRs", ""]
     for i, mr in enumerate(mrs[:5]):
         lines.append(f"- **MR:** {mr}")
