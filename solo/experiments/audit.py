@@ -24,6 +24,7 @@ from torch import nn
 
 from solo.errors import SoloError, exit_on_solo_error
 from solo.experiments.compose import compose_train_config
+from solo.experiments.real_audit import real_model_audit
 from solo.experiments.tables import PaperRow, load_paper_rows
 from solo.methods import apply_method
 from solo.models.backbone import build_random_model, random_config
@@ -173,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     print(format_rows(rows))
     print()
     print(legend())
+    print()
+    print(real_model_audit())
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(asdict(rows[0])))

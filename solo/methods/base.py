@@ -36,6 +36,10 @@ class Method:
     def after_optimizer_step(self) -> None:
         """Restore invariants the optimiser may break (call after every `optimizer.step()`)."""
 
+    def diagnostics(self) -> dict[str, float]:
+        """Scalars worth watching during training (logged with every log record); none by default."""
+        return {}
+
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """The trainable tensors, named as in `model.state_dict()`; what `save_adapter` writes."""
         return {name: p.detach() for name, p in named(self.model, self.trainable_parameters()).items()}

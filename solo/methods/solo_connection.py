@@ -253,6 +253,24 @@ class SoloConnection(Method):
             return {}
         return {f"{ADAPTER_ATTR}.encoder": a.encoder_mask, f"{ADAPTER_ATTR}.decoder": a.decoder_mask}
 
+    @torch.no_grad()
+    def diagnostics(self) -> dict[str, float]:
+        """Per connection (named by its block, e.g. `solo/D4/lambda`): the gate λ as the forward
+        uses it (clamped), ‖λ·v‖ (the gate's size: how much the connection can add) and ‖e_t‖;
+        for the shared pair, the Frobenius norms of the masked encoder and decoder."""
+        a = self.adapter
+        encoder, decoder = a.masked_weights()
+        out = {"solo/encoder_norm": float(encoder.norm()), "solo/decoder_norm": float(decoder.norm())}
+        lam = a.lam.clamp(0.0, 1.0) if self.settings.homotopy else torch.ones(self.n_connections)
+        gate_norms = (lam.to(a.v.dtype)[:, None] * a.v).norm(dim=1)
+        for index, (first, last) in enumerate(self.groups):
+            key = f"solo/D{first}" if first == last else f"solo/D{first}-{last}"
+            if self.settings.homotopy:
+                out[f"{key}/lambda"] = float(lam[index])
+            out[f"{key}/gate_norm"] = float(gate_norms[index])
+            out[f"{key}/encoding_norm"] = float(a.encodings[index].norm())
+        return out
+
     def detach(self) -> None:
         for handle in self._handles:
             handle.remove()

@@ -1,9 +1,12 @@
 """Load the backbone: pretrained weights (hub name or local folder) or random weights from a config.
 
-model_cfg keys: `name` (label), `pretrained` (hub name | local folder | null), `config_file`
-(architecture JSON, used when `pretrained` is null), `overrides` (config fields to change, for
-random and pretrained weights alike: e.g. n_layer for a tiny model, the dropout rates),
-`tokenizer` (hub name | local folder).
+model_cfg keys: `name` (label), `pretrained` (hub name | local folder | `gguf:<package>/<file>`,
+see solo.models.gguf | null), `config_file` (architecture JSON, used when `pretrained` is null),
+`overrides` (config fields to change, for random and pretrained weights alike: e.g. n_layer for a
+tiny model, the dropout rates), `tokenizer` (hub name | local folder | `gguf:` spec), `format`
+(the prompt/target format, see solo.data.tokenization; null = the GPT-2 recipe). The format is
+attached to the returned tokenizer, so every encoder of the run (training, dev loss, decoding
+prompts) uses the same one.
 
 Random weights come from torch's global RNG: seed it before calling for reproducible models.
 Offline, a hub name fails fast (a 3 s reachability probe, then the cache only, instead of the hub
@@ -28,7 +31,9 @@ from huggingface_hub import try_to_load_from_cache
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
 
 from solo.config_values import config_value
+from solo.data.tokenization import attach_format
 from solo.errors import SoloError
+from solo.models.gguf import ensure_converted, is_gguf_spec
 from solo.paths import shared_data_dir
 
 # The GPT-2 family shares one vocabulary; the shared data ships it for offline machines.
@@ -108,6 +113,8 @@ def _load_pretrained(pretrained: str, overrides: Mapping[str, Any] | None = None
     # Overrides go to from_pretrained, so fields read at construction (dropout rates) take effect.
     overrides = dict(overrides or {})
     load = partial(AutoModelForCausalLM.from_pretrained, **overrides)
+    if is_gguf_spec(pretrained):
+        pretrained = str(ensure_converted(pretrained))
     local = Path(pretrained).expanduser()
     if local.is_dir():
         try:
@@ -149,6 +156,8 @@ def _bad_overrides(overrides: Mapping[str, Any], err: Exception | None) -> SoloE
 def load_tokenizer(spec: str | None) -> Any:
     if not spec:
         raise SoloError("model.tokenizer is not set; give a hub name or a local tokenizer folder")
+    if is_gguf_spec(spec):
+        return AutoTokenizer.from_pretrained(str(ensure_converted(str(spec))))
     local = Path(str(spec)).expanduser()
     if local.is_dir():
         return AutoTokenizer.from_pretrained(str(local))
@@ -180,4 +189,5 @@ def load_backbone(model_cfg: Any) -> tuple[torch.nn.Module, Any]:
             f"model vocabulary ({model.config.vocab_size}) is smaller than the tokenizer's ({len(tokenizer)}); "
             f"use a matching model.tokenizer"
         )
+    attach_format(tokenizer, config_value(model_cfg, "format"))
     return model, tokenizer

