@@ -114,6 +114,8 @@ class Inputs:
 def load_inputs(cfg: DictConfig, run_dir: Path) -> Inputs:
     """Backbone, method (or the saved adapter), data: any bad input fails here, writing nothing."""
     from solo.data import group_by_mr, load_split
+    from solo.decode.predict import settings_from_config
+    from solo.decode.text import stop_token_ids
     from solo.methods import apply_method, load_adapter
     from solo.methods.base import named
     from solo.models import load_backbone
@@ -122,6 +124,10 @@ def load_inputs(cfg: DictConfig, run_dir: Path) -> Inputs:
     # process rebuilds the very same frozen weights.
     seed_everything(int(cfg.seed))
     model, tokenizer = load_backbone(cfg.model)
+    # The stop tokens depend on the tokenizer: a decode.extra_stop_tokens entry that is not one
+    # token fails now, not after training.
+    stop_token_ids(tokenizer, settings_from_config(
+        OmegaConf.to_container(cfg.decode, resolve=True)).extra_stop_tokens)  # type: ignore[arg-type]
     finished_adapter = readable_directory(run_dir / "adapter")
     if finished_adapter is not None:
         load_adapter(model, finished_adapter)

@@ -95,7 +95,7 @@ def test_cli_bad_lr_is_one_line_and_exit_2(shared_data, tmp_path):
     assert sorted(os.listdir(tmp_path)) == []
 
 
-@pytest.mark.parametrize("case", ["bad-data", "dead-adapter", "missing-weights"])
+@pytest.mark.parametrize("case", ["bad-data", "dead-adapter", "missing-weights", "stop-token"])
 def test_bad_inputs_leave_no_stub_run_dir(case, shared_data, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -104,6 +104,9 @@ def test_bad_inputs_leave_no_stub_run_dir(case, shared_data, tmp_path, capsys):
         "dead-adapter": ("method.rank=8 method.sparsity=0.9999",
                          "method.sparsity=0.9999 keeps 0 of the 512 entries of E and D"),
         "missing-weights": (f"model.pretrained={empty}", f"model.pretrained folder {empty} has no loadable weights"),
+        # Checked against the tokenizer once it is loaded: before training, not at decode time.
+        "stop-token": ("decode.extra_stop_tokens=[Zyxwvq]",
+                       "decode.extra_stop_tokens: 'Zyxwvq' encodes to 5 tokens"),
     }[case]
     cfg = compose_cfg(tiny_overrides(shared_data, tmp_path / "runs", *extra.split()))
     code, printed = _exit_line(capsys, cfg)
