@@ -47,7 +47,9 @@ if TYPE_CHECKING:
 
 def check_config(cfg: DictConfig) -> None:
     """Every config group checked before a run directory exists or a weight is loaded: the trainer,
-    data and decode schemas, the method's settings; the model group is checked by loading it."""
+    data and decode schemas, the method's settings, the scorer's mteval variant; the model group is
+    checked by loading it."""
+    from e2e_eval.scoring import check_mteval
     from solo.data.settings import data_settings
     from solo.decode.predict import settings_from_config
     from solo.methods import check_method_config
@@ -56,6 +58,7 @@ def check_config(cfg: DictConfig) -> None:
     data_settings(cfg.data)
     settings_from_config(OmegaConf.to_container(cfg.decode, resolve=True))  # type: ignore[arg-type]
     check_method_config(cfg.method)
+    check_mteval(str(OmegaConf.select(cfg, "score.mteval", default="perl")))
 
 
 def build_batches(cfg: DictConfig, tokenizer, split: str, *, shuffle: bool):

@@ -58,6 +58,7 @@ def _snapshot(root: Path) -> dict[Path, bytes]:
     [
         ("decode.num_beams=0", "decode.num_beams=0 must be an integer >= 1"),
         ("decode.engine=bogus", "decode.engine='bogus' must be one of"),
+        ("score.mteval=bogus", "mteval='bogus' must be one of perl, python"),
         ("trainer.lr=-1", "trainer.lr=-1 is not allowed; allowed: a number > 0"),
         ("trainer.lr=abc", "trainer.lr='abc' is not allowed; allowed: a number > 0"),
         ("trainer.warmup_steps=-5", "trainer.warmup_steps=-5 is not allowed; allowed: an integer >= 0"),
