@@ -54,7 +54,8 @@ removal of done prompts). The default, HFCacheState, is the model's own forward 
 DynamicCache: the prompt pass runs once per prompt and its cache is repeated K times, each step
 concatenates to and reorders the whole cache. solo.decode.gpt2_state's SharedPromptGPT2State computes the
 same logits for GPT-2 without those copies. Host syncs per step: "is the top-k superset
-tie-free?" and (hf) "is any prompt done?".
+tie-free?" and (hf) "is any prompt done?"; solo.decode.static_search runs the same search as a
+fixed-shape step that reads the host only every decode.sync_every steps (the fast engine's).
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ class BeamSettings:
     engine picks the decoding state, not the search: "reference" runs the model's own forward
     with HF's DynamicCache, "fast" solo.decode.gpt2_state's SharedPromptGPT2State for GPT-2 models (the
     reference for others); both give the same tokens up to floating-point rounding.
+    sync_every, cuda_graph: speed only, for the fast engine on GPT-2 (solo.decode.static_search):
+    the host reads the search's flags every sync_every steps; cuda_graph "auto" replays each step
+    as a CUDA graph on CUDA, True requires that (an error where it cannot), False never.
     """
 
     num_beams: int = 10
@@ -100,10 +104,12 @@ class BeamSettings:
     engine: str = "fast"
     style: str = "lora"
     extra_stop_tokens: tuple[str, ...] = ("\n\n",)
+    sync_every: int = 8
+    cuda_graph: str | bool = "auto"
 
     def validate(self) -> None:
         for field, low in (("num_beams", 1), ("no_repeat_ngram_size", 0), ("max_new_tokens", 0),
-                           ("batch_size", 1)):
+                           ("batch_size", 1), ("sync_every", 1)):
             value = getattr(self, field)
             if field == "batch_size" and value is None:
                 continue
@@ -113,6 +119,8 @@ class BeamSettings:
             raise SoloError(f"decode.engine={self.engine!r} must be one of {', '.join(ENGINES)}")
         if self.style not in STYLES:
             raise SoloError(f"decode.style={self.style!r} must be one of {', '.join(STYLES)}")
+        if not (isinstance(self.cuda_graph, bool) or self.cuda_graph == "auto"):
+            raise SoloError(f"decode.cuda_graph={self.cuda_graph!r} must be auto, true or false")
         if isinstance(self.extra_stop_tokens, str) or not all(
                 isinstance(t, str) and t for t in self.extra_stop_tokens):
             raise SoloError(f"decode.extra_stop_tokens={self.extra_stop_tokens!r} must be a list of "
@@ -136,34 +144,55 @@ def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: i
     settings = BeamSettings(num_beams=num_beams, length_penalty=float(length_penalty),
                             no_repeat_ngram_size=no_repeat_ngram_size,
                             max_new_tokens=max_new_tokens, batch_size=batch_size, style=style)
-    if batch_size is None:
+    make_state = state or HFCacheState
+
+    def search_batch(device, prompts, stop_ids, pad_id, settings):
+        return _search_batch(make_state(model, num_beams), device, prompts, stop_ids, pad_id, settings)
+
+    return decode_in_batches(model, prompts, settings, eos_id=eos_id, pad_id=pad_id,
+                             search_batch=search_batch, progress=progress)
+
+
+BatchSearch = Callable[[torch.device, list[list[int]], tuple[int, ...], int, "BeamSettings"],
+                       list[list[int]]]
+
+
+def decode_in_batches(model: nn.Module, prompts: Sequence[Sequence[int]], settings: BeamSettings, *,
+                      eos_id: int | Sequence[int], pad_id: int, search_batch: BatchSearch,
+                      progress: bool = False) -> list[list[int]]:
+    """What every search shares around its per-batch search: checks, batches of similar lengths,
+    eval and inference mode, results back in the order of `prompts`.
+
+    `search_batch(device, prompts, stop_ids, pad_id, settings)` decodes one batch (beam_search's
+    or solo.decode.static_search's).
+    """
+    if settings.batch_size is None:
         raise SoloError("beam_search needs an integer batch_size")
     settings.validate()
     for i, prompt in enumerate(prompts):
         if len(prompt) == 0:
             raise SoloError(f"prompt {i} is empty; a decoder-only model needs at least one token")
-    _check_positions(model, prompts, max_new_tokens)
+    _check_positions(model, prompts, settings.max_new_tokens)
     stop_ids = stop_id_tuple(eos_id)
 
     results: list[list[int]] = [[] for _ in prompts]
-    if max_new_tokens == 0 or not prompts:
+    if settings.max_new_tokens == 0 or not prompts:
         return results
     # Similar lengths share a batch, so little compute goes to padding; stable for determinism.
+    size = settings.batch_size
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    batches = [order[s:s + size] for s in range(0, len(order), size)]
     if progress:
         from tqdm import tqdm
 
         batches = tqdm(batches, desc="decode", unit="batch")
-    make_state = state or HFCacheState
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             for batch in batches:
-                outs = _search_batch(make_state(model, num_beams), device,
-                                     [list(prompts[i]) for i in batch], stop_ids, pad_id, settings)
+                outs = search_batch(device, [list(prompts[i]) for i in batch], stop_ids, pad_id, settings)
                 for i, out in zip(batch, outs, strict=True):
                     results[i] = out
     finally:
@@ -340,6 +369,12 @@ def _search_batch(state: DecoderState, device: torch.device, prompts: list[list[
     stops = torch.tensor(stop_ids, device=device)
     search = _lora_steps if settings.style == "lora" else _hf_steps
     best_tokens, best_lengths = search(state, batch, stops, pad_id, settings)
+    return token_lists(best_tokens, best_lengths, stop_ids)
+
+
+def token_lists(best_tokens: torch.Tensor, best_lengths: torch.Tensor,
+                stop_ids: Sequence[int]) -> list[list[int]]:
+    """Each prompt's best tokens [P, T] cut to its length [P] and before its first stop token."""
     stop_set = set(stop_ids)
     results = []
     for tokens, length in zip(best_tokens.tolist(), best_lengths.tolist(), strict=True):
@@ -399,7 +434,8 @@ def _lora_steps(state: DecoderState, batch: _Batch, stops: torch.Tensor, pad_id:
 
 class _BestOffer:
     """Each prompt's best offered hypothesis: replaced only by a strictly higher final score, or
-    taken whatever its score while there is none (gpt2_beam.py's `_add_beam_candidate`)."""
+    taken whatever its score while there is none (gpt2_beam.py's `_add_beam_candidate`).
+    Updated in place (a CUDA graph of the fixed-shape step holds the tensors' addresses)."""
 
     def __init__(self, num_prompts: int, steps: int, pad_id: int, device: torch.device) -> None:
         self.scores = torch.full((num_prompts,), float("-inf"), device=device)
@@ -408,17 +444,21 @@ class _BestOffer:
         self.lengths = torch.zeros(num_prompts, dtype=torch.long, device=device)
 
     def offer(self, offered: torch.Tensor, finals: torch.Tensor, tokens: torch.Tensor,
-              length: int) -> None:
-        """offered, finals: [P, K]; tokens: [P, K, T]. Slots offer in rank order, so the first
-        slot with the highest final score is the one a sequential pass would keep."""
+              length: int | torch.Tensor) -> None:
+        """offered, finals: [P, K]; tokens: [P, K, T]; length: an int or a 0-dim device tensor.
+        Slots offer in rank order, so the first slot with the highest final score is the one a
+        sequential pass would keep."""
         top = torch.where(offered, finals, float("-inf")).max(dim=1).values
         first = (offered & (finals == top[:, None])).int().argmax(dim=1)
         take = offered.any(dim=1) & (~self.taken | (top > self.scores))
-        self.scores = torch.where(take, top, self.scores)
+        self.scores.copy_(torch.where(take, top, self.scores))
         self.taken |= take
         chosen = tokens[torch.arange(tokens.shape[0], device=tokens.device), first]
-        self.tokens = torch.where(take[:, None], chosen, self.tokens)
-        self.lengths = torch.where(take, length, self.lengths)
+        self.tokens.copy_(torch.where(take[:, None], chosen, self.tokens))
+        self.lengths.copy_(torch.where(take, length, self.lengths))
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.scores, self.taken, self.tokens, self.lengths]
 
 
 def _hf_steps(state: DecoderState, batch: _Batch, stops: torch.Tensor, pad_id: int,

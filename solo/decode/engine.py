@@ -3,25 +3,32 @@
 `decode.engine` picks one of two (`search` below). The search itself is
 solo.decode.beam_search, unchanged either way (its results do not depend on the batch size):
 - `reference`: the model's own forward with Hugging Face's cache (HFCacheState), batches of 32;
-- `fast`: for GPT-2, `SharedPromptGPT2State` (gpt2_state.py), which keeps one copy of each prompt's
-  keys and never copies the beams' cache; other models run their own forward with SDPA attention.
+- `fast`: for GPT-2, solo.decode.static_search: the same search as a fixed-shape step over
+  `SharedPromptGPT2State` (gpt2_state.py, one copy of each prompt's keys, the beams' cache never
+  copied), its flags read every `decode.sync_every` steps, replayed as a CUDA graph on CUDA
+  (`decode.cuda_graph`); other models run their own forward with SDPA attention and
+  beam_search's per-step host checks.
   On CUDA the batch is as many prompts as memory allows (split evenly across batches): at batch
   32 x 10 beams GPT-2 runs a few hundred rows per step and is launch-bound, and bigger batches
-  amortise every launch and the per-step host checks over more rows.
+  amortise every launch over more rows.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
-from solo.decode.beam_search import DEFAULT_BATCH_SIZE, beam_search
-from solo.decode.gpt2_state import SharedPromptGPT2State, unsupported_reason
+from solo.decode.beam_search import DEFAULT_BATCH_SIZE, BeamSettings, beam_search
+from solo.decode.gpt2_state import unsupported_reason
+from solo.decode.static_search import StaticSearchReport, static_beam_search
+from solo.errors import SoloError
+
+log = logging.getLogger(__name__)
 
 # Fraction of free GPU memory the caches and per-step score tensors may take.
 _MEMORY_SHARE = 0.5
@@ -50,8 +57,9 @@ def decode_batch_size(model: nn.Module, prompts: Sequence[Sequence[int]], num_be
         # DynamicCache: every beam holds the whole sequence, and concatenation plus the beam
         # reorder keep up to three copies alive.
         cache_per_prompt = 3 * 2 * layers * width * (prompt_length + max_new_tokens) * element * num_beams
-    # fp32 logits, log-probs, beam totals and sort keys over the vocabulary.
-    scores_per_prompt = 6 * vocab * 4 * num_beams
+    # fp32 logits, log-probs, beam totals and sort keys over the vocabulary, and the fixed-shape
+    # search's snapshot of the logits (one per window, for a redo).
+    scores_per_prompt = (6 * 4 + element) * vocab * num_beams
     free, _ = torch.cuda.mem_get_info(device)
     # Blocks PyTorch keeps cached from earlier work are free to this search too.
     free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
@@ -69,28 +77,43 @@ def even_batch_size(count: int, fits: int) -> int:
 
 
 def fast_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, num_beams: int = 10,
-                     max_new_tokens: int = 64, batch_size: int | None = None,
+                     max_new_tokens: int = 64, batch_size: int | None = None, sync_every: int = 8,
+                     cuda_graph: str | bool = "auto", report: StaticSearchReport | None = None,
                      **search: Any) -> list[list[int]]:
-    """solo.decode.beam_search's tokens, computed with the fast state and (by default) the largest
-    batch that fits; `search`: beam_search's other keywords (eos_id, pad_id, length_penalty, ...)."""
-    if unsupported_reason(model) is None:
-        state = partial(SharedPromptGPT2State, max_new_tokens=max_new_tokens)
-    else:
-        use_sdpa(model)
-        state = None
+    """solo.decode.beam_search's tokens, computed with the fast engine and (by default) the largest
+    batch that fits; `search`: beam_search's other keywords (eos_id, pad_id, length_penalty, ...).
+
+    GPT-2: static_beam_search (sync_every, cuda_graph, report: see there). Other models: their own
+    forward (SDPA) with beam_search's per-step checks; cuda_graph=True is then an error.
+    """
+    BeamSettings(sync_every=sync_every, cuda_graph=cuda_graph).validate()
     if batch_size is None:
         batch_size = decode_batch_size(model, prompts, num_beams, max_new_tokens)
+    reason = unsupported_reason(model)
+    if reason is None:
+        return static_beam_search(model, prompts, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                  batch_size=batch_size, sync_every=sync_every,
+                                  cuda_graph=cuda_graph, report=report, **search)
+    if cuda_graph is True:
+        raise SoloError(f"decode.cuda_graph=true needs a GPT-2 model: {reason}; use auto or false")
+    log.info("decode: %s; the fast engine runs the model's own forward (no CUDA graph)", reason)
+    if report is not None:
+        report.fallback = f"{reason}: the model's own forward, host checks every step"
+    use_sdpa(model)
     return beam_search(model, prompts, num_beams=num_beams, max_new_tokens=max_new_tokens,
-                       batch_size=batch_size, state=state, **search)
+                       batch_size=batch_size, **search)
 
 
 def search(model: nn.Module, prompts: Sequence[Sequence[int]], *, engine: str,
-           batch_size: int | None = None, **settings: Any) -> list[list[int]]:
+           batch_size: int | None = None, sync_every: int = 8, cuda_graph: str | bool = "auto",
+           report: StaticSearchReport | None = None, **settings: Any) -> list[list[int]]:
     """beam_search over `prompts` with the engine `decode.engine` names (see ENGINES in
     beam_search.py; checked by BeamSettings); `batch_size` None: the engine's default.
-    `settings`: beam_search's keywords."""
+    `settings`: beam_search's keywords. sync_every, cuda_graph and report are the fast engine's
+    (fast_beam_search); the reference engine reads the host every step and has no graph."""
     if engine == "fast":
-        return fast_beam_search(model, prompts, batch_size=batch_size, **settings)
+        return fast_beam_search(model, prompts, batch_size=batch_size, sync_every=sync_every,
+                                cuda_graph=cuda_graph, report=report, **settings)
     return beam_search(model, prompts, batch_size=batch_size or DEFAULT_BATCH_SIZE, **settings)
 
 

@@ -20,6 +20,8 @@ Each block still runs through `block(...)` (its forward replaced for the search)
 (Solo Connection) and replaced projections (LoRA's `c_attn`) act as in training. Scores are
 computed in the model's dtype, softmax in fp32; the MLP's tanh-GELU is torch's one-kernel form.
 About 27 kernels a block per step, so the host's launch time is of the order of the GPU's work.
+`advance_at` is the same step with every shape fixed (the whole buffer, later slots masked, the
+step a device tensor): solo.decode.static_search captures it in a CUDA graph.
 Only GPT-2 (`model_type == "gpt2"`, self-attention only) is supported; `unsupported_reason` says
 why another model is not, and solo.decode.engine.fast_beam_search then uses the plain state.
 """
@@ -94,7 +96,7 @@ class SharedPromptGPT2State:
         prompts = self.ancestry.shape[0]
         parents = rows.view(prompts, self.beams) % self.beams
         index = parents[:, :, None].expand(-1, -1, self.ancestry.shape[2])
-        self.ancestry = self.ancestry.gather(1, index)
+        self.ancestry.copy_(self.ancestry.gather(1, index))  # in place: a CUDA graph holds its address
 
     def select(self, rows: torch.Tensor) -> None:
         keep = rows.view(-1, self.beams)[:, 0] // self.beams
@@ -107,11 +109,25 @@ class SharedPromptGPT2State:
     def advance(self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         if self.step >= self.max_steps:
             raise RuntimeError(f"advance called more than max_new_tokens={self.max_steps} times")
-        step = self.step
-        self.ancestry[:, :, step] = torch.arange(self.beams, device=tokens.device)
+        logits = self._advance(tokens, positions, self.step)
+        self.step += 1
+        return logits
+
+    def advance_at(self, tokens: torch.Tensor, positions: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """`advance` as a function of fixed-shape tensors: `step` (a 0-dim int64 tensor on the
+        model's device) says which slot the tokens' keys and values go to, attention reads the
+        whole buffer with the later slots masked, and nothing is read on the host. The caller
+        keeps the step count (`self.step` is not used); steps past max_new_tokens are its error."""
+        return self._advance(tokens, positions, step)
+
+    def _advance(self, tokens: torch.Tensor, positions: torch.Tensor,
+                 step: int | torch.Tensor) -> torch.Tensor:
+        # At this step each row's own token is in its own beam's slot.
+        own = torch.arange(self.beams, device=tokens.device)[:, None]
+        at_step = torch.arange(self.ancestry.shape[2], device=tokens.device) == step
+        self.ancestry.copy_(torch.where(at_step, own, self.ancestry))
         hidden = self._run_blocks(self._embed(tokens[:, None], positions[:, None]),
                                   partial(self._beam_attention, step))
-        self.step += 1
         return self._logits(hidden[:, -1])
 
     # -- the model ---------------------------------------------------------------------------------
@@ -148,34 +164,50 @@ class SharedPromptGPT2State:
         layers, prompts = len(self.blocks), q.shape[0]
         shape = (prompts, self.heads, max(self.max_steps, 1) * self.beams, self.head_dim)
         self.prompt_keys, self.prompt_values = [None] * layers, [None] * layers
-        self.beam_keys = [q.new_empty(shape) for _ in range(layers)]
-        self.beam_values = [q.new_empty(shape) for _ in range(layers)]
+        # Zeros, not garbage: advance_at reads every slot, and a later slot's weight 0 times a
+        # NaN left in uninitialised memory would be NaN.
+        self.beam_keys = [q.new_zeros(shape) for _ in range(layers)]
+        self.beam_values = [q.new_zeros(shape) for _ in range(layers)]
         self.step = 0
 
-    def _beam_attention(self, step: int, block: nn.Module, layer: int,
+    def _beam_attention(self, step: int | torch.Tensor, block: nn.Module, layer: int,
                         hidden: torch.Tensor) -> torch.Tensor:
+        """Attention of each row's new token over its prompt and its own history. `step` an int:
+        the buffer is cut after this step's slots; a 0-dim tensor: every slot is read, later
+        steps masked (fixed shapes for a CUDA graph; same logits up to rounding)."""
         prompts, beams, heads = self.prompt_mask.shape[0], self.beams, self.heads
         q, k, v = self._split(block, hidden)                   # [P*K, H, 1, hd]
         # [P, H, K, hd], contiguous once for the two matmuls below
         q = q.reshape(prompts, beams, heads, -1).transpose(1, 2).contiguous()
-        slots = slice(step * beams, (step + 1) * beams)
         keys, values = self.beam_keys[layer], self.beam_values[layer]
-        keys[:, :, slots] = k.reshape(prompts, beams, heads, -1).transpose(1, 2)
-        values[:, :, slots] = v.reshape(prompts, beams, heads, -1).transpose(1, 2)
-        keys, values = keys[:, :, :(step + 1) * beams], values[:, :, :(step + 1) * beams]
+        k = k.reshape(prompts, beams, heads, -1).transpose(1, 2)
+        v = v.reshape(prompts, beams, heads, -1).transpose(1, 2)
+        if isinstance(step, int):
+            slots = slice(step * beams, (step + 1) * beams)
+            keys[:, :, slots], values[:, :, slots] = k, v
+            seen = step + 1
+            keys, values = keys[:, :, :seen * beams], values[:, :, :seen * beams]
+        else:
+            slots = step * beams + torch.arange(beams, device=step.device)
+            keys.index_copy_(2, slots, k)
+            values.index_copy_(2, slots, v)
+            seen = keys.shape[2] // beams
 
         scale = self.scales[layer]
         accurate = torch.promote_types(q.dtype, torch.float32)  # fp32, or fp64 for fp64 models
         prompt_scores = (q @ self.prompt_keys[layer].transpose(-1, -2)).to(accurate) * scale
         prompt_scores.masked_fill_(self.prompt_padding, float("-inf"))
         # Every beam's query against every beam slot, then each row keeps its own history.
-        history = self.ancestry[:, None, :, :step + 1, None].expand(-1, heads, -1, -1, 1)
-        all_scores = (q @ keys.transpose(-1, -2)).view(prompts, heads, beams, step + 1, beams)
+        history = self.ancestry[:, None, :, :seen, None].expand(-1, heads, -1, -1, 1)
+        all_scores = (q @ keys.transpose(-1, -2)).view(prompts, heads, beams, seen, beams)
         own_scores = all_scores.gather(4, history).squeeze(4).to(accurate) * scale
+        if not isinstance(step, int):
+            later = torch.arange(seen, device=step.device) > step
+            own_scores.masked_fill_(later, float("-inf"))
 
         width = prompt_scores.shape[-1]
         weights = torch.cat([prompt_scores, own_scores], dim=-1).softmax(dim=-1).to(values.dtype)
-        spread = weights.new_zeros(prompts, heads, beams, step + 1, beams)
+        spread = weights.new_zeros(prompts, heads, beams, seen, beams)
         spread.scatter_(4, history, weights[..., width:, None])
         out = weights[..., :width] @ self.prompt_values[layer]
         out = out + spread.view(prompts, heads, beams, -1) @ values     # [P, H, K, hd]

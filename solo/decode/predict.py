@@ -11,6 +11,7 @@ from torch import nn
 
 from solo.decode.beam_search import BeamSettings
 from solo.decode.engine import search
+from solo.decode.static_search import StaticSearchReport
 from solo.decode.text import prediction_text, stop_token_ids
 from solo.errors import SoloError
 
@@ -69,10 +70,17 @@ def decode_mrs_with_stats(model: nn.Module, tokenizer, mrs: Sequence[str],
                          no_repeat_ngram_size=settings.no_repeat_ngram_size,
                          max_new_tokens=settings.max_new_tokens, style=settings.style,
                          progress=progress)
+    report = StaticSearchReport()
     started = time.perf_counter()
     outputs = search(model, prompts, engine=settings.engine, batch_size=settings.batch_size,
+                     sync_every=settings.sync_every, cuda_graph=settings.cuda_graph, report=report,
                      **search_kwargs)
     seconds = time.perf_counter() - started
+    if report.batches:
+        log.info("decode: %d batches, %d CUDA graphs captured (%.2f s), %d windows of %d steps redone "
+                 "for a tie%s", report.batches, report.graphs_captured, report.capture_seconds,
+                 report.windows_redone, settings.sync_every,
+                 f"; eager steps: {report.fallback}" if report.fallback else "")
     texts = {mr: prediction_text(tokenizer, ids) for mr, ids in zip(unique, outputs, strict=True)}
     stats = DecodeStats(mrs=len(mrs), unique_mrs=len(unique),
                         generated_tokens=sum(len(o) for o in outputs), seconds=seconds)

@@ -78,24 +78,20 @@ def test_fast_and_reference_engines_give_the_same_texts(never_ending_model, gpt2
 @pytest.mark.parametrize(("name", "starts"), [("fast", 1), ("reference", 0)])
 def test_the_engine_named_is_the_engine_used(never_ending_model, gpt2_tokenizer, monkeypatch,
                                              name, starts):
-    """`decode.engine=fast` decodes a GPT-2 through SharedPromptGPT2State, `reference` never does."""
-    calls = {"start": 0, "advance": 0}
-    start, advance = SharedPromptGPT2State.start, SharedPromptGPT2State.advance
+    """`decode.engine=fast` decodes a GPT-2 through SharedPromptGPT2State's fixed-shape step,
+    `reference` never uses that state."""
+    calls = {"start": 0, "advance": 0, "advance_at": 0}
+    for method in calls:
+        def counted(self, *args, _method=method, _real=getattr(SharedPromptGPT2State, method)):
+            calls[_method] += 1
+            return _real(self, *args)
 
-    def counted_start(self, *args):
-        calls["start"] += 1
-        return start(self, *args)
-
-    def counted_advance(self, *args):
-        calls["advance"] += 1
-        return advance(self, *args)
-
-    monkeypatch.setattr(SharedPromptGPT2State, "start", counted_start)
-    monkeypatch.setattr(SharedPromptGPT2State, "advance", counted_advance)
+        monkeypatch.setattr(SharedPromptGPT2State, method, counted)
     cfg = {"num_beams": 2, "max_new_tokens": 3, "engine": name}
     decode_mrs_with_stats(never_ending_model, gpt2_tokenizer, ["name[Zizzi]"], cfg)
-    # One batch: one start, then one advance per generated token but the last.
-    assert calls == {"start": starts, "advance": 2 * starts}
+    # One batch: one start, then one fixed-shape forward per step (the step ends with the forward
+    # of its tokens, the last one's unused), never the per-step `advance`.
+    assert calls == {"start": starts, "advance": 0, "advance_at": 3 * starts}
 
 
 def test_bad_decode_config_is_a_solo_error():
@@ -111,6 +107,12 @@ def test_bad_decode_config_is_a_solo_error():
         settings_from_config({"style": "beam"})
     with pytest.raises(SoloError, match=r"decode\.extra_stop_tokens='\\n\\n' must be a list"):
         settings_from_config({"extra_stop_tokens": "\n\n"})
+    with pytest.raises(SoloError, match=r"decode\.sync_every=0 must be an integer >= 1"):
+        settings_from_config({"sync_every": 0})
+    for bad in ("yes", 1, None):
+        with pytest.raises(SoloError, match=r"decode\.cuda_graph=.* must be auto, true or false"):
+            settings_from_config({"cuda_graph": bad})
+    assert settings_from_config({"cuda_graph": False, "sync_every": 3}).cuda_graph is False
 
 
 @pytest.mark.parametrize("style", ["lora", "hf"])
