@@ -7,11 +7,19 @@
 beam 10, length penalty 0.9, no-repeat-ngram 4, 64 new tokens. Anchor: `model.generate` at
 batch 32 (timed on a subset, reported per MR). Ours: solo.decode.beam_search at batch 32 (the
 exact search with the model's own forward and HF's DynamicCache, timed on the same subset) and
-solo.decode.engine.fast_beam_search (the same search over SharedPromptGPT2State: one prompt cache per
-prompt, beam cache written in place, memory-sized batches) on all prompts; the fast tokens are
-checked against the exact search's on the subset, in the same precision (fp32 is the meaningful
-check: tf32/bf16 round differently for different batch shapes and flip near-ties).
-`--plain-state` adds the exact search at the fast path's batch size (the previous fast path).
+the same search over SharedPromptGPT2State (one prompt cache per prompt, beam cache written in
+place, memory-sized batches) in up to three variants (`--variants`):
+- graph: solo.decode.engine.fast_beam_search with decode.cuda_graph=true, the fixed-shape step
+  (solo/decode/static_search.py) captured once per batch shape and replayed, flags read every
+  `--sync-every` steps; on all prompts, capture time included (CUDA only);
+- eager: the same fixed-shape step without the graph (decode.cuda_graph=false);
+- per-step: beam_search over SharedPromptGPT2State, host checks every step (the fast path before
+  the fixed-shape step).
+eager and per-step run on `--slow-mrs` prompts (default: one batch, so the same batch shape as
+the graph's) and are reported per MR. Every variant's tokens are checked against the exact
+search's on the subset, in the same precision (fp32 is the meaningful check: tf32/bf16 round
+differently for different batch shapes and flip near-ties).
+`--plain-state` adds the exact search at the fast path's batch size.
 Random weights rarely emit eos, so every search runs all 64 steps: the worst case for time.
 """
 
@@ -21,6 +29,7 @@ import argparse
 import copy
 import time
 import traceback
+from functools import partial
 
 import torch
 
@@ -38,11 +47,14 @@ from bench.common import (
 )
 from solo.decode import beam_search
 from solo.decode.engine import decode_batch_size, fast_beam_search, use_sdpa
+from solo.decode.gpt2_state import SharedPromptGPT2State
+from solo.decode.static_search import StaticSearchReport
 from solo.train.precision import apply_precision
 
 # The anchor is HF generate, so ours runs the search rule with its semantics.
 GENERATE = {"num_beams": 10, "length_penalty": 0.9, "no_repeat_ngram_size": 4}
 SEARCH = {**GENERATE, "style": "hf"}
+VARIANTS = ("graph", "eager", "per-step")
 
 
 def hf_generate(model, prompts, batch_size, max_new_tokens, device):
@@ -116,17 +128,14 @@ def run_size(size, args, device, on_progress=None):
                 seconds, _ = clock(device, lambda m=searched, b=batch: beam_search(
                     m, prompts, eos_id=EOS, pad_id=EOS, max_new_tokens=n_new, batch_size=b, **SEARCH))
                 add(f"ours exact beam search {precision}, batch {batch}", seconds, len(prompts))
-            print(f"[{size}] fast beam search {precision}, batch {batch} ...", flush=True)
-            seconds, fast = clock(device, lambda m=searched, b=batch: fast_beam_search(
-                m, prompts, eos_id=EOS, pad_id=EOS, max_new_tokens=n_new, batch_size=b, **SEARCH))
-            same = sum(a == b for a, b in zip(fast[:len(subset)], exact, strict=True))
-            add(f"ours fast beam search {precision}, batch {batch}", seconds, len(prompts),
-                **{"same as exact": f"{same}/{len(subset)}"})
-            details[precision] = {"exact_ms_per_mr": ms, "fast_total_s": seconds,
-                                  "same_tokens": same, "checked": len(subset), "batch": batch}
+            details[precision] = {"exact_ms_per_mr": ms, "same_tokens": {}, "checked": len(subset),
+                                  "batch": batch}
+            for variant in args.variants:
+                time_variant(variant, searched, precision, prompts, subset, exact, batch, args,
+                             device, add, rows, details[precision])
+                if on_progress:
+                    on_progress(rows, details)  # a later timeout keeps what was measured
             searched = None  # frees the bf16 copy
-            if on_progress:
-                on_progress(rows, details)  # a later timeout keeps what was measured
         except Exception as err:
             traceback.print_exc()
             rows.append(Row(f"ours {precision}", {"note": f"FAILED {type(err).__name__}: {err!s:.60}"}))
@@ -139,6 +148,48 @@ def run_size(size, args, device, on_progress=None):
             traceback.print_exc()
             rows.append(Row("check: sharpened", {"note": f"FAILED {type(err).__name__}: {err!s:.60}"}))
     return rows, details
+
+
+VARIANT_NAMES = {"graph": "CUDA graph", "eager": "fixed-shape step eager",
+                 "per-step": "host check every step"}
+
+
+def time_variant(variant, model, precision, prompts, subset, exact, batch, args, device, add, rows,
+                 details) -> None:
+    """Time one fast-path variant, check its tokens against the exact search's; a row either way."""
+    name = f"ours fast, {VARIANT_NAMES[variant]} {precision}, batch {batch}"
+    if variant == "graph" and device.type != "cuda":
+        rows.append(Row(name, {"note": "CUDA only"}))
+        return
+    count = len(prompts) if variant == "graph" else min(len(prompts), args.slow_mrs or batch)
+    print(f"[{args.size}] {name}, {count} MRs ...", flush=True)
+    report = StaticSearchReport()
+    try:
+        seconds, fast = clock(device, lambda: fast_variant(variant, model, prompts[:count], batch,
+                                                           args.max_new_tokens, args.sync_every, report))
+    except Exception as err:
+        traceback.print_exc()
+        rows.append(Row(name, {"note": f"FAILED {type(err).__name__}: {err!s:.60}"}))
+        return
+    checked = min(count, len(subset))
+    same = sum(a == b for a, b in zip(fast[:checked], exact[:checked], strict=True))
+    note = (f"{report.graphs_captured} graphs, capture {report.capture_seconds:.2f} s, "
+            f"{report.windows_redone} windows redone" if variant == "graph" else None)
+    add(name, seconds, count, **{"same as exact": f"{same}/{checked}", "note": note})
+    details["same_tokens"][variant] = same
+    details[f"{variant}_s_per_mr"] = seconds / count
+    if variant != "per-step":
+        details[f"{variant}_report"] = vars(report)
+
+
+def fast_variant(variant, model, prompts, batch, n_new, sync_every, report):
+    """One of the fast path's variants (module doc) over `prompts`."""
+    kwargs = dict(eos_id=EOS, pad_id=EOS, max_new_tokens=n_new, batch_size=batch, **SEARCH)
+    if variant == "per-step":
+        return beam_search(model, prompts, state=partial(SharedPromptGPT2State, max_new_tokens=n_new),
+                           **kwargs)
+    return fast_beam_search(model, prompts, cuda_graph=variant == "graph", sync_every=sync_every,
+                            report=report, **kwargs)
 
 
 def sharpened_check(model, subset, n_new, factor, details) -> Row:
@@ -172,6 +223,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="fast-path prompts per batch (default: fit memory)")
     parser.add_argument("--precisions", default="tf32,fp32,bf16",
                         help="fp32 | tf32 (tensor-core fp32 matmuls) | bf16 (bf16 weights and cache)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="fast-path variants: graph (CUDA only), eager, per-step (module doc)")
+    parser.add_argument("--sync-every", type=int, default=8, help="decode.sync_every of graph and eager")
+    parser.add_argument("--slow-mrs", type=int, default=None,
+                        help="prompts for the eager and per-step variants (default: one batch)")
     parser.add_argument("--plain-state", action="store_true",
                         help="also time the exact search (HF cache) on all prompts at the fast batch size")
     parser.add_argument("--sharpen", type=float, default=8.0,
@@ -186,6 +242,10 @@ def main() -> None:
     args.subset = min(args.subset or (64 if cuda else 6), args.mrs)
     args.max_new_tokens = args.max_new_tokens or (64 if cuda else 16)
     args.precisions = [p for p in args.precisions.split(",") if p and (cuda or p == "fp32")]
+    args.variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown --variants {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
 
     header = (f"decode, beam 10, {args.max_new_tokens} new tokens, prompts 20-60 tokens, "
               f"device: {device_name(device)}, torch {torch.__version__}")
@@ -194,11 +254,12 @@ def main() -> None:
     texts = []
     for size in sizes:
         def save_partial(rows, details, size=size):
-            partial = {**report, "sizes": {**report["sizes"], size: {
+            so_far = {**report, "sizes": {**report["sizes"], size: {
                 "rows": [{"name": r.name, **r.values} for r in rows], **details}}}
-            write_json(args.json, partial)
+            write_json(args.json, so_far)
 
-        rows, details = run_size(size.strip(), args, device, on_progress=save_partial)
+        args.size = size.strip()
+        rows, details = run_size(args.size, args, device, on_progress=save_partial)
         texts.append(print_table(f"GPT-2 {size} ({header})",
                                  ["ms/MR", "MRs", f"s per {args.mrs}", "speed-up", "same as exact", "note"], rows))
         report["sizes"][size] = {"rows": [{"name": r.name, **r.values} for r in rows], **details}

@@ -9,8 +9,10 @@
 #   gpu_check    fast step == plain step in fp32 (< 1e-4), plus the compiled step (fp32)
 #   train_step   GPT-2 M and S, batch 8, bf16: the peft anchor, our fast step, and the compiled
 #                step for Solo and LoRA (one length bucket, so each compiles once, ~50 s on M)
-#   decode       630 MRs on M and S: generate (anchor), exact search, fast search in bf16 and
-#                fp32 (fp32: the token check against the exact search)
+#   decode       630 MRs on M and S: generate (anchor), exact search, and the fast search in bf16
+#                and fp32 as a CUDA graph (all 630), as the same fixed-shape step eagerly and with
+#                host checks every step (one batch each); every variant's tokens checked against
+#                the exact search (fp32 is the meaningful check)
 #   concurrency  N = 1, 2, 4 runs in one process in lockstep on CUDA streams (bf16), and one run
 #                at batch 8·N (what packing N runs into one batched step could reach)
 # Outputs: log.txt, summary.txt and one JSON per part.
@@ -55,7 +57,7 @@ part train_step 230 $PY bench/bench_train_step.py --device "$DEV" $SIZES $CONFIG
 # let it grow in place.
 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
 part decode 120 $PY bench/bench_decode.py --device "$DEV" $SIZES $CONFIGS --precisions "$DP" \
-  --json "$OUT/decode.json"
+  --variants graph,eager,per-step --json "$OUT/decode.json"
 part concurrency 100 $PY bench/bench_concurrency.py --device "$DEV" --counts "$COUNTS" --paths fast \
   --modes lockstep,batch --precision $P --seconds 4 --json "$OUT/concurrency.json"
 

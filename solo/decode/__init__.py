@@ -17,6 +17,7 @@ from solo.decode.engine import fast_beam_search, search
 from solo.decode.gpt2_state import SharedPromptGPT2State
 from solo.decode.ngram import ban_repeated_ngrams
 from solo.decode.predict import DecodeStats, decode_mrs_with_stats, settings_from_config
+from solo.decode.static_search import StaticSearchReport, static_beam_search
 from solo.decode.text import prediction_text, stop_token_ids
 from solo.decode.writers import one_line, write_predictions, write_references
 
@@ -26,6 +27,7 @@ __all__ = [
     "DecoderState",
     "HFCacheState",
     "SharedPromptGPT2State",
+    "StaticSearchReport",
     "ban_repeated_ngrams",
     "beam_search",
     "decode_mrs_with_stats",
@@ -34,6 +36,7 @@ __all__ = [
     "prediction_text",
     "search",
     "settings_from_config",
+    "static_beam_search",
     "stop_token_ids",
     "top_k_low_index_first",
     "write_predictions",

@@ -81,12 +81,18 @@ def test_the_engine_named_is_the_engine_used(never_ending_model, gpt2_tokenizer,
     """`decode.engine=fast` decodes a GPT-2 through SharedPromptGPT2State's fixed-shape step,
     `reference` never uses that state."""
     calls = {"start": 0, "advance": 0, "advance_at": 0}
-    for method in calls:
-        def counted(self, *args, _method=method, _real=getattr(SharedPromptGPT2State, method)):
-            calls[_method] += 1
-            return _real(self, *args)
 
-        monkeypatch.setattr(SharedPromptGPT2State, method, counted)
+    def counting(method: str):
+        real = getattr(SharedPromptGPT2State, method)
+
+        def counted(self, *args):
+            calls[method] += 1
+            return real(self, *args)
+
+        return counted
+
+    for method in calls:
+        monkeypatch.setattr(SharedPromptGPT2State, method, counting(method))
     cfg = {"num_beams": 2, "max_new_tokens": 3, "engine": name}
     decode_mrs_with_stats(never_ending_model, gpt2_tokenizer, ["name[Zizzi]"], cfg)
     # One batch: one start, then one fixed-shape forward per step (the step ends with the forward
