@@ -11,7 +11,8 @@ forward of the chosen tokens through SharedPromptGPT2State.advance_at) reads and
 set of tensors in place, and even the step count lives on the device:
 
 - top-k takes a fixed superset, keys it tie-free as beam_search does, and raises a device flag
-  when the superset's last score equals the k-th (a tie it may cut). The host reads the flag
+  when the superset's last score equals the k-th (a tie it may cut) where that tie can change a
+  result (not among impossible, -inf candidates once it cannot). The host reads the flag
   every `sync_every` steps; a window of steps that raised it is rolled back to a snapshot of the
   search's tensors taken at its start and run again with beam_search's exact top-k, so a tie costs
   time, never a different token;
@@ -319,8 +320,13 @@ class _FixedShapeSteps:
         if exact:
             return top_k_low_index_first(scores, k)
         values, columns, tie_free = top_k_flagged(scores, k)
-        self.tie.logical_or_(~tie_free.all())
+        self.tie.logical_or_((~tie_free & self.tie_matters(values[:, -1])).any())
         return values, columns
+
+    def tie_matters(self, kth: torch.Tensor) -> torch.Tensor:
+        """[P] bool: could the order of candidates tied at each prompt's k-th score `kth` change
+        its result? Where not, a tie the superset may cut costs no redo."""
+        raise NotImplementedError
 
     def is_stop(self, tokens: torch.Tensor) -> torch.Tensor:
         # Not torch.isin: it may sort and deduplicate (data-dependent shapes).
@@ -376,6 +382,12 @@ class _LoraSteps(_FixedShapeSteps):
                               self.generated.view(prompts, beams, -1), length)
         self.scores.copy_(scores.masked_fill(stopped, float("-inf")))
         self.advance(new_tokens.view(-1))
+
+    def tie_matters(self, kth: torch.Tensor) -> torch.Tensor:
+        # Ties at -inf (slots that stopped, all-banned rows) only decide which -inf hypotheses
+        # fill the slots, and once a prompt has an offer no -inf hypothesis can replace it (ties
+        # are not strictly higher). Without one, the final offer may take a -inf slot's tokens.
+        return (kth > float("-inf")) | ~self.best_offer.taken
 
     def finish(self) -> None:
         everyone = torch.ones_like(self.scores, dtype=torch.bool)
@@ -456,6 +468,11 @@ class _HFSteps(_FixedShapeSteps):
         self.done.logical_or_((best_live == neg_inf)
                               | ((worst_kept > neg_inf) & (best_live / penalty <= worst_kept)))
         self.advance(next_tokens)
+
+    def tie_matters(self, kth: torch.Tensor) -> torch.Tensor:
+        # -inf candidates are impossible (never kept, ranked after every possible one), and a
+        # done prompt is frozen.
+        return (kth > float("-inf")) & ~self.done
 
     def best(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.kept_tokens[:, 0], self.kept_lengths[:, 0]

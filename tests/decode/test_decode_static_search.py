@@ -123,6 +123,17 @@ def test_no_window_redone_where_the_superset_holds_every_tie():
     assert report.windows_redone == 0 and report.host_reads == math.ceil(case("gpt2-ties")["steps"] / 3)
 
 
+@pytest.mark.parametrize(("name", "num_beams", "style"), [("trained", 3, "lora"), ("gpt2-eos", 10, "hf")])
+def test_ties_among_impossible_candidates_cost_no_redo(name, num_beams, style):
+    """trained/lora/3: every slot of a prompt stops long before the end, so its candidates are all
+    -inf from then on, tied at the k-th; gpt2-eos/hf/10: the first step has 16 possible
+    candidates for 20 places. Neither order can change a result (static_search's tie_matters),
+    so neither may cost a window's redo (beam_search's per-step loop pays a wider top-k there)."""
+    report = StaticSearchReport()
+    assert static(name, num_beams, style, sync_every=1, report=report) == reference(name, num_beams, style)
+    assert report.windows_redone == 0
+
+
 def test_top_k_flagged_flags_exactly_the_rows_whose_superset_may_cut_a_tie():
     generator = torch.Generator().manual_seed(0)
     k, width = 3, 400
