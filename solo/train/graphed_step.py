@@ -113,6 +113,7 @@ class GraphedStep:
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.micro_batches = 1
+        self.deferred = False
         self.pad_id = int(pad_id)
         self.label_smoothing = float(label_smoothing)
         self.grad_clip = None if grad_clip is None else float(grad_clip)
