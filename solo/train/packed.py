@@ -215,12 +215,15 @@ class PackMember:
         if self.pack is None or not self._terms_added:
             return make_train_step(model, project, optimizer, scheduler, trainer_cfg=trainer_cfg,
                                    **kwargs)
-        plain = PlainStep(
+        return self.packed_step(PlainStep(
             model, project, optimizer, scheduler,
             label_smoothing=float(trainer_cfg.label_smoothing),
             grad_clip=float(trainer_cfg.grad_clip) if trainer_cfg.get("grad_clip") else None,
             micro_batches=int(trainer_cfg.get("grad_accum") or 1),
-        )
+        ))
+
+    def packed_step(self, plain: PlainStep) -> PackedStep:
+        """The run's step in its pack; `plain` holds its loss settings and its optimiser update."""
         self.step = PackedStep(self, plain)
         return self.step
 
