@@ -106,10 +106,7 @@ def packed_seconds(base, methods, batches, device, precision, steps: int, warmup
 
     for i in range(warmup):
         joint(i)
-    seconds = timed(device, lambda: [joint(i) for i in range(steps)])
-    del runs, packer, shared
-    free_memory(device)
-    return seconds
+    return timed(device, lambda: [joint(i) for i in range(steps)])
 
 
 def main() -> None:
@@ -162,6 +159,7 @@ def main() -> None:
     alone = {kind: alone_seconds(base, methods, batches, device, precision, kind == "fast", steps,
                                  warmup) for kind in kinds}
     for n in counts:
+        free_memory(device)  # the previous pack's trees and optimiser states
         for kind in kinds:
             add(f"alone {kind} x{n}", n, sum(alone[kind][:n]), n * steps, kind)
         add(f"packed x{n}", n, packed_seconds(base, methods[:n], batches, device, precision, steps,
