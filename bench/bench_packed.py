@@ -8,8 +8,10 @@ LoRA r = 8), dropout 0.1, batch 4 each, lengths 40-110 (random weights, fixed se
 - `alone plain xN`: the N runs one after another, each through the trainer's plain eager step
   (solo.train.step.PlainStep), `steps` steps each (each run is timed once; xN sums the first N);
 - `alone fast xN` (CUDA): the same through the graphed step (GraphedStep), the best a run alone does;
-- `packed xN`: the N runs packed (solo.train.packed): one backbone pass per step for all of them,
-  then each run's own AdamW update; `steps` joint steps.
+- `packed plain xN`: the N runs packed (solo.train.packed): one backbone pass per step for all of
+  them, then each run's own AdamW update; `steps` joint steps;
+- `packed fast xN` (CUDA): the same through the pack's graphed step (one CUDA graph per length
+  bucket for the whole joint step), what `launcher=packed` runs on CUDA by default.
 Throughput is run-steps per second; "x one" divides by the one-run throughput of the same kind
 (plain for packed: both eager) and "x fast one" by the graphed single run. Goals (issue 14, GPT-2 S,
 Solo, batch 4): N=4 >= 0.8*4x and N=11 >= 0.6*11x the throughput of one run.
@@ -84,8 +86,10 @@ def alone_seconds(base, methods, batches, device, precision, fast: bool, steps: 
     return seconds
 
 
-def packed_seconds(base, methods, batches, device, precision, steps: int, warmup: int) -> float:
-    """Wall seconds for `steps` joint steps of the N runs packed over one copy of `base`."""
+def packed_seconds(base, methods, batches, device, precision, steps: int, warmup: int,
+                   fast: bool = False) -> float:
+    """Wall seconds for `steps` joint steps of the N runs packed over one copy of `base`
+    (`fast`: the pack's graphed step, as trainer.fast_step=auto picks on CUDA)."""
     packer = Packer()
     shared = copy.deepcopy(base)
     runs = []
@@ -95,16 +99,20 @@ def packed_seconds(base, methods, batches, device, precision, steps: int, warmup
         method, optimizer, scheduler = _attach(model, method_cfg)
         member.attach(method)
         model.train()
-        plain = PlainStep(model, method.after_optimizer_step, optimizer, scheduler,
-                          label_smoothing=SMOOTHING)
-        runs.append(member.packed_step(plain))
+        if fast:
+            runs.append(member.graphed_packed_step(optimizer, scheduler, method.after_optimizer_step,
+                                                   label_smoothing=SMOOTHING, grad_clip=None,
+                                                   pad_id=EOS))
+        else:
+            runs.append(member.packed_step(PlainStep(model, method.after_optimizer_step, optimizer,
+                                                     scheduler, label_smoothing=SMOOTHING)))
 
     def joint(batch_index: int) -> None:
         for offset, step in enumerate(runs):  # each run its own batch of the same size
             step.step(batches[(batch_index + offset) % len(batches)])
         packer.flush()
 
-    for i in range(warmup):
+    for i in range(warmup + len(batches)):  # every length bucket captured before the clock
         joint(i)
     return timed(device, lambda: [joint(i) for i in range(steps)])
 
@@ -162,8 +170,11 @@ def main() -> None:
         free_memory(device)  # the previous pack's trees and optimiser states
         for kind in kinds:
             add(f"alone {kind} x{n}", n, sum(alone[kind][:n]), n * steps, kind)
-        add(f"packed x{n}", n, packed_seconds(base, methods[:n], batches, device, precision, steps,
-                                              warmup), steps, "packed")
+        add(f"packed plain x{n}", n, packed_seconds(base, methods[:n], batches, device, precision,
+                                                    steps, warmup), steps, "packed")
+        if cuda:
+            add(f"packed fast x{n}", n, packed_seconds(base, methods[:n], batches, device, precision,
+                                                       steps, warmup, fast=True), steps, "packed")
     save_report(args.json, report, title, COLUMNS, rows)
 
 

@@ -75,8 +75,9 @@ def fast_curve(base, method_cfg, batches, device, precision, compiled=False):
     return [float(x) for x in losses], method.adapter_state_dict(), fast, finite
 
 
-def packed_curves(base, batches, device):
-    """Every method of METHODS trained packed over one backbone (solo.train.packed), fp32."""
+def packed_curves(base, batches, device, fast: bool):
+    """Every method of METHODS trained packed over one backbone (solo.train.packed), fp32;
+    `fast`: through the pack's graphed step (CUDA graphs on CUDA)."""
     from solo.train.packed import Packer
 
     apply_precision("fp32", device)
@@ -91,8 +92,13 @@ def packed_curves(base, batches, device):
         optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=LR, eps=1e-6, weight_decay=0.01)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 5))
         model.train()
-        steps[name] = member.packed_step(PlainStep(model, method.after_optimizer_step, optimizer,
-                                                   scheduler, label_smoothing=0.1))
+        if fast:
+            steps[name] = member.graphed_packed_step(
+                optimizer, scheduler, method.after_optimizer_step, label_smoothing=0.1,
+                grad_clip=None, pad_id=EOS)
+        else:
+            steps[name] = member.packed_step(PlainStep(model, method.after_optimizer_step,
+                                                       optimizer, scheduler, label_smoothing=0.1))
         methods[name] = method
     losses: dict[str, list[torch.Tensor]] = {name: [] for name in METHODS}
     for batch in batches:
@@ -164,23 +170,27 @@ def main() -> None:
             free_memory(device)
             # After each check: a later timeout keeps what was measured.
             save_report(args.json, report, header, CHECK_COLUMNS, rows, echo=False)
-    try:  # packed runs == the same runs alone (the plain curves above)
-        for name, (losses, adapter) in packed_curves(base, batches, device).items():
-            if name not in plains:
-                continue
-            plain, plain_adapter = plains[name]
-            loss_diff = max(abs(a - b) for a, b in zip(plain, losses, strict=True))
-            param_diff = max(float((adapter[k] - v).abs().max()) for k, v in plain_adapter.items())
-            rows.append(Row(f"{name} packed fp32", {
-                "max |dloss|": loss_diff, "max |dparam|": param_diff, "loss first": losses[0],
-                "loss last": losses[-1], "plain last": plain[-1], "graphs": "eager",
-                "pass": "yes" if loss_diff < 1e-4 else "NO"}))
-            report["checks"][f"{name} packed fp32"] = {"plain": plain, "packed": losses,
-                                                       "max_loss_diff": loss_diff,
-                                                       "max_param_diff": param_diff}
-    except Exception as err:
-        traceback.print_exc()
-        rows.append(Row("packed fp32", {"note": f"FAILED {type(err).__name__}: {err!s:.60}"}))
+    for fast in (False, True):  # packed runs == the same runs alone (the plain curves above)
+        kind = "packed fast" if fast else "packed"
+        try:
+            for name, (losses, adapter) in packed_curves(base, batches, device, fast).items():
+                if name not in plains:
+                    continue
+                plain, plain_adapter = plains[name]
+                loss_diff = max(abs(a - b) for a, b in zip(plain, losses, strict=True))
+                param_diff = max(float((adapter[k] - v).abs().max()) for k, v in plain_adapter.items())
+                rows.append(Row(f"{name} {kind} fp32", {
+                    "max |dloss|": loss_diff, "max |dparam|": param_diff, "loss first": losses[0],
+                    "loss last": losses[-1], "plain last": plain[-1],
+                    "graphs": "graphed" if fast and cuda else "eager",
+                    "pass": "yes" if loss_diff < 1e-4 else "NO"}))
+                report["checks"][f"{name} {kind} fp32"] = {
+                    "plain": plain, "packed": losses, "max_loss_diff": loss_diff,
+                    "max_param_diff": param_diff}
+        except Exception as err:
+            traceback.print_exc()
+            rows.append(Row(f"{kind} fp32", {"note": f"FAILED {type(err).__name__}: {err!s:.60}"}))
+        free_memory(device)
     save_report(args.json, report, header, CHECK_COLUMNS, rows)
 
 

@@ -37,11 +37,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from solo.data.buckets import DEFAULT_BUCKETS
 from solo.errors import SoloError
 from solo.methods.packing import PackedForward, shared_copy
+from solo.train.graphed_step import GraphedStep, StepPart
 from solo.train.precision import apply_precision
 from solo.train.rng import RunState
-from solo.train.step import PlainStep, forward_logits, make_train_step, to_device
+from solo.train.step import PlainStep, forward_logits, make_train_step, to_device, use_fast_step
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -84,13 +86,17 @@ class _Queued:
 
 
 class PackedStep:
-    """A run's TrainStep inside a pack: queues micro-batches; the pack's flush does the work."""
+    """A run's TrainStep inside a pack: queues micro-batches; the pack's flush does the work,
+    eagerly (`plain`: the run's loss settings and optimiser update) or as its part of the pack's
+    graphed step (`part`: solo.train.graphed_step.StepPart)."""
 
     deferred = True
 
-    def __init__(self, member: PackMember, plain: PlainStep) -> None:
-        self.member, self.plain = member, plain
-        self.micro_batches = plain.micro_batches
+    def __init__(self, member: PackMember, plain: PlainStep | None = None,
+                 part: StepPart | None = None) -> None:
+        assert (plain is None) != (part is None)
+        self.member, self.plain, self.part = member, plain, part
+        self.micro_batches = plain.micro_batches if plain is not None else 1
 
     def step(self, cpu_batch: dict[str, torch.Tensor]) -> torch.Tensor:
         pack = self.member.pack
@@ -113,6 +119,8 @@ class Pack:
         self.forward = PackedForward(self.backbone)
         self.queue: list[_Queued] = []
         self.members: list[PackMember] = []
+        self._graphed: GraphedStep | None = None  # the graphed step of the runs that take one
+        self.graphed_options: dict[str, Any] = {}
         # The pack's own RNG (dropout inside the joint forward), copied from the first run's.
         self.state = RunState(cuda=device.type == "cuda")
 
@@ -127,21 +135,41 @@ class Pack:
         if not queued:
             return
         self.state.restore()
-        autocast = apply_precision(self.precision, self.device)
         self.backbone.train()
         try:
-            rounds: dict[int, list[_Queued]] = {}
-            seen: dict[int, int] = {}
-            for item in queued:  # a run's k-th micro-batch goes into round k
-                k = seen.get(id(item.member), 0)
-                seen[id(item.member)] = k + 1
-                rounds.setdefault(k, []).append(item)
-            for items in rounds.values():
-                self._forward_backward(items, autocast)
-            for member in dict.fromkeys(item.member for item in queued):
-                member.step.plain.update()
+            graphed = [item for item in queued if item.member.step.part is not None]
+            if graphed:
+                self._graphed_step(graphed)
+            eager = [item for item in queued if item.member.step.plain is not None]
+            if eager:
+                self._eager_step(eager)
         finally:
             self.state.capture()
+
+    def _graphed_step(self, items: Sequence[_Queued]) -> None:
+        """One GraphedStep over the runs' parts: captured per (runs, rows, bucket) on CUDA."""
+        parts = [item.member.step.part for item in items]
+        if self._graphed is None or any(part not in self._graphed.parts for part in parts):
+            everyone = [m.step.part for m in self.members if m.step is not None and m.step.part]
+            self._graphed = GraphedStep.packed(
+                self.backbone, everyone, self.forward.rows, precision=self.precision,
+                cuda_graphs=self.device.type == "cuda", **self.graphed_options)
+        losses = self._graphed.step_parts([(item.member.step.part, item.batch) for item in items])
+        for item, loss in zip(items, losses, strict=True):
+            item.loss.copy_(loss)
+
+    def _eager_step(self, queued: Sequence[_Queued]) -> None:
+        autocast = apply_precision(self.precision, self.device)
+        rounds: dict[int, list[_Queued]] = {}
+        seen: dict[int, int] = {}
+        for item in queued:  # a run's k-th micro-batch goes into round k
+            k = seen.get(id(item.member), 0)
+            seen[id(item.member)] = k + 1
+            rounds.setdefault(k, []).append(item)
+        for items in rounds.values():
+            self._forward_backward(items, autocast)
+        for member in dict.fromkeys(item.member for item in queued):
+            member.step.plain.update()
 
     def _forward_backward(self, items: Sequence[_Queued], autocast) -> None:
         batch = to_device(concatenate([item.batch for item in items]), self.device)
@@ -211,20 +239,45 @@ class PackMember:
 
     def make_step(self, model: nn.Module, project, optimizer, scheduler, *, trainer_cfg: DictConfig,
                   **kwargs: Any) -> TrainStep:
-        """The run's TrainStep: a `PackedStep` in a pack, else the step it takes alone."""
+        """The run's TrainStep: a `PackedStep` in a pack, else the step it takes alone. A run
+        whose `trainer.fast_step` picks the graphed step alone takes its part of the pack's
+        graphed step (CUDA graphs on CUDA)."""
         if self.pack is None or not self._terms_added:
             return make_train_step(model, project, optimizer, scheduler, trainer_cfg=trainer_cfg,
                                    **kwargs)
+        grad_clip = float(trainer_cfg.grad_clip) if trainer_cfg.get("grad_clip") else None
+        if use_fast_step(trainer_cfg, self.pack.device):
+            return self.graphed_packed_step(
+                optimizer, scheduler, project, label_smoothing=float(trainer_cfg.label_smoothing),
+                grad_clip=grad_clip, pad_id=int(kwargs["pad_id"]),
+                bucket_lengths=kwargs.get("bucket_lengths"))
         return self.packed_step(PlainStep(
             model, project, optimizer, scheduler,
             label_smoothing=float(trainer_cfg.label_smoothing),
-            grad_clip=float(trainer_cfg.grad_clip) if trainer_cfg.get("grad_clip") else None,
+            grad_clip=grad_clip,
             micro_batches=int(trainer_cfg.get("grad_accum") or 1),
         ))
 
     def packed_step(self, plain: PlainStep) -> PackedStep:
-        """The run's step in its pack; `plain` holds its loss settings and its optimiser update."""
+        """The run's eager step in its pack; `plain` holds its loss settings and its update."""
         self.step = PackedStep(self, plain)
+        return self.step
+
+    def graphed_packed_step(self, optimizer, scheduler, project, *, label_smoothing: float,
+                            grad_clip: float | None, pad_id: int,
+                            bucket_lengths: Sequence[int] | None = None) -> PackedStep:
+        """The run's part of its pack's graphed step (one CUDA graph per set of runs, rows and
+        length bucket on CUDA; the same body eagerly elsewhere)."""
+        assert self.pack is not None
+        cuda = self.pack.device.type == "cuda"
+        self.pack.graphed_options = {
+            "pad_id": int(pad_id),
+            # Eager steps gain nothing from fixed shapes, so they skip the bucket padding.
+            "buckets": (bucket_lengths or DEFAULT_BUCKETS) if cuda else None,
+        }
+        self.step = PackedStep(self, part=StepPart(
+            optimizer, scheduler, project, label_smoothing=label_smoothing, grad_clip=grad_clip,
+            device=self.pack.device))
         return self.step
 
     def leave(self) -> None:

@@ -152,6 +152,21 @@ def test_packed_runs_equal_the_runs_trained_alone(tmp_path):
     assert _records(tmp_path / "packed0") != _records(tmp_path / "packed1")
 
 
+def test_runs_taking_the_graphed_step_share_one_and_equal_the_runs_alone(tmp_path):
+    """trainer.fast_step=true: the pack's GraphedStep (eager on the CPU: same body, fused AdamW)
+    for the first two runs; the third accumulates gradients, so it takes the eager pack step."""
+    specs = [(m, {**c, "fast_step": True}, s, b) for m, c, s, b in MEMBERS[:2]] + [MEMBERS[2]]
+    alone = [run_alone(tmp_path, spec, i) for i, spec in enumerate(specs)]
+    packed, errors, packer = run_packed(tmp_path, specs)
+    assert not errors
+    graphed = packer.packs[0]._graphed
+    assert graphed is not None and len(graphed.parts) == 2 and graphed.eager_steps > 0
+    for i, (a, p) in enumerate(zip(alone, packed, strict=True)):
+        _close_records(_records(tmp_path / f"alone{i}"), _records(tmp_path / f"packed{i}"), 1e-9)
+        for key, value in a.adapter_state_dict().items():
+            assert torch.allclose(value, p.adapter_state_dict()[key], rtol=0, atol=1e-9), (i, key)
+
+
 def test_a_diverging_run_drops_out_alone(tmp_path):
     diverging = ({"name": "solo", "rank": 4, "dropout": 0.0, "init_seed": 1},
                  {"lr": 1e12, "grad_clip": None}, 6, 4)
