@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 
 import pytest
 import torch
@@ -194,6 +195,28 @@ def test_with_dropout_on_packed_runs_are_reproducible_run_by_run(tmp_path):
     run_packed(tmp_path, specs, name="second")
     for i in range(2):
         assert _records(tmp_path / f"first{i}") == _records(tmp_path / f"second{i}")
+
+
+def test_llama_style_runs_pack_too(tmp_path, monkeypatch):
+    """SmolLM2's architecture (rotary positions, separate q/v projections), tiny and random."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def llama() -> LlamaForCausalLM:
+        torch.manual_seed(0)
+        return LlamaForCausalLM(LlamaConfig(
+            vocab_size=48, hidden_size=16, intermediate_size=32, num_hidden_layers=4,
+            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=40,
+            bos_token_id=0, eos_token_id=0, pad_token_id=0))
+
+    monkeypatch.setattr(sys.modules[__name__], "backbone", llama)
+    specs = [MEMBERS[0], ({"name": "lora", "rank": 2, "alpha": 8, "dropout": 0.0}, {"lr": 0.02}, 5, 4)]
+    alone = [run_alone(tmp_path, spec, i) for i, spec in enumerate(specs)]
+    packed, errors, _ = run_packed(tmp_path, specs)
+    assert not errors
+    for i, (a, p) in enumerate(zip(alone, packed, strict=True)):
+        _close_records(_records(tmp_path / f"alone{i}"), _records(tmp_path / f"packed{i}"), 1e-9)
+        for key, value in a.adapter_state_dict().items():
+            assert torch.allclose(value, p.adapter_state_dict()[key], rtol=0, atol=1e-9), (i, key)
 
 
 def test_runs_with_different_backbones_get_different_packs():
