@@ -189,6 +189,18 @@ def test_an_interrupted_pack_resumes_to_the_uninterrupted_numbers(tmp_path):
             assert torch.equal(value, b.adapter_state_dict()[key]), (i, key)
 
 
+def test_a_run_interrupted_in_a_pack_resumes_alone(tmp_path):
+    run_packed(tmp_path, MEMBERS, name="alone", stop_after=8)  # the alone runs' dirs, half done
+    for i, spec in enumerate(MEMBERS):
+        assert (tmp_path / f"alone{i}" / "checkpoint").is_dir()  # so the run below resumes
+        resumed = run_alone(tmp_path, spec, i)  # picks up the packed checkpoint
+        whole = run_alone(tmp_path / "whole", spec, i)
+        _close_records(_records(tmp_path / "whole" / f"alone{i}"), _records(tmp_path / f"alone{i}"),
+                       1e-9)
+        for key, value in whole.adapter_state_dict().items():
+            assert torch.allclose(value, resumed.adapter_state_dict()[key], rtol=0, atol=1e-9)
+
+
 def test_with_dropout_on_packed_runs_are_reproducible_run_by_run(tmp_path):
     specs = [({**m, "dropout": 0.2}, c, s, b) for m, c, s, b in MEMBERS[:2]]
     run_packed(tmp_path, specs, name="first")
