@@ -20,6 +20,10 @@ and seed (metrics, adapter, predictions; on the CPU bitwise, tests/train/test_tr
 A failing run (a SoloError such as a non-finite loss, or any other exception) stops alone; the
 others go on, and the failures are reported at the end, one line per run.
 
+With `pack=True` (`launcher=packed`) runs that share a backbone also share each step: every run's
+advance queues its batch, and after each round `Packer.flush` runs one forward and backward for
+all of them (solo.train.packed). Packed runs use no streams of their own: they are one step.
+
 OmegaConf and the pipeline are imported inside `run_lockstep`, so the GPU image (no Hydra) can
 import `RunState` and `on_stream` (bench/bench_concurrency.py measures with them).
 """

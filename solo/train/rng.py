@@ -2,8 +2,9 @@
 generator, torch's CPU generator and (where CUDA is up) the CUDA generators.
 
 A checkpoint stores `capture_rng_state()` so a resumed run draws what the uninterrupted run would
-have; lockstep swaps the host part per run around every step (its CUDA generators get state
-objects of their own instead, see solo.train.lockstep.RunState).
+have. `RunState` is what one of several runs in a process holds while another runs: lockstep
+swaps it per run around every step, and a pack of runs (solo.train.packed) keeps one for its
+joint step; its CUDA generators get state objects of their own, so graphs replay their own draws.
 """
 
 from __future__ import annotations
