@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# The one script to run on a lent GPU: every figure issue 7 still needs, side by side, in one run.
+# The one script to run on a lent GPU: every figure issues 7 and 14 still need, side by side, in one run.
 #
 #   PYTHONPATH=. bash bench/gpu_all.sh          # writes to $OUT (or ./bench_out), prints a summary
 #   DEVICE=cpu PYTHON=.venv/bin/python bash bench/gpu_all.sh    # dry run with tiny models
 #
-# Parts (each under `timeout`; limits sum to 560 s, so `run` with timeout_s=600 returns in time;
-# every benchmark writes its JSON after each row, so a part that hits its limit keeps its rows):
-#   gpu_check    fast step == plain step in fp32 (< 1e-4), plus the compiled step (fp32)
-#   train_step   GPT-2 M and S, batch 8, bf16: the peft anchor, our fast step, and the compiled
-#                step for Solo and LoRA (one length bucket, so each compiles once, ~50 s on M)
+# Parts (each under `timeout`; limits sum to 460 s, inside issue 14's 8 minutes, so `run` with
+# timeout_s=600 returns in time; every benchmark writes its JSON after each row, so a part that
+# hits its limit keeps its rows):
+#   gpu_check    fast step == plain step in fp32 (< 1e-4), plus the compiled step (fp32), and
+#                packed runs == the runs alone (fp32, < 1e-4)
+#   train_step   GPT-2 M, batch 8, bf16: the peft anchor, our fast step, and the compiled step
+#                for Solo and LoRA (one length bucket, so each compiles once, ~50 s)
 #   decode       630 MRs on M and S: generate (anchor), exact search, and the fast search in bf16
 #                and fp32 as a CUDA graph (all 630), as the same fixed-shape step eagerly and with
 #                host checks every step (one batch each); every variant's tokens checked against
-#                the exact search (fp32 is the meaningful check)
-#   concurrency  N = 1, 2, 4 runs in one process in lockstep on CUDA streams (bf16), and one run
-#                at batch 8·N (what packing N runs into one batched step could reach)
+#                the exact search (fp32 is the meaningful check). M first: if S runs past the
+#                limit, M's rows are kept
+#   packed       GPT-2 S, batch 4 per run, bf16: N = 1, 2, 4, 8, 11 of Table 2's runs packed over
+#                one backbone vs the same runs one after another (plain and graphed steps)
+#   concurrency  N = 1, 4 runs in one process in lockstep on CUDA streams (bf16)
 # Outputs: log.txt, summary.txt and one JSON per part.
 set -u
 cd "$(dirname "$0")/.."
@@ -27,8 +31,8 @@ export TORCHINDUCTOR_COMPILE_THREADS="${TORCHINDUCTOR_COMPILE_THREADS:-16}" TORC
 PY="${PYTHON:-python3}"
 LOG="$OUT/log.txt"
 DEV="${DEVICE:-cuda}"
-SIZES="--sizes M,S"; COUNTS="1,2,4"; P=bf16; COMPILE="--compile fp32"; STEPS=10; DP="bf16,fp32"  # M first: it carries the goals
-[ "$DEV" = cpu ] && { SIZES=""; COUNTS="1,2"; P=fp32; COMPILE=""; STEPS=3; DP=fp32; }
+SIZES="--sizes M,S"; TRAIN_SIZES="--sizes M"; COUNTS="1,4"; PACKED="1,2,4,8,11"; P=bf16; COMPILE="--compile fp32"; STEPS=10; DP="bf16,fp32"  # M first: it carries the goals
+[ "$DEV" = cpu ] && { SIZES=""; TRAIN_SIZES=""; COUNTS="1,2"; PACKED="1,2"; P=fp32; COMPILE=""; STEPS=3; DP=fp32; }
 CONFIGS=""
 [ -d shared/data/gpt2-configs ] && CONFIGS="--config-dir shared/data/gpt2-configs"
 
@@ -48,24 +52,26 @@ part() {  # part NAME SECONDS COMMAND...
   $PY -c "import peft; print('peft', peft.__version__)" 2>&1
 } | tee -a "$LOG"
 
-part gpu_check 110 $PY bench/gpu_check.py --device "$DEV" --steps $STEPS --precisions fp32 $COMPILE \
+part gpu_check 80 $PY bench/gpu_check.py --device "$DEV" --steps $STEPS --precisions fp32 $COMPILE \
   --json "$OUT/gpu_check.json"
-part train_step 230 $PY bench/bench_train_step.py --device "$DEV" $SIZES $CONFIGS --precisions $P \
+part train_step 160 $PY bench/bench_train_step.py --device "$DEV" $TRAIN_SIZES $CONFIGS --precisions $P \
   --buckets 112 --compile --variants "anchor,fast-solo-$P,fast-solo-$P-compile,fast-lora-$P-compile" \
   --json "$OUT/train_step.json"
 # A cache that grows a little every step fragments the caching allocator; expandable segments
 # let it grow in place.
 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
-part decode 120 $PY bench/bench_decode.py --device "$DEV" $SIZES $CONFIGS --precisions "$DP" \
+part decode 100 $PY bench/bench_decode.py --device "$DEV" $SIZES $CONFIGS --precisions "$DP" \
   --variants graph,eager,per-step --json "$OUT/decode.json"
-part concurrency 100 $PY bench/bench_concurrency.py --device "$DEV" --counts "$COUNTS" --paths fast \
-  --modes lockstep,batch --precision $P --seconds 4 --json "$OUT/concurrency.json"
+part packed 90 $PY bench/bench_packed.py --device "$DEV" --counts "$PACKED" $CONFIGS \
+  --json "$OUT/packed.json"
+part concurrency 30 $PY bench/bench_concurrency.py --device "$DEV" --counts "$COUNTS" --paths fast \
+  --modes lockstep --precision $P --seconds 2 --json "$OUT/concurrency.json"
 
 $PY - "$OUT" > "$OUT/summary.txt" 2>&1 <<'PYEOF'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
-for name in ("gpu_check", "train_step", "decode", "concurrency"):
+for name in ("gpu_check", "train_step", "decode", "packed", "concurrency"):
     path = out / f"{name}.json"
     print(f"--- {name} ---")
     if not path.exists():

@@ -7,7 +7,8 @@ Dropout off (backbone and method) so both paths compute the same function; Solo 
 so the in-graph mask re-application and lambda clamp matter; lr 1e-3 so the curve moves. The plain
 reference is fp32 eager with the attention mask (solo.train.step.PlainStep); the fast step runs in
 fp32 (must match within 1e-4), tf32 and bf16 (reported: whether their curves follow fp32's).
-`--compile P,...` adds the fast step with torch.compile inside the graph in those precisions
+Last, both methods trained packed over one backbone (solo.train.packed, fp32) against the same plain
+curves (must match within 1e-4). `--compile P,...` adds the fast step with torch.compile inside the graph in those precisions
 (one length bucket, 112, so each variant compiles once; fp32 must match within 1e-4 too).
 """
 
@@ -74,6 +75,40 @@ def fast_curve(base, method_cfg, batches, device, precision, compiled=False):
     return [float(x) for x in losses], method.adapter_state_dict(), fast, finite
 
 
+def packed_curves(base, batches, device, fast: bool):
+    """Every method of METHODS trained packed over one backbone (solo.train.packed), fp32;
+    `fast`: through the pack's graphed step (CUDA graphs on CUDA)."""
+    from solo.train.packed import Packer
+
+    apply_precision("fp32", device)
+    packer, steps, methods = Packer(), {}, {}
+    shared = copy.deepcopy(base)
+    for name, cfg in METHODS.items():
+        member = packer.member()
+        model = member.join(shared, device, "fp32")
+        torch.manual_seed(1)
+        method = apply_method(model, cfg)
+        member.attach(method)
+        optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=LR, eps=1e-6, weight_decay=0.01)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 5))
+        model.train()
+        if fast:
+            steps[name] = member.graphed_packed_step(
+                optimizer, scheduler, method.after_optimizer_step, label_smoothing=0.1,
+                grad_clip=None, pad_id=EOS)
+        else:
+            steps[name] = member.packed_step(PlainStep(model, method.after_optimizer_step,
+                                                       optimizer, scheduler, label_smoothing=0.1))
+        methods[name] = method
+    losses: dict[str, list[torch.Tensor]] = {name: [] for name in METHODS}
+    for batch in batches:
+        for name, step in steps.items():
+            losses[name].append(step.step(batch))
+        packer.flush()
+    return {name: ([float(x) for x in losses[name]], methods[name].adapter_state_dict())
+            for name in METHODS}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
@@ -100,9 +135,11 @@ def main() -> None:
     header = f"fast step vs plain step, GPT-2 {size}, {args.steps} steps, device: {device_name(device)}"
     print(header, flush=True)
     rows, report = [], {"device": device_name(device), "checks": {}}
+    plains = {}
     for name, cfg in METHODS.items():
         try:
             plain, plain_adapter = plain_curve(base, cfg, batches, device)
+            plains[name] = (plain, plain_adapter)
         except Exception as err:
             traceback.print_exc()
             rows.append(Row(f"{name} plain fp32", {"note": f"FAILED {err!s:.60}"}))
@@ -133,6 +170,27 @@ def main() -> None:
             free_memory(device)
             # After each check: a later timeout keeps what was measured.
             save_report(args.json, report, header, CHECK_COLUMNS, rows, echo=False)
+    for fast in (False, True):  # packed runs == the same runs alone (the plain curves above)
+        kind = "packed fast" if fast else "packed"
+        try:
+            for name, (losses, adapter) in packed_curves(base, batches, device, fast).items():
+                if name not in plains:
+                    continue
+                plain, plain_adapter = plains[name]
+                loss_diff = max(abs(a - b) for a, b in zip(plain, losses, strict=True))
+                param_diff = max(float((adapter[k] - v).abs().max()) for k, v in plain_adapter.items())
+                rows.append(Row(f"{name} {kind} fp32", {
+                    "max |dloss|": loss_diff, "max |dparam|": param_diff, "loss first": losses[0],
+                    "loss last": losses[-1], "plain last": plain[-1],
+                    "graphs": "graphed" if fast and cuda else "eager",
+                    "pass": "yes" if loss_diff < 1e-4 else "NO"}))
+                report["checks"][f"{name} {kind} fp32"] = {
+                    "plain": plain, "packed": losses, "max_loss_diff": loss_diff,
+                    "max_param_diff": param_diff}
+        except Exception as err:
+            traceback.print_exc()
+            rows.append(Row(f"{kind} fp32", {"note": f"FAILED {type(err).__name__}: {err!s:.60}"}))
+        free_memory(device)
     save_report(args.json, report, header, CHECK_COLUMNS, rows)
 
 

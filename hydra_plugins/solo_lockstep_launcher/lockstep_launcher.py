@@ -25,14 +25,17 @@ log = logging.getLogger(__name__)
 
 
 class LockstepLauncher(Launcher):
-    def __init__(self, runs_at_once: int | None = None) -> None:
+    def __init__(self, runs_at_once: int | None = None, pack: bool = False) -> None:
         if runs_at_once is not None and (
             isinstance(runs_at_once, bool) or not isinstance(runs_at_once, int) or runs_at_once < 1
         ):
             raise SoloError(
                 f"hydra.launcher.runs_at_once={runs_at_once!r} must be a positive integer or null"
             )
+        if not isinstance(pack, bool):
+            raise SoloError(f"hydra.launcher.pack={pack!r} must be true or false")
         self.runs_at_once = runs_at_once
+        self.pack = pack
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -51,7 +54,8 @@ class LockstepLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        log.info(f"Launching {len(job_overrides)} jobs in lockstep in this process")
+        how = "packed over shared backbones" if self.pack else "in lockstep"
+        log.info(f"Launching {len(job_overrides)} jobs {how} in this process")
         jobs = [
             self._compose(initial_job_idx + offset, overrides)
             for offset, overrides in enumerate(job_overrides)
@@ -105,7 +109,7 @@ class LockstepLauncher(Launcher):
             returns.append(ret)
             task_cfgs.append(task_cfg)
             overrides.append(ret.overrides)
-        results = run_lockstep(task_cfgs, overrides)
+        results = run_lockstep(task_cfgs, overrides, pack=self.pack)
         failures = []
         for config, ret, result in zip(configs, returns, results, strict=True):
             if result.error is None:

@@ -3,7 +3,8 @@
 Runs what one paper table needs, then aggregates it. Each non-cited row's experiment is composed
 for every seed exactly as `python -m solo.train` would compose it; rows whose run dir is already
 finished (DONE) are skipped, the rest are launched as Hydra multiruns of solo.train (so any
-launcher works: launcher=joblib, launcher=slurm ...). Rows shared between tables run once.
+launcher works: launcher=joblib, launcher=slurm ...; on CUDA the default is launcher=packed, one
+backbone pass per step for all of a launch's rows). Rows shared between tables run once.
 Finally results/tableN.{md,csv,png} are built (results/smoke/ for smoke profiles).
 
 Other arguments are Hydra overrides handed to solo.train unchanged. seeds defaults to 1; give
@@ -101,8 +102,19 @@ def plan_table(table: int, seeds: list[int], overrides: list[str]) -> TablePlan:
     return plan
 
 
+def with_default_launcher(overrides: list[str], cuda: bool) -> list[str]:
+    """On CUDA a table's rows train packed (`launcher=packed`: one backbone pass per step for
+    all of them) unless the overrides choose a launcher; elsewhere each run trains alone."""
+    if not cuda or any(o.startswith(("launcher=", "hydra/launcher=")) for o in overrides):
+        return overrides
+    return ["launcher=packed", *overrides]
+
+
 def run_table(table: int, arguments: list[str]) -> int:
+    import torch
+
     seeds, overrides, dry_run = _split_arguments(arguments)
+    overrides = with_default_launcher(overrides, torch.cuda.is_available())
     plan = plan_table(table, seeds, overrides)
     label = "SMOKE run (profile is not for results)" if plan.smoke else "run"
     print(f"table {table}: {len(plan.todo)} runs to do, {len(plan.finished)} finished, "

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from solo.errors import SoloError
+
+if TYPE_CHECKING:
+    from solo.methods.packing import PackedTerm
 
 
 class Method:
@@ -53,6 +56,12 @@ class Method:
         """For each stored tensor (by its `adapter_state_dict` name) that a mask sparsifies, the
         boolean mask of the entries it may hold; a nonzero entry outside it is a wrong file."""
         return {}
+
+    def packed_terms(self) -> list[PackedTerm] | None:
+        """What the method adds to the backbone's forward, as terms a packed forward over several
+        runs' batches applies to this run's rows (solo.methods.packing); None: it cannot be packed
+        (it changes the backbone itself, e.g. full fine-tuning)."""
+        return None
 
     def detach(self) -> None:
         """Remove the method from the backbone, leaving the backbone as it was before attaching."""

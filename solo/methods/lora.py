@@ -26,6 +26,7 @@ from transformers.pytorch_utils import Conv1D
 
 from solo.errors import SoloError
 from solo.methods.base import Method, check_dropout, check_positive_int, config_from_dict, freeze
+from solo.methods.packing import PackedTerm
 
 _SLICES = ("q", "k", "v")
 _LINEAR_NAMES = {"q": "q_proj", "k": "k_proj", "v": "v_proj"}
@@ -99,19 +100,23 @@ class LoRAFusedConv1D(nn.Module):
         full[:, torch.tensor(self.enabled)] = per_slice.permute(1, 0, 2)
         return full.reshape(self.nx, self.nf)
 
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        """What LoRA adds to the fused output: the enabled slices' terms, zeros elsewhere."""
+        slices = self.delta_slices(x)
+        pieces, used = [], 0
+        for on in self.enabled:
+            if on:
+                pieces.append(slices[..., used, :])
+                used += 1
+            else:
+                pieces.append(slices.new_zeros(()).expand(*x.shape[:-1], self.width))
+        return torch.cat(pieces, dim=-1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.addmm(self.bias, x.reshape(-1, self.nx), self.weight).view(*x.shape[:-1], self.nf)
         if self.merged:
             return out
-        delta = self.delta_slices(x)
-        pieces, used = [], 0
-        for on in self.enabled:
-            if on:
-                pieces.append(delta[..., used, :])
-                used += 1
-            else:
-                pieces.append(out.new_zeros(()).expand(*x.shape[:-1], self.width))
-        return out + torch.cat(pieces, dim=-1)
+        return out + self.delta(x)
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -135,11 +140,14 @@ class LoRALinear(nn.Module):
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.merged = False
 
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B) * self.scaling
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.linear(x, self.weight, self.bias)
         if self.merged:
             return out
-        return out + F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B) * self.scaling
+        return out + self.delta(x)
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -178,6 +186,15 @@ class LoRA(Method):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for layer in self.layers for p in (layer.lora_A, layer.lora_B)]
+
+    def packed_terms(self) -> list[PackedTerm]:
+        """One term per adapted projection: its input, through B·A, added to its output
+        (solo.methods.packing). A merged layer has no term left to pack."""
+        if any(layer.merged for layer in self.layers):
+            return None  # type: ignore[return-value]
+        names = {id(module): name for name, module in self.model.named_modules()}
+        return [PackedTerm(reads=names[id(layer)], adds_to=names[id(layer)], term=layer.delta)
+                for layer in self.layers]
 
     def merge(self) -> None:
         for layer in self.layers:

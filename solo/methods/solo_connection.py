@@ -44,6 +44,7 @@ from torch import nn
 
 from solo.errors import SoloError
 from solo.methods.base import Method, check_dropout, check_positive_int, config_from_dict, freeze
+from solo.methods.packing import PackedTerm, add_to_output, module_input
 from solo.methods.placement import connection_groups, find_blocks, hidden_size
 
 ADAPTER_ATTR = "solo_adapter"
@@ -171,17 +172,6 @@ class SoloAdapter(nn.Module):
             self.decoder.mul_(self.decoder_mask)
 
 
-def _block_input(args: tuple, kwargs: dict) -> torch.Tensor:
-    return args[0] if args else kwargs["hidden_states"]
-
-
-def _add_to_output(output: Any, delta: torch.Tensor) -> Any:
-    # Blocks return a tensor (transformers >= 5) or a tuple whose first item is the hidden state.
-    if isinstance(output, torch.Tensor):
-        return output + delta
-    return (output[0] + delta, *output[1:])
-
-
 class SoloConnection(Method):
     name = "solo"
 
@@ -211,11 +201,22 @@ class SoloConnection(Method):
             )
 
     def _capture(self, index: int, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        self._inputs[index] = _block_input(args, kwargs)
+        self._inputs[index] = module_input(args, kwargs)
 
     def _add(self, index: int, same_block: bool, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-        x = _block_input(args, kwargs) if same_block else self._inputs[index]
-        return _add_to_output(output, self.adapter(x, index))
+        x = module_input(args, kwargs) if same_block else self._inputs[index]
+        return add_to_output(output, self.adapter(x, index))
+
+    def packed_terms(self) -> list[PackedTerm]:
+        """One term per connection: the input of block `first` feeds the adapter, whose output
+        is added to the output of block `last` (solo.methods.packing)."""
+        names = {id(block): name for name, block in self.model.named_modules()}
+        blocks = find_blocks(self.model)
+        return [
+            PackedTerm(reads=names[id(blocks[first - 1])], adds_to=names[id(blocks[last - 1])],
+                       term=partial(self.adapter, index=index))
+            for index, (first, last) in enumerate(self.groups)
+        ]
 
     @property
     def n_connections(self) -> int:

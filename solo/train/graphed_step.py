@@ -66,6 +66,33 @@ class _Graph:
     packed: torch.Tensor  # [2, B, L] int64 on the device: row 0 input ids, row 1 loss mask
 
 
+class StepPart:
+    """One run's share of a graphed step: its optimiser (switched to the fused, and under graphs
+    capturable, kernel in place), scheduler, projection and loss settings, and the device tensors
+    its loss and non-finite flag land in."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler | None, project: Callable[[], None],
+                 *, label_smoothing: float = 0.1, grad_clip: float | None = None,
+                 device: torch.device) -> None:
+        self.optimizer, self.scheduler, self.project = optimizer, scheduler, project
+        self.label_smoothing = float(label_smoothing)
+        self.grad_clip = None if grad_clip is None else float(grad_clip)
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.lr_tensors: list[torch.Tensor] | None = None
+        self.loss_out = torch.zeros((), device=device)
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+
+    def sync_learning_rates(self) -> None:
+        assert self.lr_tensors is not None
+        for group, lr in zip(self.optimizer.param_groups, self.lr_tensors, strict=True):
+            value = group["lr"]
+            if isinstance(value, torch.Tensor):
+                lr.copy_(value, non_blocking=True)
+            else:
+                lr.fill_(float(value))
+
+
 class GraphedStep:
     """A training step equal to the plain one, CUDA-graphed per length bucket where it can be.
 
@@ -80,15 +107,25 @@ class GraphedStep:
     right padded) and returns the batch loss as a 0-dim device tensor without synchronising.
     Gradient accumulation is not supported (one micro-batch per optimiser step).
 
+    Packed runs (solo.train.packed) share one step: `GraphedStep.packed(model, parts, rows)` takes
+    one `StepPart` per run and `rows`, the packed forward's context (solo.methods.packing); then
+    `step_parts([(part, batch), ...])` runs one forward over the stacked batches, each part's loss
+    on its rows, one backward of their sum and each part's own update, captured per (parts and
+    their row counts, length bucket).
+
     `compile=True` runs the forward pass and loss through torch.compile (inductor, default mode,
     static shapes), compiled once per shape during the first step of that shape; meant for bucketed
     CUDA training (on the CPU it works too, but compiles every distinct length without buckets).
     `compile_seconds` sums those first steps; on a failure `compile_failure` holds the reason.
+    Packed steps are not compiled (the packed forward's hooks are Python state dynamo would guard on).
 
     Under CUDA graphs the gradients live in fixed buffers zeroed each step, so a parameter that
     gets no gradient still receives AdamW's weight decay, where the plain step (gradients set to
     None) would skip it; every parameter of solo's methods gets a gradient every step.
     """
+
+    micro_batches = 1
+    deferred = False
 
     def __init__(
         self,
@@ -107,12 +144,12 @@ class GraphedStep:
         loss_fn: Callable[..., torch.Tensor] = label_smoothed_loss,
         log: Callable[[str], None] | None = None,
         compile: bool = False,  # noqa: A002 - mirrors torch.compile; opt-in, see the module docstring
+        _parts: Sequence[StepPart] | None = None,
+        _rows: Callable[[Sequence[tuple[int, int]]], contextlib.AbstractContextManager] | None = None,
     ) -> None:
         self.model = model
-        self._project = project
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.micro_batches = 1
         self.pad_id = int(pad_id)
         self.label_smoothing = float(label_smoothing)
         self.grad_clip = None if grad_clip is None else float(grad_clip)
@@ -123,7 +160,11 @@ class GraphedStep:
         self.loss_fn = loss_fn
         self.max_graphs = int(max_graphs)
         self._log = log or (lambda msg: warnings.warn(msg, stacklevel=3))
-        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.parts = list(_parts) if _parts is not None else [StepPart(
+            optimizer, scheduler, project, label_smoothing=label_smoothing, grad_clip=grad_clip,
+            device=self.device)]
+        self._rows = _rows
+        self.params = [p for part in self.parts for p in part.params]
         model.train()  # submodules too (an adapter attached while the model was in eval mode)
 
         want_graphs = self.device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
@@ -132,15 +173,13 @@ class GraphedStep:
             want_graphs = False
         self.graphed = want_graphs
         self.fallback_reason: str | None = None
-        self._use_fused_optimizer()
+        for part in self.parts:
+            self._use_fused_optimizer(part)
 
-        self._graphs: dict[tuple[int, int], _Graph] = {}
+        self._graphs: dict[tuple, _Graph] = {}
         self._pool = None
         self._static_grads: list[torch.Tensor] | None = None
-        self._lr_tensors: list[torch.Tensor] | None = None
         self._projection_in_graph = False
-        self._loss_out = torch.zeros((), device=self.device)
-        self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
 
         self.steps = 0
         self.eager_steps = 0
@@ -150,50 +189,70 @@ class GraphedStep:
         self.compile_failure: str | None = None
         self._compiled_shapes: set[tuple[int, ...]] = set()
         self._compiled: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-        if compile:
+        if compile and _parts is None:
             self._compiled = self._compile_forward_loss()
+
+    @classmethod
+    def packed(cls, model: torch.nn.Module, parts: Sequence[StepPart],
+               rows: Callable[[Sequence[tuple[int, int]]], contextlib.AbstractContextManager],
+               **options: Any) -> GraphedStep:
+        """One step for several runs over `model` (their packed backbone): see the class docstring."""
+        first = parts[0]
+        return cls(model, first.project, first.optimizer, first.scheduler, _parts=parts,
+                   _rows=rows, **options)
 
     # ----------------------------------------------------------------------------------------
     # public
 
     def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One optimiser step on one micro-batch (update, projection, scheduler); the device loss."""
-        loss = self._step(batch)
-        if self.scheduler is not None:
-            self.scheduler.step()
+        (loss,) = self.step_parts([(self.parts[0], batch)])
         return loss
 
-    def _step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        input_ids = batch["input_ids"]
-        loss_mask = batch["loss_mask"]
-        attention_mask = batch.get("attention_mask")
-        if attention_mask is not None and attention_mask.device.type == "cpu":
-            right_padded_lengths(attention_mask)
-        length = pick_bucket(input_ids.shape[1], self.buckets)
-        input_ids = pad_to(input_ids, length, self.pad_id)
-        loss_mask = pad_to(loss_mask, length, 0)
+    def step_parts(self, batches: Sequence[tuple[StepPart, dict[str, torch.Tensor]]]) -> list[torch.Tensor]:
+        """One optimiser step of each part on its batch, in one forward and backward; the losses."""
+        losses = self._step(batches)
+        for part, _ in batches:
+            if part.scheduler is not None:
+                part.scheduler.step()
+        return losses
+
+    def _step(self, batches: Sequence[tuple[StepPart, dict[str, torch.Tensor]]]) -> list[torch.Tensor]:
+        for _, batch in batches:
+            attention_mask = batch.get("attention_mask")
+            if attention_mask is not None and attention_mask.device.type == "cpu":
+                right_padded_lengths(attention_mask)
+        length = pick_bucket(max(int(b["input_ids"].shape[1]) for _, b in batches), self.buckets)
+        input_ids = torch.cat([pad_to(b["input_ids"], length, self.pad_id) for _, b in batches])
+        loss_mask = torch.cat([pad_to(b["loss_mask"], length, 0) for _, b in batches])
+        active = tuple(self.parts.index(part) for part, _ in batches)
+        counts = tuple(int(b["input_ids"].shape[0]) for _, b in batches)
         if not self.model.training:  # cheap check; a full .train() walks every module
             self.model.train()
         self.steps += 1
 
         if self.graphed:
-            key = (int(input_ids.shape[0]), length)
+            key = (active, counts, length)
             entry = self._graphs.get(key)
             if entry is None and len(self._graphs) < self.max_graphs:
                 entry = self._capture(key, input_ids, loss_mask)
             if entry is not None:
                 self._load(entry.packed, input_ids, loss_mask)
-                self._sync_learning_rates()
+                for index in active:
+                    self.parts[index].sync_learning_rates()
                 entry.graph.replay()
                 if not self._projection_in_graph:
-                    self._project()
-                return self._loss_out.clone()
-        return self._eager(input_ids, loss_mask)
+                    for index in active:
+                        self.parts[index].project()
+                return [self.parts[index].loss_out.clone() for index in active]
+        return self._eager(active, counts, input_ids, loss_mask)
 
     def check_finite(self) -> bool:
         """True if every loss since the last call was finite (synchronises; resets the flag)."""
-        ok = not bool(self._nonfinite.item())
-        self._nonfinite.zero_()
+        flags = torch.stack([part.nonfinite for part in self.parts])
+        ok = not bool(flags.any().item())
+        for part in self.parts:
+            part.nonfinite.zero_()
         return ok
 
     @property
@@ -215,13 +274,36 @@ class GraphedStep:
             logits = self.model(input_ids=input_ids, use_cache=False).logits
         return self.loss_fn(logits, input_ids, loss_mask, self.label_smoothing)
 
-    def _loss_and_grads(self, input_ids: torch.Tensor, loss_mask: torch.Tensor, recover: bool) -> torch.Tensor:
-        """Forward, loss and backward; compiled if asked. `recover`: on a compile failure, say so
+    def _packed_losses(self, active: tuple[int, ...], counts: tuple[int, ...],
+                       input_ids: torch.Tensor, loss_mask: torch.Tensor) -> list[torch.Tensor]:
+        """Each active part's loss on its rows of one forward over the stacked batches."""
+        assert self._rows is not None
+        with self._rows(list(zip(active, counts, strict=True))), self.autocast():
+            logits = self.model(input_ids=input_ids, use_cache=False).logits
+        losses, start = [], 0
+        for index, count in zip(active, counts, strict=True):
+            rows = slice(start, start + count)
+            losses.append(self.loss_fn(logits[rows], input_ids[rows], loss_mask[rows],
+                                       self.parts[index].label_smoothing))
+            start += count
+        return losses
+
+    def _losses_and_grads(self, active: tuple[int, ...], counts: tuple[int, ...],
+                          input_ids: torch.Tensor, loss_mask: torch.Tensor,
+                          recover: bool) -> list[torch.Tensor]:
+        """Forward, losses and backward; compiled if asked. `recover`: on a compile failure, say so
         and redo the step uncompiled (the eager path); otherwise raise (capture retries itself)."""
+        if self._rows is not None:
+            losses = self._packed_losses(active, counts, input_ids, loss_mask)
+            total = losses[0]
+            for loss in losses[1:]:
+                total = total + loss
+            total.backward()
+            return losses
         if self._compiled is None:
             loss = self._forward_loss(input_ids, loss_mask)
             loss.backward()
-            return loss
+            return [loss]
         shape = (*input_ids.shape, *loss_mask.shape)
         first = shape not in self._compiled_shapes
         started = time.perf_counter()
@@ -232,45 +314,53 @@ class GraphedStep:
             if not recover:
                 raise
             self._drop_compile(f"{type(err).__name__}: {err}")
-            self._zero_grads()  # a failure inside backward may have left partial gradients
-            return self._loss_and_grads(input_ids, loss_mask, recover)
+            self._zero_grads(active)  # a failure inside backward may have left partial gradients
+            return self._losses_and_grads(active, counts, input_ids, loss_mask, recover)
         if first:
             self._compiled_shapes.add(shape)
             seconds = time.perf_counter() - started
             self.compile_seconds += seconds
             self._log(f"fast step: compiled forward+loss+backward for shape {tuple(input_ids.shape)} in {seconds:.1f} s")
-        return loss
+        return [loss]
 
     def _body(
-        self, input_ids: torch.Tensor, loss_mask: torch.Tensor, project: bool, recover: bool = False
-    ) -> torch.Tensor:
+        self, active: tuple[int, ...], counts: tuple[int, ...], input_ids: torch.Tensor,
+        loss_mask: torch.Tensor, project: bool, recover: bool = False,
+    ) -> list[torch.Tensor]:
         if self._static_grads is not None:
             torch._foreach_zero_(self._static_grads)
-        loss = self._loss_and_grads(input_ids, loss_mask, recover)
-        if self.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-        self.optimizer.step()
-        if project:
-            self._project()
-        loss = loss.detach()
-        self._loss_out.copy_(loss)
-        self._nonfinite.logical_or_(~torch.isfinite(loss))
-        return loss
+        losses = self._losses_and_grads(active, counts, input_ids, loss_mask, recover)
+        out = []
+        for index, loss in zip(active, losses, strict=True):
+            part = self.parts[index]
+            if part.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(part.params, part.grad_clip)
+            part.optimizer.step()
+            if project:
+                part.project()
+            loss = loss.detach()
+            part.loss_out.copy_(loss)
+            part.nonfinite.logical_or_(~torch.isfinite(loss))
+            out.append(loss)
+        return out
 
-    def _eager(self, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    def _eager(self, active: tuple[int, ...], counts: tuple[int, ...], input_ids: torch.Tensor,
+               loss_mask: torch.Tensor) -> list[torch.Tensor]:
         self.eager_steps += 1
         input_ids = input_ids.to(self.device, non_blocking=True)
         loss_mask = loss_mask.to(self.device, dtype=torch.float32, non_blocking=True)
-        loss = self._body(input_ids, loss_mask, project=True, recover=True)
+        losses = self._body(active, counts, input_ids, loss_mask, project=True, recover=True)
         if self._static_grads is None:
-            self.optimizer.zero_grad(set_to_none=True)
-        return loss.clone()
+            for index in active:
+                self.parts[index].optimizer.zero_grad(set_to_none=True)
+        return [loss.clone() for loss in losses]
 
-    def _zero_grads(self) -> None:
+    def _zero_grads(self, active: tuple[int, ...]) -> None:
         if self._static_grads is not None:
             torch._foreach_zero_(self._static_grads)
         else:
-            self.optimizer.zero_grad(set_to_none=True)
+            for index in active:
+                self.parts[index].optimizer.zero_grad(set_to_none=True)
 
     # ----------------------------------------------------------------------------------------
     # torch.compile
@@ -309,17 +399,18 @@ class GraphedStep:
     # ----------------------------------------------------------------------------------------
     # CUDA graphs
 
-    def _use_fused_optimizer(self) -> None:
-        """Switch the optimiser to its fused kernel (one launch for all parameters) where possible."""
-        if not isinstance(self.optimizer, (torch.optim.AdamW, torch.optim.Adam)):
+    def _use_fused_optimizer(self, part: StepPart) -> None:
+        """Switch a part's optimiser to its fused kernel (one launch for all parameters) where possible."""
+        optimizer = part.optimizer
+        if not isinstance(optimizer, (torch.optim.AdamW, torch.optim.Adam)):
             if self.graphed:
-                self._fallback(f"{type(self.optimizer).__name__} is not capturable here; need Adam/AdamW")
+                self._fallback(f"{type(optimizer).__name__} is not capturable here; need Adam/AdamW")
             return
-        fused_ok = all(p.is_floating_point() for p in self.params) and self.device.type in (
+        fused_ok = all(p.is_floating_point() for p in part.params) and self.device.type in (
             "cuda",
             "cpu",
         )
-        for group in self.optimizer.param_groups:
+        for group in optimizer.param_groups:
             if group.get("differentiable"):
                 fused_ok = False
             if fused_ok:
@@ -329,19 +420,10 @@ class GraphedStep:
                 group["capturable"] = True
         # State created by earlier plain steps keeps `step` on the CPU; fused/capturable want it
         # beside the parameter.
-        for param, state in self.optimizer.state.items():
+        for param, state in optimizer.state.items():
             step = state.get("step")
             if isinstance(step, torch.Tensor) and (fused_ok or self.graphed):
                 state["step"] = step.to(param.device, torch.float32)
-
-    def _sync_learning_rates(self) -> None:
-        assert self._lr_tensors is not None
-        for group, lr in zip(self.optimizer.param_groups, self._lr_tensors, strict=True):
-            value = group["lr"]
-            if isinstance(value, torch.Tensor):
-                lr.copy_(value, non_blocking=True)
-            else:
-                lr.fill_(float(value))
 
     def _load(self, packed: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> None:
         host = torch.stack([input_ids.to(torch.int64), loss_mask.to(torch.int64)])
@@ -356,53 +438,62 @@ class GraphedStep:
         self.fallback_reason = reason
         self._log(f"fast step: CUDA graphs off, running eagerly ({reason})")
 
-    def _capture(self, key: tuple[int, int], input_ids: torch.Tensor, loss_mask: torch.Tensor) -> _Graph | None:
-        """Warm up and capture the step for one (batch, length) shape; None after a failure.
+    def _capture(self, key: tuple, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> _Graph | None:
+        """Warm up and capture the step for one (parts, row counts, length) key; None after a failure.
 
         Warm-up iterations really update the parameters and optimiser state, so both are
         snapshotted first and restored afterwards: the trajectory equals the plain one.
         """
+        active, counts, _ = key
         started = time.perf_counter()
         first = not self._graphs
         snapshot = self._snapshot()
         stream = torch.cuda.Stream(device=self.device)
+        parts = [self.parts[index] for index in active]
         try:
             if first:
                 self._pool = torch.cuda.graph_pool_handle()
                 self._static_grads = [torch.zeros_like(p) for p in self.params]
                 for p, g in zip(self.params, self._static_grads, strict=True):
                     p.grad = g
-                self._lr_tensors = [
-                    torch.tensor(float(g["lr"]), dtype=torch.float32, device=self.device)
-                    for g in self.optimizer.param_groups
-                ]
+                for part in self.parts:
+                    part.lr_tensors = [
+                        torch.tensor(float(g["lr"]), dtype=torch.float32, device=self.device)
+                        for g in part.optimizer.param_groups
+                    ]
                 self._projection_in_graph = self._projection_is_sync_free()
-            packed = torch.empty((2, *key), dtype=torch.int64, device=self.device)
+            packed = torch.empty((2, *input_ids.shape), dtype=torch.int64, device=self.device)
             self._load(packed, input_ids, loss_mask)
-            self._sync_learning_rates()
-            saved_lrs = [g["lr"] for g in self.optimizer.param_groups]
-            for group, lr in zip(self.optimizer.param_groups, self._lr_tensors, strict=True):
-                group["lr"] = lr  # the graph must read the rate from device memory
+            saved_lrs = []
+            for part in parts:
+                part.sync_learning_rates()
+                saved_lrs.append([g["lr"] for g in part.optimizer.param_groups])
+                for group, lr in zip(part.optimizer.param_groups, part.lr_tensors, strict=True):
+                    group["lr"] = lr  # the graph must read the rate from device memory
             try:
                 stream.wait_stream(torch.cuda.current_stream(self.device))
                 with torch.cuda.stream(stream):
                     for _ in range(_FIRST_WARMUP_ITERS if first else _LATER_WARMUP_ITERS):
-                        self._body(packed[0], packed[1].to(torch.float32), self._projection_in_graph)
+                        self._body(active, counts, packed[0], packed[1].to(torch.float32),
+                                   self._projection_in_graph)
                 torch.cuda.current_stream(self.device).wait_stream(stream)
                 graph = torch.cuda.CUDAGraph()
                 # Every shape was compiled during the warm-up; compiling inside a capture would fail
                 # obscurely (allocations, autotuning), so a guard miss here is an error instead.
                 with _no_recompile(self._compiled is not None), torch.cuda.graph(graph, pool=self._pool):
-                    self._body(packed[0], packed[1].to(torch.float32), self._projection_in_graph)
+                    self._body(active, counts, packed[0], packed[1].to(torch.float32),
+                               self._projection_in_graph)
             finally:
-                for group, lr in zip(self.optimizer.param_groups, saved_lrs, strict=True):
-                    group["lr"] = lr
+                for part, lrs in zip(parts, saved_lrs, strict=False):
+                    for group, lr in zip(part.optimizer.param_groups, lrs, strict=True):
+                        group["lr"] = lr
         except Exception as err:  # any capture failure: keep training, eagerly
             with contextlib.suppress(RuntimeError):  # an invalidated capture may re-raise here
                 torch.cuda.synchronize(self.device)
             self._restore(snapshot)
             where = "".join(traceback.format_exception(err, limit=-4))  # the innermost frames
-            what = f"capture of batch {key[0]} x length {key[1]} failed: {type(err).__name__}: {err}"
+            what = (f"capture of {len(active)} part(s), rows {list(counts)} x length "
+                    f"{input_ids.shape[1]} failed: {type(err).__name__}: {err}")
             self._log(f"fast step: capture traceback (innermost frames):\n{where}")
             if self._compiled is not None:
                 # Try again without torch.compile before giving up on the graphs.
@@ -427,7 +518,8 @@ class GraphedStep:
         torch.cuda.synchronize(self.device)
         torch.cuda.set_sync_debug_mode("error")
         try:
-            self._project()
+            for part in self.parts:
+                part.project()
             return True
         except RuntimeError as err:
             self._log(f"fast step: after_optimizer_step synchronises ({err}); running it outside the graph")
@@ -440,7 +532,7 @@ class GraphedStep:
             params = [p.detach().clone() for p in self.params]
             state = {
                 p: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
-                for p, s in self.optimizer.state.items()
+                for part in self.parts for p, s in part.optimizer.state.items()
             }
         return {"params": params, "state": state}
 
@@ -449,7 +541,7 @@ class GraphedStep:
         with torch.no_grad():
             for p, saved in zip(self.params, snapshot["params"], strict=True):
                 p.copy_(saved)
-            for p, state in self.optimizer.state.items():
+            for p, state in (item for part in self.parts for item in part.optimizer.state.items()):
                 before = snapshot["state"].get(p)
                 for k, v in state.items():
                     if not isinstance(v, torch.Tensor):
@@ -460,4 +552,5 @@ class GraphedStep:
                         v.zero_()
             if self._static_grads is not None:
                 torch._foreach_zero_(self._static_grads)
-            self._nonfinite.zero_()
+            for part in self.parts:
+                part.nonfinite.zero_()

@@ -20,6 +20,10 @@ and seed (metrics, adapter, predictions; on the CPU bitwise, tests/train/test_tr
 A failing run (a SoloError such as a non-finite loss, or any other exception) stops alone; the
 others go on, and the failures are reported at the end, one line per run.
 
+With `pack=True` (`launcher=packed`) runs that share a backbone also share each step: every run's
+advance queues its batch, and after each round `Packer.flush` runs one forward and backward for
+all of them (solo.train.packed). Packed runs use no streams of their own: they are one step.
+
 OmegaConf and the pipeline are imported inside `run_lockstep`, so the GPU image (no Hydra) can
 import `RunState` and `on_stream` (bench/bench_concurrency.py measures with them).
 """
@@ -32,17 +36,19 @@ import traceback
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from solo.errors import SoloError
 from solo.train.interrupt import Interrupted, stop_on_signals
 from solo.train.loop import PROGRESS_LINE, resolve_device
-from solo.train.rng import host_rng_state, set_host_rng_state
+from solo.train.rng import RunState
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
+
+    from solo.train.packed import Packer, PackMember
 
 
 @dataclass
@@ -59,54 +65,6 @@ class LockstepFailed(SoloError):
     """Some runs of a lockstep group failed; the message has one line per failed run."""
 
 
-# torch >= 2.5: generators can point at a shared state object (graph-safe); older torch copies
-# values, which is exact for eager steps but lets two runs' graph replays share one offset slot.
-_GRAPHSAFE = hasattr(torch.Generator, "graphsafe_set_state")
-
-
-class RunState:
-    """The process-global state a run draws from or sets, held while the run is swapped out:
-    `restore()` before advancing the run, `capture()` after. Starts as a copy of the current state.
-    """
-
-    def __init__(self, cuda: bool, own: bool = True) -> None:
-        """`cuda`: also the CUDA generators; `own`: give them state objects of their own (a run),
-        rather than keep the current ones (the caller's, restored after the runs)."""
-        self.cuda_states: list[Any] = []
-        self.capture()
-        if cuda:
-            torch.cuda.init()  # default_generators is empty until CUDA is initialised
-            # Graph-safe states are objects, not values: a run's generators point at its own
-            # objects, so the CUDA graphs it captures register (and replay with) those.
-            self.cuda_states = [
-                _clone_cuda_state(g) if own else _current_cuda_state(g)
-                for g in torch.cuda.default_generators
-            ]
-
-    def capture(self) -> None:
-        self.host = host_rng_state()
-        self.tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        if self.cuda_states and not _GRAPHSAFE:
-            self.cuda_states = [g.get_state() for g in torch.cuda.default_generators]
-
-    def restore(self) -> None:
-        set_host_rng_state(self.host)
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.tf32
-        for generator, state in zip(torch.cuda.default_generators, self.cuda_states, strict=False):
-            if _GRAPHSAFE:
-                generator.graphsafe_set_state(state)
-            else:
-                generator.set_state(state)
-
-
-def _clone_cuda_state(generator: torch.Generator) -> Any:
-    return generator.clone_state() if _GRAPHSAFE else generator.get_state()
-
-
-def _current_cuda_state(generator: torch.Generator) -> Any:
-    return generator.graphsafe_get_state() if _GRAPHSAFE else generator.get_state()
-
-
 @dataclass
 class _Run:
     index: int
@@ -115,6 +73,7 @@ class _Run:
     stream: torch.cuda.Stream | None
     result: LockstepResult
     sharers: list[int] = field(default_factory=list)  # later jobs with the same run dir
+    pack: PackMember | None = None
 
     def advance(self) -> bool:
         """One optimiser step (or the rest of the run once training is over); False when done."""
@@ -126,15 +85,25 @@ class _Run:
             return True
         except StopIteration as done:
             self.result.run_dir = done.value
+            self.leave_pack()
             return False
         except Exception as err:  # noqa: BLE001 - one run's failure must not stop the others
-            self.result.error, self.result.exception = _reason(err), err
-            if not isinstance(err, SoloError):
-                traceback.print_exception(err, file=sys.stderr)  # a bug: keep its traceback
+            self.fail(err)
             return False
         finally:
             PROGRESS_LINE.reset(line)
             self.state.capture()
+
+
+    def fail(self, err: BaseException) -> None:
+        self.result.error, self.result.exception = _reason(err), err
+        if not isinstance(err, SoloError):
+            traceback.print_exception(err, file=sys.stderr)  # a bug: keep its traceback
+        self.leave_pack()
+
+    def leave_pack(self) -> None:
+        if self.pack is not None:
+            self.pack.leave()
 
 
 def on_stream(stream: torch.cuda.Stream | None) -> contextlib.AbstractContextManager:
@@ -156,9 +125,13 @@ def _describe(overrides: Sequence[str]) -> str:
 
 
 def run_lockstep(
-    cfgs: Sequence[DictConfig], overrides_list: Sequence[Sequence[str]] | None = None
+    cfgs: Sequence[DictConfig], overrides_list: Sequence[Sequence[str]] | None = None,
+    *, pack: bool = False,
 ) -> list[LockstepResult]:
-    """Run every config's experiment in lockstep; one result per config, failures included."""
+    """Run every config's experiment in lockstep; one result per config, failures included.
+    `pack`: runs that share a backbone train packed (solo.train.packed), one backbone pass per
+    step for all of them."""
+    from solo.train.packed import Packer
     from solo.train.pipeline import experiment_steps
     from solo.train.rundir import run_dir_for
 
@@ -173,6 +146,7 @@ def run_lockstep(
     ]
     runs: list[_Run] = []
     by_dir: dict[Path, _Run] = {}
+    packer = Packer() if pack else None
     for index, (cfg, overrides) in enumerate(zip(cfgs, overrides_list, strict=True)):
         try:
             run_dir = run_dir_for(cfg)
@@ -185,12 +159,15 @@ def run_lockstep(
             by_dir[run_dir].sharers.append(index)
             continue
         cuda = device.type == "cuda"
+        member = packer.member() if packer is not None else None
         run = _Run(
             index=index,
-            steps=experiment_steps(cfg, list(overrides)),
+            steps=experiment_steps(cfg, list(overrides), pack=member),
             state=RunState(cuda),
-            stream=torch.cuda.Stream(device=device) if cuda else None,
+            # Packed runs share one batched step: more streams would only split it.
+            stream=torch.cuda.Stream(device=device) if cuda and not pack else None,
             result=results[index],
+            pack=member,
         )
         runs.append(run)
         by_dir[run_dir] = run
@@ -203,6 +180,8 @@ def run_lockstep(
         with stop_on_signals():  # Ctrl-C: every run checkpoints after its current step and stops
             while active:
                 active = [run for run in active if run.advance()]
+                if packer is not None:
+                    _flush(packer, active)
     finally:
         for run in active:  # interrupted (e.g. Ctrl-C): release locks, close trackers
             run.steps.close()
@@ -214,6 +193,19 @@ def run_lockstep(
             results[index].error = run.result.error
             results[index].exception = run.result.exception
     return results
+
+
+def _flush(packer: Packer, active: list[_Run]) -> None:
+    """The packed update of every run that queued a step; if it fails, so do its pack's runs."""
+    for pack in packer.packs:
+        try:
+            pack.flush()
+        except Exception as err:  # noqa: BLE001 - other packs go on
+            failed = [run for run in active if run.pack is not None and run.pack.pack is pack]
+            for run in failed:
+                run.steps.close()
+                run.fail(err)
+                active.remove(run)
 
 
 def finished_run_dirs(results: Sequence[LockstepResult]) -> list[Path]:

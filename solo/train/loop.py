@@ -34,7 +34,7 @@ from solo.train.metrics import LossWindow, MetricsFile, NonFiniteLoss
 from solo.train.optim import build_optimizer, build_scheduler
 from solo.train.precision import apply_precision
 from solo.train.settings import trainer_settings
-from solo.train.step import forward_logits, make_train_step, to_device
+from solo.train.step import TrainStep, forward_logits, make_train_step, to_device
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -169,11 +169,15 @@ def train_steps(
     tracker: Tracker,
     device: torch.device,
     diagnostics: Callable[[], dict[str, float]] | None = None,
+    make_step: Callable[..., TrainStep] = make_train_step,
 ) -> Generator[int, None, TrainOutcome]:
     """`train` as a generator: yields the step count after every optimiser step (its logging,
     evaluation and checkpoint done) and returns the TrainOutcome, so a driver can interleave
     several runs (solo.train.lockstep). Nothing runs before the first `next()`.
-    `diagnostics` (e.g. `Method.diagnostics`): scalars added to every log record."""
+    `diagnostics` (e.g. `Method.diagnostics`): scalars added to every log record.
+    `make_step`: builds the TrainStep (default: the one `trainer.fast_step` picks); a deferred
+    step (solo.train.packed) makes the loop also yield once its micro-batches are queued, before
+    it reads anything the update changes, so the driver can run the packed update then."""
     total = planned_steps(trainer_cfg, len(train_batches))
     autocast = apply_precision(str(trainer_cfg.precision), device)
     optimizer = build_optimizer(params, trainer_cfg)
@@ -207,7 +211,7 @@ def train_steps(
     if restored is None and eval_every:
         final_dev = evaluate(0)  # the untrained baseline, so every run's curve has a start
     # Built after the restore: the step sets the optimiser's kernel, whatever the checkpoint says.
-    train_step = make_train_step(
+    train_step = make_step(
         model, after_optimizer_step, optimizer, scheduler, trainer_cfg=trainer_cfg,
         pad_id=int(train_batches.pad_id), bucket_lengths=train_batches.bucket_lengths, device=device,
     )
@@ -228,6 +232,8 @@ def train_steps(
                 cpu_batch = train_batches.collate(indices)
                 window.tokens += int(cpu_batch["attention_mask"].sum())  # before the copy: no sync
                 window.add(train_step.step(cpu_batch), step + 1, epoch, index)
+            if train_step.deferred:
+                yield step  # the driver runs the queued update (solo.train.packed.Packer.flush)
             step += 1
             next_epoch, next_index = (
                 (epoch + 1, 0) if index + 1 == len(train_batches) else (epoch, index + 1)

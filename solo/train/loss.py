@@ -12,8 +12,10 @@ def token_losses(logits: torch.Tensor, targets: torch.Tensor, epsilon: float) ->
     microsoft/LoRA's smoothing: uniform mass over the whole vocabulary, the true token included
     (numerically what `F.cross_entropy(label_smoothing=eps)` gives, spelled out to be auditable).
     """
-    # fp32 log-softmax: under bf16 autocast the logits arrive in bf16, too coarse for a mean over 50k.
-    logprobs = F.log_softmax(logits.float(), dim=-1)
+    # At least fp32: under bf16 autocast the logits arrive in bf16, too coarse for a mean over
+    # 50k; fp64 stays fp64 (the exactness tests compare runs in it).
+    wide = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+    logprobs = F.log_softmax(wide, dim=-1)
     nll = -logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     if epsilon == 0.0:
         return nll

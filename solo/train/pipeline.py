@@ -43,6 +43,7 @@ from solo.train.tracking import start_tracking
 if TYPE_CHECKING:
     from solo.data import MRGroup, TrainBatches
     from solo.methods import Method
+    from solo.train.packed import PackMember
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -114,8 +115,9 @@ class Inputs:
     test_groups: list[MRGroup]
 
 
-def load_inputs(cfg: DictConfig, run_dir: Path) -> Inputs:
-    """Backbone, method (or the saved adapter), data: any bad input fails here, writing nothing."""
+def load_inputs(cfg: DictConfig, run_dir: Path, pack: PackMember | None = None) -> Inputs:
+    """Backbone, method (or the saved adapter), data: any bad input fails here, writing nothing.
+    `pack`: the run's place among packed runs (its backbone may then be shared)."""
     from solo.data import group_by_mr, load_split
     from solo.decode.predict import settings_from_config
     from solo.decode.text import stop_token_ids
@@ -126,7 +128,7 @@ def load_inputs(cfg: DictConfig, run_dir: Path) -> Inputs:
     # The backbone may be randomly initialised (tests, smoke runs): seed first so a resumed
     # process rebuilds the very same frozen weights.
     seed_everything(int(cfg.seed))
-    model, tokenizer = load_backbone(cfg.model)
+    model, tokenizer = pack.load_backbone(cfg) if pack is not None else load_backbone(cfg.model)
     # The stop tokens depend on the tokenizer: a decode.extra_stop_tokens entry that is not one
     # token fails now, not after training.
     stop_token_ids(tokenizer, settings_from_config(
@@ -137,6 +139,8 @@ def load_inputs(cfg: DictConfig, run_dir: Path) -> Inputs:
         method, train_batches, dev_batches = None, None, None
     else:
         method = apply_method(model, cfg.method)
+        if pack is not None:
+            pack.attach(method)
         # A damaged checkpoint fails (or falls back to its intact old copy) before anything is
         # written; the loop reads it again to resume.
         intact_copy(run_dir / "checkpoint", named(model, method.trainable_parameters()))
@@ -158,11 +162,12 @@ def run_experiment(cfg: DictConfig, overrides: list[str] | None = None) -> Path:
 
 
 def experiment_steps(
-    cfg: DictConfig, overrides: list[str] | None = None
+    cfg: DictConfig, overrides: list[str] | None = None, pack: PackMember | None = None
 ) -> Generator[int, None, Path]:
     """`run_experiment` as a generator: yields the step count after every optimiser step (the
     run-dir lock held throughout), decodes and scores without yielding, returns the run dir.
-    Nothing runs before the first `next()`."""
+    Nothing runs before the first `next()`. `pack`: train packed with other runs
+    (solo.train.packed); then it also yields once per step with the step's batch queued."""
     run_dir = run_dir_for(cfg)
     if is_finished(run_dir):
         print(f"already finished, not rerun: results in {run_dir} (scores.json)")
@@ -170,13 +175,13 @@ def experiment_steps(
     # Bad settings and bad inputs fail here, before a run directory exists for them.
     check_config(cfg)
     refuse_if_claimed(run_dir)
-    inputs = load_inputs(cfg, run_dir)
+    inputs = load_inputs(cfg, run_dir, pack)
     try:
         with claimed(run_dir):
             if is_finished(run_dir):  # another process finished it between the check and the lock
                 print(f"already finished, not rerun: results in {run_dir} (scores.json)")
                 return run_dir
-            yield from _run_stages(cfg, run_dir, overrides or [], inputs)
+            yield from _run_stages(cfg, run_dir, overrides or [], inputs, pack)
     except OSError as err:
         explained = write_error(err, run_dir)
         if explained is err:
@@ -187,7 +192,7 @@ def experiment_steps(
 
 
 def _run_stages(
-    cfg: DictConfig, run_dir: Path, overrides: list[str], inputs: Inputs
+    cfg: DictConfig, run_dir: Path, overrides: list[str], inputs: Inputs, pack: PackMember | None
 ) -> Generator[int, None, None]:
     from solo.data import setup_description
 
@@ -223,7 +228,7 @@ def _run_stages(
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
     )
     try:
-        yield from _train_stage(cfg, run_dir, inputs, device, tracker)
+        yield from _train_stage(cfg, run_dir, inputs, device, tracker, pack)
         texts = _decode_stage(cfg, run_dir, inputs)
         _score_stage(run_dir, texts, inputs.test_groups, tracker)
     except BaseException:
@@ -235,7 +240,8 @@ def _run_stages(
 
 
 def _train_stage(
-    cfg: DictConfig, run_dir: Path, inputs: Inputs, device: torch.device, tracker
+    cfg: DictConfig, run_dir: Path, inputs: Inputs, device: torch.device, tracker,
+    pack: PackMember | None,
 ) -> Generator[int, None, None]:
     """Train and save `adapter/` (unless an earlier attempt did: then `load_inputs` loaded it)."""
     from solo.methods import save_adapter
@@ -257,6 +263,7 @@ def _train_stage(
             run_dir=run_dir,
             tracker=tracker,
             device=device,
+            **({"make_step": pack.make_step} if pack is not None else {}),
         )
     with atomic_directory(run_dir / "adapter") as staging:
         save_adapter(method, staging)

@@ -39,6 +39,9 @@ class TrainStep(Protocol):
     """What the loop drives: `micro_batches` calls of `step` make one optimiser update."""
 
     micro_batches: int
+    # True: `step` only queues the batch and returns a loss tensor filled in later, when the
+    # packed runs' joint step runs (solo.train.packed); the loop yields to let that happen.
+    deferred: bool
 
     def step(self, cpu_batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Train on one collated CPU batch; its loss as a detached device tensor (no host sync)."""
@@ -86,22 +89,32 @@ class PlainStep:
         for group in optimizer.param_groups:
             group.update(_PLAIN_KERNEL)
 
+    deferred = False
+
     def step(self, cpu_batch: dict[str, torch.Tensor]) -> torch.Tensor:
         batch = to_device(cpu_batch, self.device)
         with self.autocast():
             logits = forward_logits(self.model, batch)
-        loss = label_smoothed_loss(logits, batch["input_ids"], batch["loss_mask"], self.label_smoothing)
+        loss = self.loss(logits, batch)
         (loss * (1.0 / self.micro_batches)).backward()
         self._pending += 1
         if self._pending == self.micro_batches:
             self._pending = 0
-            if self.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.params, float(self.grad_clip))
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.project()
+            self.update()
         return loss.detach()
+
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss of one micro-batch (label-smoothed, mean over target tokens)."""
+        return label_smoothed_loss(logits, batch["input_ids"], batch["loss_mask"], self.label_smoothing)
+
+    def update(self) -> None:
+        """The optimiser update over the accumulated gradients: clip, AdamW, scheduler, projection."""
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, float(self.grad_clip))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.project()
 
     def check_finite(self) -> bool:
         return True  # every loss is returned, and the loop checks those

@@ -1,0 +1,314 @@
+"""Packed training: the runs of a sweep share one frozen backbone, and each optimiser step runs it
+once over the concatenation of one batch from every run, each run's adapter on its own rows.
+
+Why: the runs of a table differ only in their adapters (rank, sparsity, span, seed, learning
+rate...). Alone, each run pushes the same frozen backbone through batches of 4 or 8 rows, which
+keeps a GPU launch-bound; packed, N runs make one batch of N times the rows for about the cost
+of one.
+
+How it fits (`launcher=packed`, solo.train.lockstep with `pack=True`): each run is still its own
+`solo.train.pipeline.experiment_steps`, with its own data order, method, AdamW and scheduler
+state, checkpoints, run dir, metrics and wandb run. Two things change:
+- `PackMember.load_backbone`: the backbone is loaded as alone (same seed, same RNG draws) and, if
+  it equals the backbone of a pack already open (same class, config, device, precision, every
+  tensor equal), the run gets `shared_copy` of that pack's backbone and joins it; otherwise it
+  opens a new pack. A method that changes the backbone (full fine-tuning) runs alone.
+- `PackMember.make_step`: the run's `TrainStep` only queues its micro-batches (`deferred`); the
+  loop then yields, and the driver calls `Packer.flush`, which for each pack runs the backbone
+  once over all queued batches (right padded to the longest), takes each run's loss on its own
+  rows (its label smoothing, its 1/grad_accum), backpropagates their sum and then lets each run
+  take its own optimiser step (`PlainStep.update`: its clipping, AdamW, scheduler, projection).
+
+Exactness: rows of a transformer never mix and the runs' losses are separate terms of the sum,
+so each run gets its own gradient; a packed run equals the run alone up to floating-point
+rounding (padding to the pack's longest batch changes only masked positions). With dropout on,
+the draws come from the pack's own RNG state, so a packed run is reproducible run by run but
+draws different masks than alone. Evaluation and decoding run on the run's own module tree, as
+alone. A run that fails (a non-finite loss, an error) leaves its pack; the others go on.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from solo.data.buckets import DEFAULT_BUCKETS
+from solo.errors import SoloError
+from solo.methods.packing import PackedForward, shared_copy
+from solo.train.graphed_step import GraphedStep, StepPart
+from solo.train.precision import apply_precision
+from solo.train.rng import RunState
+from solo.train.step import PlainStep, forward_logits, make_train_step, to_device, use_fast_step
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from solo.methods import Method
+    from solo.train.step import TrainStep
+
+# Methods that leave the backbone frozen and describe themselves as packed terms.
+PACKABLE_METHODS = ("solo", "lora")
+
+
+def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+
+def same_backbone(a: nn.Module, b: nn.Module) -> bool:
+    """Same class, config and tensors (names, dtypes, values): one can stand in for the other."""
+    if type(a) is not type(b):
+        return False
+    config_a, config_b = getattr(a, "config", None), getattr(b, "config", None)
+    if (config_a is None) != (config_b is None):
+        return False
+    if config_a is not None and config_a.to_dict() != config_b.to_dict():
+        return False
+    left, right = _tensors(a), _tensors(b)
+    if left.keys() != right.keys():
+        return False
+    for name, x in left.items():
+        y = right[name]
+        if x.dtype != y.dtype or x.shape != y.shape or not torch.equal(x, y.to(x.device)):
+            return False
+    return True
+
+
+@dataclass
+class _Queued:
+    member: PackMember
+    batch: dict[str, torch.Tensor]
+    loss: torch.Tensor  # filled by the flush
+
+
+class PackedStep:
+    """A run's TrainStep inside a pack: queues micro-batches; the pack's flush does the work,
+    eagerly (`plain`: the run's loss settings and optimiser update) or as its part of the pack's
+    graphed step (`part`: solo.train.graphed_step.StepPart)."""
+
+    deferred = True
+
+    def __init__(self, member: PackMember, plain: PlainStep | None = None,
+                 part: StepPart | None = None) -> None:
+        assert (plain is None) != (part is None)
+        self.member, self.plain, self.part = member, plain, part
+        self.micro_batches = plain.micro_batches if plain is not None else 1
+
+    def step(self, cpu_batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        pack = self.member.pack
+        assert pack is not None
+        # fp64 holds any loss dtype exactly, so the logged value is the one computed.
+        loss = torch.full((), float("nan"), dtype=torch.float64, device=pack.device)
+        pack.queue.append(_Queued(self.member, cpu_batch, loss))
+        return loss
+
+    def check_finite(self) -> bool:
+        return True  # every loss is returned, and the loop checks those
+
+
+class Pack:
+    """One frozen backbone and the runs packed over it."""
+
+    def __init__(self, backbone: nn.Module, device: torch.device, precision: str) -> None:
+        self.backbone = backbone.to(device)
+        self.device, self.precision = device, precision
+        self.forward = PackedForward(self.backbone)
+        self.queue: list[_Queued] = []
+        self.members: list[PackMember] = []
+        self._graphed: GraphedStep | None = None  # the graphed step of the runs that take one
+        self.graphed_options: dict[str, Any] = {}
+        # The pack's own RNG (dropout inside the joint forward), copied from the first run's.
+        self.state = RunState(cuda=device.type == "cuda")
+
+    def accepts(self, backbone: nn.Module, device: torch.device, precision: str) -> bool:
+        return device == self.device and precision == self.precision and same_backbone(
+            self.backbone, backbone)
+
+    def flush(self) -> None:
+        """The queued micro-batches of every run: one forward and backward per micro-batch
+        index over all runs' rows, then each run's optimiser update."""
+        queued, self.queue = self.queue, []
+        if not queued:
+            return
+        self.state.restore()
+        self.backbone.train()
+        try:
+            graphed = [item for item in queued if item.member.step.part is not None]
+            if graphed:
+                self._graphed_step(graphed)
+            eager = [item for item in queued if item.member.step.plain is not None]
+            if eager:
+                self._eager_step(eager)
+        finally:
+            self.state.capture()
+
+    def _graphed_step(self, items: Sequence[_Queued]) -> None:
+        """One GraphedStep over the runs' parts: captured per (runs, rows, bucket) on CUDA."""
+        parts = [item.member.step.part for item in items]
+        if self._graphed is None or any(part not in self._graphed.parts for part in parts):
+            everyone = [m.step.part for m in self.members if m.step is not None and m.step.part]
+            self._graphed = GraphedStep.packed(
+                self.backbone, everyone, self.forward.rows, precision=self.precision,
+                cuda_graphs=self.device.type == "cuda", **self.graphed_options)
+        losses = self._graphed.step_parts([(item.member.step.part, item.batch) for item in items])
+        for item, loss in zip(items, losses, strict=True):
+            item.loss.copy_(loss)
+
+    def _eager_step(self, queued: Sequence[_Queued]) -> None:
+        autocast = apply_precision(self.precision, self.device)
+        rounds: dict[int, list[_Queued]] = {}
+        seen: dict[int, int] = {}
+        for item in queued:  # a run's k-th micro-batch goes into round k
+            k = seen.get(id(item.member), 0)
+            seen[id(item.member)] = k + 1
+            rounds.setdefault(k, []).append(item)
+        for items in rounds.values():
+            self._forward_backward(items, autocast)
+        for member in dict.fromkeys(item.member for item in queued):
+            member.step.plain.update()
+
+    def _forward_backward(self, items: Sequence[_Queued], autocast) -> None:
+        batch = to_device(concatenate([item.batch for item in items]), self.device)
+        counts = [(item.member.index, int(item.batch["input_ids"].shape[0])) for item in items]
+        with self.forward.rows(counts), autocast():
+            logits = forward_logits(self.backbone, batch)
+        total, start = None, 0
+        for item, (_, count) in zip(items, counts, strict=True):
+            rows = slice(start, start + count)
+            loss = item.member.step.plain.loss(logits[rows], {k: v[rows] for k, v in batch.items()})
+            item.loss.copy_(loss.detach())
+            scaled = loss * (1.0 / item.member.step.micro_batches)
+            total = scaled if total is None else total + scaled
+            start += count
+        assert total is not None
+        total.backward()
+
+
+def concatenate(batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Collated batches stacked along the batch dimension, right padded to the longest (padding:
+    attention and loss masks 0, token 0; masked positions never reach a real one)."""
+    width = max(b["input_ids"].shape[1] for b in batches)
+    out = {}
+    for key in batches[0]:
+        out[key] = torch.cat([
+            torch.nn.functional.pad(b[key], (0, width - b[key].shape[1])) for b in batches
+        ])
+    return out
+
+
+@dataclass(eq=False)  # hashed by identity: one per run
+class PackMember:
+    """One run's place in a `Packer`: how it loads its backbone and builds its training step."""
+
+    packer: Packer
+    index: int
+    pack: Pack | None = None  # None: the run trains alone (not packable, or not yet loaded)
+    step: PackedStep | None = None
+    _terms_added: bool = field(default=False, repr=False)
+
+    def load_backbone(self, cfg: DictConfig) -> tuple[nn.Module, Any]:
+        """`load_backbone(cfg.model)` as alone; shared with a pack's when the run can be packed."""
+        from solo.models import load_backbone
+        from solo.train.loop import resolve_device
+
+        model, tokenizer = load_backbone(cfg.model)
+        if str(cfg.method.name) not in PACKABLE_METHODS:
+            return model, tokenizer
+        return self.join(model, resolve_device(str(cfg.trainer.device)), str(cfg.trainer.precision)), tokenizer
+
+    def join(self, backbone: nn.Module, device: torch.device, precision: str) -> nn.Module:
+        """The run's own module tree over the backbone of the pack `backbone` equals (a new pack
+        if none does); attach the run's method to it."""
+        self.pack = self.packer.pack_for(backbone, device, precision)
+        self.pack.members.append(self)
+        return shared_copy(self.pack.backbone)
+
+    def attach(self, method: Method) -> None:
+        """Register the run's method with its pack (after `apply_method` on the run's tree)."""
+        if self.pack is None:
+            return
+        terms = method.packed_terms()
+        if terms is None:
+            raise SoloError(f"method {method.name!r} cannot be packed; train it with launcher=lockstep")
+        self.pack.forward.add_member(self.index, terms)
+        self._terms_added = True
+
+    def make_step(self, model: nn.Module, project, optimizer, scheduler, *, trainer_cfg: DictConfig,
+                  **kwargs: Any) -> TrainStep:
+        """The run's TrainStep: a `PackedStep` in a pack, else the step it takes alone. A run
+        whose `trainer.fast_step` picks the graphed step alone takes its part of the pack's
+        graphed step (CUDA graphs on CUDA)."""
+        if self.pack is None or not self._terms_added:
+            return make_train_step(model, project, optimizer, scheduler, trainer_cfg=trainer_cfg,
+                                   **kwargs)
+        grad_clip = float(trainer_cfg.grad_clip) if trainer_cfg.get("grad_clip") else None
+        if use_fast_step(trainer_cfg, self.pack.device):
+            return self.graphed_packed_step(
+                optimizer, scheduler, project, label_smoothing=float(trainer_cfg.label_smoothing),
+                grad_clip=grad_clip, pad_id=int(kwargs["pad_id"]),
+                bucket_lengths=kwargs.get("bucket_lengths"))
+        return self.packed_step(PlainStep(
+            model, project, optimizer, scheduler,
+            label_smoothing=float(trainer_cfg.label_smoothing),
+            grad_clip=grad_clip,
+            micro_batches=int(trainer_cfg.get("grad_accum") or 1),
+        ))
+
+    def packed_step(self, plain: PlainStep) -> PackedStep:
+        """The run's eager step in its pack; `plain` holds its loss settings and its update."""
+        self.step = PackedStep(self, plain)
+        return self.step
+
+    def graphed_packed_step(self, optimizer, scheduler, project, *, label_smoothing: float,
+                            grad_clip: float | None, pad_id: int,
+                            bucket_lengths: Sequence[int] | None = None) -> PackedStep:
+        """The run's part of its pack's graphed step (one CUDA graph per set of runs, rows and
+        length bucket on CUDA; the same body eagerly elsewhere)."""
+        assert self.pack is not None
+        cuda = self.pack.device.type == "cuda"
+        self.pack.graphed_options = {
+            "pad_id": int(pad_id),
+            # Eager steps gain nothing from fixed shapes, so they skip the bucket padding.
+            "buckets": (bucket_lengths or DEFAULT_BUCKETS) if cuda else None,
+        }
+        self.step = PackedStep(self, part=StepPart(
+            optimizer, scheduler, project, label_smoothing=label_smoothing, grad_clip=grad_clip,
+            device=self.pack.device))
+        return self.step
+
+    def leave(self) -> None:
+        """The run is over (finished or failed): its rows and queued batches leave the pack."""
+        if self.pack is None:
+            return
+        self.pack.forward.remove_member(self.index)
+        self.pack.queue = [item for item in self.pack.queue if item.member is not self]
+        if self in self.pack.members:
+            self.pack.members.remove(self)
+        self._terms_added = False
+
+
+class Packer:
+    """The packs of one launch: each run joins the pack whose backbone equals its own."""
+
+    def __init__(self) -> None:
+        self.packs: list[Pack] = []
+        self._indices = itertools.count()
+
+    def member(self) -> PackMember:
+        return PackMember(self, next(self._indices))
+
+    def pack_for(self, backbone: nn.Module, device: torch.device, precision: str) -> Pack:
+        for pack in self.packs:
+            if pack.accepts(backbone, device, precision):
+                return pack
+        pack = Pack(backbone, device, precision)
+        self.packs.append(pack)
+        return pack
+
+    def flush(self) -> None:
+        for pack in self.packs:
+            pack.flush()
