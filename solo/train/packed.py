@@ -30,7 +30,7 @@ alone. A run that fails (a non-finite loss, an error) leaves its pack; the other
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -312,3 +312,33 @@ class Packer:
     def flush(self) -> None:
         for pack in self.packs:
             pack.flush()
+
+
+def drive(packer: Packer, runs: Sequence[tuple[PackMember, Generator[Any, None, Any]]],
+          max_rounds: int | None = None) -> list[Any]:
+    """Advance each run's generator (`train_steps` or `experiment_steps` with its member) once in
+    turn, then flush the packs, until every run ends; what solo.train.lockstep does for whole
+    experiments. Returns each run's return value, or the exception it failed with (it leaves
+    its pack, the others go on). `max_rounds`: stop early, closing the unfinished runs (a crash)."""
+    outcomes: list[Any] = [None] * len(runs)
+    active = list(range(len(runs)))
+    rounds = 0
+    while active and (max_rounds is None or rounds < max_rounds):
+        still = []
+        for index in active:
+            member, steps = runs[index]
+            try:
+                next(steps)
+                still.append(index)
+            except StopIteration as done:
+                outcomes[index] = done.value
+                member.leave()
+            except Exception as err:  # noqa: BLE001 - one run's failure must not stop the others
+                outcomes[index] = err
+                member.leave()
+        active = still
+        packer.flush()
+        rounds += 1
+    for index in active:
+        runs[index][1].close()
+    return outcomes

@@ -22,7 +22,11 @@ from solo.errors import SoloError
 from solo.paths import shared_data_dir
 
 # Dotted paths removed before hashing (docs/DESIGN.md, run directory contract).
-NON_SEMANTIC_KEYS: tuple[str, ...] = ("logger", "run_root", "trainer.device", "decode.batch_size")
+NON_SEMANTIC_KEYS: tuple[str, ...] = (
+    "logger", "run_root", "trainer.device", "decode.batch_size",
+    # The fixed-shape search's speed knobs: same tokens whatever their values (tested).
+    "decode.sync_every", "decode.cuda_graph",
+)
 HASH_LENGTH = 10
 DONE_FILE = "DONE"
 LOCK_FILE = ".lock"

@@ -16,8 +16,7 @@ from solo.errors import SoloError
 from solo.methods import apply_method
 from solo.methods.packing import PackedForward, shared_copy
 from solo.train.loop import train, train_steps
-from solo.train.metrics import NonFiniteLoss
-from solo.train.packed import Packer, concatenate, same_backbone
+from solo.train.packed import Packer, concatenate, drive, same_backbone
 from solo.train.tracking import Tracker
 from tests.train.toy_loop import toy_trainer
 
@@ -84,8 +83,8 @@ def run_alone(tmp_path, spec, index):
     return method
 
 
-def run_packed(tmp_path, specs, name="packed", stop_after=None, fail=()):
-    """Drive the runs as solo.train.lockstep does with pack=True: one advance each, then flush."""
+def run_packed(tmp_path, specs, name="packed", stop_after=None):
+    """The runs packed, driven as solo.train.lockstep does with pack=True (solo.train.packed.drive)."""
     packer, shared = Packer(), backbone()
     runs, methods = [], []
     for index, (method_cfg, changes, seed, batch_size) in enumerate(specs):
@@ -101,23 +100,8 @@ def run_packed(tmp_path, specs, name="packed", stop_after=None, fail=()):
             tracker=Tracker(), device=CPU, make_step=member.make_step)
         runs.append((member, steps))
         methods.append(method)
-    active, advances, errors = list(runs), 0, {}
-    while active and (stop_after is None or advances < stop_after):
-        still = []
-        for member, steps in active:
-            try:
-                next(steps)
-                still.append((member, steps))
-            except StopIteration:
-                member.leave()
-            except NonFiniteLoss as err:
-                errors[member.index] = err
-                member.leave()
-        active = still
-        packer.flush()
-        advances += 1
-    for _, steps in active:
-        steps.close()
+    outcomes = drive(packer, runs, max_rounds=stop_after)
+    errors = {i: out for i, out in enumerate(outcomes) if isinstance(out, BaseException)}
     return methods, errors, packer
 
 
