@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 from pathlib import Path
 
 from solo.paths import REPO_ROOT
@@ -105,3 +106,39 @@ def test_gpu_image_modules_import_no_omegaconf() -> None:
         assert importlib.util.find_spec(name) is not None, name
         top = _imports(modules[name], modules, top_level_only=True)
         assert not {t for t in top if t.split(".")[0] in ("omegaconf", "hydra")}, name
+
+
+# Not on the GPU image (bench/gpu_all.sh runs there): nothing bench/ imports may need them at import.
+NOT_ON_GPU_IMAGE = ("omegaconf", "hydra", "pycocoevalcap", "submitit", "wandb", "gguf")
+
+
+def _loaded_by(module: str, modules: dict[str, Path]) -> set[str]:
+    """Every module importing `module` runs at import time: the packages above it, their
+    top-level imports, and so on (imports inside functions run later, if ever)."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:i])
+            if prefix in seen:
+                continue
+            seen.add(prefix)
+            if prefix in modules:
+                todo.extend(_imports(modules[prefix], modules, top_level_only=True))
+    return seen
+
+
+def test_what_the_benchmarks_import_runs_on_the_gpu_image() -> None:
+    modules = _modules()
+    scripts = set(re.findall(r"bench/(\w+)\.py", (REPO_ROOT / "bench" / "gpu_all.sh").read_text()))
+    scripts = {REPO_ROOT / "bench" / f"{name}.py" for name in scripts} | {REPO_ROOT / "bench" / "common.py"}
+    scripts -= {REPO_ROOT / "bench" / "estimate_paper.py"}  # has its own fallback without solo
+    roots = set()
+    for script in scripts:
+        roots |= {m for m in _imports(script, modules) if m.split(".")[0] in ("solo", "e2e_eval")}
+    assert "solo.train.packed" in roots and "solo.methods" in roots
+    for root in sorted(roots):
+        needs = {m.split(".")[0] for m in _loaded_by(root, modules)} & set(NOT_ON_GPU_IMAGE)
+        assert not needs, f"{root} imports {needs} at import time"
