@@ -4,7 +4,7 @@
 #   PYTHONPATH=. bash bench/gpu_all.sh          # writes to $OUT (or ./bench_out), prints a summary
 #   DEVICE=cpu PYTHON=.venv/bin/python bash bench/gpu_all.sh    # dry run with tiny models
 #
-# Parts (each under `timeout`; limits sum to 460 s, inside issue 14's 8 minutes, so `run` with
+# Parts (each under `timeout`; limits sum to 470 s, inside issue 14's 8 minutes, so `run` with
 # timeout_s=600 returns in time; every benchmark writes its JSON after each row, so a part that
 # hits its limit keeps its rows):
 #   gpu_check    fast step == plain step in fp32 (< 1e-4), plus the compiled step (fp32), and
@@ -19,6 +19,8 @@
 #   packed       GPT-2 S, batch 4 per run, bf16: N = 1, 2, 4, 8, 11 of Table 2's runs packed over
 #                one backbone vs the same runs one after another (plain and graphed steps)
 #   concurrency  N = 1, 4 runs in one process in lockstep on CUDA streams (bf16)
+#   estimate     the whole paper's wall time recomputed from this run's JSONs (CPU arithmetic,
+#                bench/estimate_paper.py over the committed run plan: no Hydra needed)
 # Outputs: log.txt, summary.txt and one JSON per part.
 set -u
 cd "$(dirname "$0")/.."
@@ -66,6 +68,7 @@ part packed 90 $PY bench/bench_packed.py --device "$DEV" --counts "$PACKED" $CON
   --json "$OUT/packed.json"
 part concurrency 30 $PY bench/bench_concurrency.py --device "$DEV" --counts "$COUNTS" --paths fast \
   --modes lockstep --precision $P --seconds 2 --json "$OUT/concurrency.json"
+part estimate 10 $PY bench/estimate_paper.py --from-plan --measured "$OUT" --markdown "$OUT/estimate.md"
 
 $PY - "$OUT" > "$OUT/summary.txt" 2>&1 <<'PYEOF'
 import json, sys
@@ -79,6 +82,9 @@ for name in ("gpu_check", "train_step", "decode", "packed", "concurrency"):
         continue
     report = json.loads(path.read_text())
     print(report.get("table", "(no table)"))
+print("--- estimate (the whole paper, from this run's figures) ---")
+estimate = out / "estimate.md"
+print(estimate.read_text() if estimate.exists() else "(no result: see log.txt)")
 PYEOF
 echo "=== SUMMARY ==="
 cat "$OUT/summary.txt"
