@@ -90,6 +90,7 @@ class PlannedRun:
     steps: int
     dev_evals: int
     dev_batches: int  # per evaluation
+    dev_batch_size: int  # trainer.eval_batch_size (or the training batch)
     test_mrs: int
     precision: str
     compile: bool
@@ -145,9 +146,11 @@ def compose_runs(seeds: Iterable[int] = SEEDS, overrides: Iterable[str] = ()) ->
         train_pairs = min(TRAIN_PAIRS, int(data.max_train_examples or TRAIN_PAIRS))
         dev_pairs = min(DEV_PAIRS, int(data.max_valid_examples or DEV_PAIRS))
         steps = planned_steps(trainer, math.ceil(train_pairs / batch))
-        dev_batches = math.ceil(dev_pairs / batch)
+        # eval_max_batches counts training-size batches; the dev loss batches them at eval_batch_size.
         if trainer.get("eval_max_batches"):
-            dev_batches = min(dev_batches, int(trainer.eval_max_batches))
+            dev_pairs = min(dev_pairs, int(trainer.eval_max_batches) * batch)
+        dev_batch = int(trainer.get("eval_batch_size") or batch)
+        dev_batches = math.ceil(dev_pairs / dev_batch)
         experiment_id = str(cfg.get("experiment_id"))  # type: ignore[attr-defined]
         owner = _owner_table(experiment_id, reading)
         runs.append(PlannedRun(
@@ -156,6 +159,7 @@ def compose_runs(seeds: Iterable[int] = SEEDS, overrides: Iterable[str] = ()) ->
             method=str(cfg.method.name), batch_size=batch,  # type: ignore[attr-defined]
             grad_accum=int(trainer.get("grad_accum") or 1), steps=steps,
             dev_evals=dev_evaluations(steps, trainer.get("eval_every")), dev_batches=dev_batches,
+            dev_batch_size=dev_batch,
             test_mrs=min(TEST_MRS, int(data.max_test_mrs or TEST_MRS)),
             precision=str(trainer.precision), compile=bool(trainer.get("compile")),
         ))
@@ -437,7 +441,7 @@ def run_time(run: PlannedRun, book: FigureBook, path: str) -> RunTime:
     path = run.path if path == "config" else path
     precision, compiled = path.removesuffix("+compile"), path.endswith("+compile")
     step_ms = book.at_batch(f"train/{run.size}/{run.method}/{path}", run.batch_size) * run.grad_accum
-    dev_ms = book.at_batch(f"eager/{run.size}", run.batch_size) * book.value("dev_forward_fraction")
+    dev_ms = book.at_batch(f"eager/{run.size}", run.dev_batch_size) * book.value("dev_forward_fraction")
     decode_s = book.value(f"decode/{run.size}/{precision}") * run.test_mrs / TEST_MRS + book.value("score_s")
     setup_s = book.value("setup_s") + (book.value("buckets") * book.value(f"compile_s/{run.size}") if compiled else 0.0)
     return RunTime(run.steps * step_ms / 1000, run.dev_evals * run.dev_batches * dev_ms / 1000, decode_s, setup_s)

@@ -81,14 +81,21 @@ def dev_loss(
     *,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     max_batches: int | None = None,
+    max_examples: int | None = None,
 ) -> float:
-    """Mean next-token NLL (no smoothing) per target token over the dev batches."""
+    """Mean next-token NLL (no smoothing) per target token over the dev batches: the first
+    `max_batches` batches, or the first `max_examples` examples of their order in batches of
+    the same size (so the examples do not depend on the batch size), or all of them."""
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.float64, device=device)
-    order = batches.epoch(0)
-    for indices in order[: max_batches if max_batches else None]:
+    order = batches.epoch(0)[: max_batches if max_batches else None]
+    if max_examples:
+        size = max(len(b) for b in order) if order else 1
+        kept = [i for indices in order for i in indices][:max_examples]
+        order = [kept[s:s + size] for s in range(0, len(kept), size)]
+    for indices in order:
         batch = to_device(batches.collate(indices), device)
         with autocast():
             logits = forward_logits(model, batch)
@@ -202,8 +209,10 @@ def train_steps(
     def evaluate(step: int) -> float | None:
         if dev_batches is None:
             return None
+        cap = trainer_cfg.get("eval_max_batches")
+        # eval_max_batches counts batches of the training batch size, whatever eval_batch_size is.
         value = dev_loss(model, dev_batches, device, autocast=autocast,
-                         max_batches=trainer_cfg.get("eval_max_batches"))
+                         max_examples=int(cap) * int(trainer_cfg.batch_size) if cap else None)
         metrics.append({"step": step, "dev_loss": value})
         tracker.log({"dev/loss": value}, step=step)
         return value

@@ -62,14 +62,15 @@ def check_config(cfg: DictConfig) -> None:
     check_mteval(str(OmegaConf.select(cfg, "score.mteval", default="perl")))
 
 
-def build_batches(cfg: DictConfig, tokenizer, split: str, *, shuffle: bool):
+def build_batches(cfg: DictConfig, tokenizer, split: str, *, shuffle: bool, batch_size: int | None = None):
+    """`split`'s examples in batches of `batch_size` (default: trainer.batch_size)."""
     from solo.data import TrainBatches, encode_pairs, load_split
 
     pairs = load_split(cfg.data, split)
     examples = encode_pairs(tokenizer, pairs, cfg.data.max_length)
     return TrainBatches(
         examples,
-        int(cfg.trainer.batch_size),
+        int(batch_size or cfg.trainer.batch_size),
         int(cfg.seed),
         pad_id=_pad_id(tokenizer),
         bucket_lengths=cfg.data.get("bucket_lengths"),
@@ -146,7 +147,8 @@ def load_inputs(cfg: DictConfig, run_dir: Path, pack: PackMember | None = None) 
         intact_copy(run_dir / "checkpoint", named(model, method.trainable_parameters()))
         train_batches = build_batches(cfg, tokenizer, "train", shuffle=True)
         dev_batches = (
-            build_batches(cfg, tokenizer, "valid", shuffle=False)
+            build_batches(cfg, tokenizer, "valid", shuffle=False,
+                          batch_size=cfg.trainer.get("eval_batch_size"))
             if cfg.trainer.get("eval_every")
             else None
         )

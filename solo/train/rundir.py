@@ -26,6 +26,8 @@ NON_SEMANTIC_KEYS: tuple[str, ...] = (
     "logger", "run_root", "trainer.device", "decode.batch_size",
     # The fixed-shape search's speed knobs: same tokens whatever their values (tested).
     "decode.sync_every", "decode.cuda_graph",
+    # Dev-loss batching: the same examples, the same per-token mean up to rounding.
+    "trainer.eval_batch_size",
 )
 HASH_LENGTH = 10
 DONE_FILE = "DONE"

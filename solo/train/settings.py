@@ -45,6 +45,7 @@ class TrainerSettings:
     compile: bool = field(default=False, metadata=allowed(Choice((True, False))))
     eval_every: int | None = field(default=1000, metadata=allowed(_POSITIVE_INT_OR_NULL))
     eval_max_batches: int | None = field(default=None, metadata=allowed(_POSITIVE_INT_OR_NULL))
+    eval_batch_size: int | None = field(default=32, metadata=allowed(_POSITIVE_INT_OR_NULL))
     ckpt_every: int | None = field(default=500, metadata=allowed(_POSITIVE_INT_OR_NULL))
     log_every: int | None = field(default=10, metadata=allowed(_POSITIVE_INT_OR_NULL))  # null: 1
     precision: str = field(default="fp32", metadata=allowed(Choice(PRECISIONS)))

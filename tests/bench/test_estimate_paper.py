@@ -70,7 +70,8 @@ def test_steps_and_evaluations_follow_the_composed_trainer_config(runs, experime
     expected_evals = 1 + len(range(trainer.eval_every, expected_steps + 1, trainer.eval_every))
     expected_evals += expected_steps % trainer.eval_every != 0
     assert run.dev_evals == expected_evals
-    assert run.dev_batches == math.ceil(ep.DEV_PAIRS / trainer.batch_size)
+    assert run.dev_batch_size == trainer.eval_batch_size
+    assert run.dev_batches == math.ceil(ep.DEV_PAIRS / trainer.eval_batch_size)
 
 
 @pytest.mark.slow
@@ -92,7 +93,8 @@ def test_one_run_adds_up_its_parts(runs):
     t = ep.run_time(run, book, "bf16")
     scale = run.batch_size / 8  # batch_exponent 1: ms/step proportional to the batch
     assert t.train_s == pytest.approx(run.steps * 10.0 * scale / 1000)
-    assert t.dev_s == pytest.approx(run.dev_evals * run.dev_batches * 15.0 * scale / 1000)
+    dev_scale = run.dev_batch_size / 8
+    assert t.dev_s == pytest.approx(run.dev_evals * run.dev_batches * 15.0 * dev_scale / 1000)
     assert (t.decode_s, t.setup_s) == (pytest.approx(21.0 + 3.0), 4.0)
 
 

@@ -105,3 +105,20 @@ def test_bad_trainer_settings_are_one_line_errors(key, value) -> None:
     check_trainer_config(_trainer())
     with pytest.raises(SoloError, match=f"trainer.{key}"):
         check_trainer_config(_trainer(**{key: value}))
+
+
+@pytest.mark.parametrize("max_examples", [None, 6])
+def test_the_dev_loss_does_not_depend_on_the_eval_batch_size(max_examples) -> None:
+    """trainer.eval_batch_size is out of the run hash: the same examples, the same value up to
+    rounding, at any batch size (eval_max_batches counts training-size batches)."""
+    from solo.train.loop import dev_loss
+    from tests.train.toy_loop import toy_batches
+
+    model = toy_model(dropout=0.0).double()
+    values = [dev_loss(model, toy_batches(22, batch_size=size, shuffle=False), torch.device("cpu"),
+                       max_examples=max_examples) for size in (1, 4, 32)]
+    assert values[1] == pytest.approx(values[0], rel=1e-12)
+    assert values[2] == pytest.approx(values[0], rel=1e-12)
+    everything = dev_loss(model, toy_batches(22, batch_size=4, shuffle=False), torch.device("cpu"))
+    # A cap really drops examples (so the equality above is about which ones are kept).
+    assert (values[0] != pytest.approx(everything, rel=1e-6)) == (max_examples is not None)
