@@ -76,7 +76,8 @@ def main() -> None:
             model=model, params=method.trainable_parameters(),
             after_optimizer_step=method.after_optimizer_step, train_batches=data.train,
             dev_batches=data.dev, trainer_cfg=trainer[lane], run_dir=root / f"packed-{lane}",
-            tracker=Tracker(), device=CPU, make_step=member.make_step)))
+            tracker=Tracker(), device=CPU, make_step=member.make_step,
+            queue_dev_loss=member.dev_loss_queue())))
     started = time.perf_counter()
     failures = [out for out in drive(packer, runs) if isinstance(out, BaseException)]
     packed_seconds = time.perf_counter() - started

@@ -73,6 +73,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def dev_order(batches: BatchSource, *, max_batches: int | None = None,
+              max_examples: int | None = None) -> list[list[int]]:
+    """The dev batches `dev_loss` evaluates, as example index lists (see there)."""
+    order = batches.epoch(0)[: max_batches if max_batches else None]
+    if max_examples:
+        size = max(len(b) for b in order) if order else 1
+        kept = [i for indices in order for i in indices][:max_examples]
+        order = [kept[s:s + size] for s in range(0, len(kept), size)]
+    return order
+
+
+class PendingValue(Protocol):
+    """A value another party computes later (a packed dev loss): read `value` after the yield."""
+
+    value: float
+
+
 @torch.no_grad()
 def dev_loss(
     model: torch.nn.Module,
@@ -90,12 +107,7 @@ def dev_loss(
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.float64, device=device)
-    order = batches.epoch(0)[: max_batches if max_batches else None]
-    if max_examples:
-        size = max(len(b) for b in order) if order else 1
-        kept = [i for indices in order for i in indices][:max_examples]
-        order = [kept[s:s + size] for s in range(0, len(kept), size)]
-    for indices in order:
+    for indices in dev_order(batches, max_batches=max_batches, max_examples=max_examples):
         batch = to_device(batches.collate(indices), device)
         with autocast():
             logits = forward_logits(model, batch)
@@ -177,6 +189,7 @@ def train_steps(
     device: torch.device,
     diagnostics: Callable[[], dict[str, float]] | None = None,
     make_step: Callable[..., TrainStep] = make_train_step,
+    queue_dev_loss: Callable[[BatchSource, int | None], PendingValue] | None = None,
 ) -> Generator[int, None, TrainOutcome]:
     """`train` as a generator: yields the step count after every optimiser step (its logging,
     evaluation and checkpoint done) and returns the TrainOutcome, so a driver can interleave
@@ -184,7 +197,9 @@ def train_steps(
     `diagnostics` (e.g. `Method.diagnostics`): scalars added to every log record.
     `make_step`: builds the TrainStep (default: the one `trainer.fast_step` picks); a deferred
     step (solo.train.packed) makes the loop also yield once its micro-batches are queued, before
-    it reads anything the update changes, so the driver can run the packed update then."""
+    it reads anything the update changes, so the driver can run the packed update then.
+    `queue_dev_loss(dev_batches, max_examples)`: the dev loss computed by the driver too (packed
+    runs evaluate together); the loop yields once per evaluation and reads it after."""
     total = planned_steps(trainer_cfg, len(train_batches))
     autocast = apply_precision(str(trainer_cfg.precision), device)
     optimizer = build_optimizer(params, trainer_cfg)
@@ -206,19 +221,24 @@ def train_steps(
     ckpt_every = trainer_cfg.get("ckpt_every")
     final_dev: float | None = None
 
-    def evaluate(step: int) -> float | None:
+    def evaluate(step: int) -> Generator[int, None, float | None]:
         if dev_batches is None:
             return None
         cap = trainer_cfg.get("eval_max_batches")
         # eval_max_batches counts batches of the training batch size, whatever eval_batch_size is.
-        value = dev_loss(model, dev_batches, device, autocast=autocast,
-                         max_examples=int(cap) * int(trainer_cfg.batch_size) if cap else None)
+        max_examples = int(cap) * int(trainer_cfg.batch_size) if cap else None
+        if queue_dev_loss is not None:
+            pending = queue_dev_loss(dev_batches, max_examples)
+            yield step  # the driver computes every queued dev loss (solo.train.packed)
+            value = pending.value
+        else:
+            value = dev_loss(model, dev_batches, device, autocast=autocast, max_examples=max_examples)
         metrics.append({"step": step, "dev_loss": value})
         tracker.log({"dev/loss": value}, step=step)
         return value
 
     if restored is None and eval_every:
-        final_dev = evaluate(0)  # the untrained baseline, so every run's curve has a start
+        final_dev = yield from evaluate(0)  # the untrained baseline: every run's curve has a start
     # Built after the restore: the step sets the optimiser's kernel, whatever the checkpoint says.
     train_step = make_step(
         model, after_optimizer_step, optimizer, scheduler, trainer_cfg=trainer_cfg,
@@ -270,7 +290,7 @@ def train_steps(
                 window = LossWindow(train_step)
             if eval_every and (step % int(eval_every) == 0 or step == total):
                 window.read(kept())  # no dev loss of a diverged model
-                final_dev = evaluate(step)
+                final_dev = yield from evaluate(step)
             stop = interrupt.requested()  # SIGINT/SIGTERM: checkpoint this step, then stop
             if (ckpt_every and step % int(ckpt_every) == 0 and step < total) or stop:
                 # Read first: the checkpoint must precede the first non-finite loss.

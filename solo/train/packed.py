@@ -85,6 +85,16 @@ class _Queued:
     loss: torch.Tensor  # filled by the flush
 
 
+@dataclass(eq=False)
+class PendingDevLoss:
+    """A run's dev loss, queued for the pack's joint evaluation; `value` once flushed."""
+
+    member: PackMember
+    order: list[list[int]]  # its dev batches (solo.train.loop.dev_order)
+    batches: Any  # its BatchSource, to collate them
+    value: float = float("nan")
+
+
 class PackedStep:
     """A run's TrainStep inside a pack: queues micro-batches; the pack's flush does the work,
     eagerly (`plain`: the run's loss settings and optimiser update) or as its part of the pack's
@@ -118,6 +128,7 @@ class Pack:
         self.device, self.precision = device, precision
         self.forward = PackedForward(self.backbone)
         self.queue: list[_Queued] = []
+        self.dev_queue: list[PendingDevLoss] = []
         self.members: list[PackMember] = []
         self._graphed: GraphedStep | None = None  # the graphed step of the runs that take one
         self.graphed_options: dict[str, Any] = {}
@@ -132,6 +143,9 @@ class Pack:
         """The queued micro-batches of every run: one forward and backward per micro-batch
         index over all runs' rows, then each run's optimiser update."""
         queued, self.queue = self.queue, []
+        evaluations, self.dev_queue = self.dev_queue, []
+        if evaluations:
+            self._dev_losses(evaluations)
         if not queued:
             return
         self.state.restore()
@@ -157,6 +171,43 @@ class Pack:
         losses = self._graphed.step_parts([(item.member.step.part, item.batch) for item in items])
         for item, loss in zip(items, losses, strict=True):
             item.loss.copy_(loss)
+
+    @torch.no_grad()
+    def _dev_losses(self, pending: Sequence[PendingDevLoss]) -> None:
+        """Every queued dev loss in one pass: batch i of each run stacked into one forward, each
+        run's adapter on its rows, in eval mode (what solo.train.loop.dev_loss computes alone)."""
+        from solo.train.loss import masked_token_loss
+
+        autocast = apply_precision(self.precision, self.device)
+        trees = [(p.member.model, p.member.model.training) for p in pending]
+        self.backbone.eval()
+        for tree, _ in trees:
+            tree.eval()  # the adapters' dropout off, as alone
+        totals = [torch.zeros((), dtype=torch.float64, device=self.device) for _ in pending]
+        counts = [torch.zeros((), dtype=torch.float64, device=self.device) for _ in pending]
+        try:
+            for i in range(max(len(p.order) for p in pending)):
+                present = [k for k, p in enumerate(pending) if i < len(p.order)]
+                parts = [pending[k].batches.collate(pending[k].order[i]) for k in present]
+                batch = to_device(concatenate(parts), self.device)
+                rows = [(pending[k].member.index, int(part["input_ids"].shape[0]))
+                        for k, part in zip(present, parts, strict=True)]
+                with self.forward.rows(rows), autocast():
+                    logits = forward_logits(self.backbone, batch)
+                start = 0
+                for k, (_, count) in zip(present, rows, strict=True):
+                    own = slice(start, start + count)
+                    total, tokens = masked_token_loss(
+                        logits[own], batch["input_ids"][own], batch["loss_mask"][own], 0.0)
+                    totals[k] += total
+                    counts[k] += tokens
+                    start += count
+        finally:
+            for tree, was_training in trees:
+                tree.train(was_training)
+            self.backbone.train()
+        for p, total, count in zip(pending, totals, counts, strict=True):
+            p.value = float(total / count.clamp(min=1.0))
 
     def _eager_step(self, queued: Sequence[_Queued]) -> None:
         autocast = apply_precision(self.precision, self.device)
@@ -208,6 +259,7 @@ class PackMember:
     index: int
     pack: Pack | None = None  # None: the run trains alone (not packable, or not yet loaded)
     step: PackedStep | None = None
+    model: nn.Module | None = None  # the run's own module tree over the pack's backbone
     _terms_added: bool = field(default=False, repr=False)
 
     def load_backbone(self, cfg: DictConfig) -> tuple[nn.Module, Any]:
@@ -225,7 +277,8 @@ class PackMember:
         if none does); attach the run's method to it."""
         self.pack = self.packer.pack_for(backbone, device, precision)
         self.pack.members.append(self)
-        return shared_copy(self.pack.backbone)
+        self.model = shared_copy(self.pack.backbone)
+        return self.model
 
     def attach(self, method: Method) -> None:
         """Register the run's method with its pack (after `apply_method` on the run's tree)."""
@@ -280,12 +333,29 @@ class PackMember:
             device=self.pack.device))
         return self.step
 
+    def dev_loss_queue(self):
+        """`train_steps`'s `queue_dev_loss` for a packed run (its dev loss computed with the
+        pack's other runs' in one pass); None for a run that trains alone."""
+        if self.pack is None or not self._terms_added:
+            return None
+
+        def queue(batches, max_examples: int | None) -> PendingDevLoss:
+            from solo.train.loop import dev_order
+
+            assert self.pack is not None
+            pending = PendingDevLoss(self, dev_order(batches, max_examples=max_examples), batches)
+            self.pack.dev_queue.append(pending)
+            return pending
+
+        return queue
+
     def leave(self) -> None:
         """The run is over (finished or failed): its rows and queued batches leave the pack."""
         if self.pack is None:
             return
         self.pack.forward.remove_member(self.index)
         self.pack.queue = [item for item in self.pack.queue if item.member is not self]
+        self.pack.dev_queue = [item for item in self.pack.dev_queue if item.member is not self]
         if self in self.pack.members:
             self.pack.members.remove(self)
         self._terms_added = False

@@ -265,7 +265,8 @@ def _train_stage(
             run_dir=run_dir,
             tracker=tracker,
             device=device,
-            **({"make_step": pack.make_step} if pack is not None else {}),
+            **({"make_step": pack.make_step, "queue_dev_loss": pack.dev_loss_queue()}
+               if pack is not None else {}),
         )
     with atomic_directory(run_dir / "adapter") as staging:
         save_adapter(method, staging)

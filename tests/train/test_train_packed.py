@@ -97,7 +97,8 @@ def run_packed(tmp_path, specs, name="packed", stop_after=None):
             after_optimizer_step=method.after_optimizer_step,
             train_batches=batches(seed, batch_size), dev_batches=batches(seed + 10, 4),
             trainer_cfg=trainer(changes, batch_size), run_dir=tmp_path / f"{name}{index}",
-            tracker=Tracker(), device=CPU, make_step=member.make_step)
+            tracker=Tracker(), device=CPU, make_step=member.make_step,
+            queue_dev_loss=member.dev_loss_queue())
         runs.append((member, steps))
         methods.append(method)
     outcomes = drive(packer, runs, max_rounds=stop_after)
