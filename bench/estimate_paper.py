@@ -456,9 +456,10 @@ def packed_step_ms(size: str, precision: str, runs: int, book: FigureBook) -> fl
 def packed_seconds(runs: list[PlannedRun], book: FigureBook, path: str, pack: int) -> tuple[float, float]:
     """Runs of one table trained as launcher=packed trains them: runs over the same backbone
     (model size) share one joint step, `pack` runs at a time (0: all). A pack steps while any
-    member still trains, each step costing packed_step_ms of the members still training. Dev loss,
-    decoding and scoring stay one run at a time (each run on its own module tree); no compiling
-    is counted. Returns (training seconds, the rest)."""
+    member still trains, each step costing packed_step_ms of the members still training. The dev
+    loss is packed too (each dev batch one forward for every member still evaluating, costing one
+    run's dev batch scaled as a packed step); decoding and scoring stay one run at a time (each
+    run on its own module tree); no compiling is counted. Returns (training seconds, the rest)."""
     by_size: dict[str, list[PlannedRun]] = {}
     for run in runs:
         by_size.setdefault(run.size, []).append(run)
@@ -473,9 +474,15 @@ def packed_seconds(runs: list[PlannedRun], book: FigureBook, path: str, pack: in
                 active = sum(r.steps * r.grad_accum >= steps for r in chunk)
                 train += (steps - done) * packed_step_ms(size, precision, active, book) / 1000
                 done = steps
+            done = 0
+            for evals in sorted({r.dev_evals for r in chunk}):
+                evaluating = [r for r in chunk if r.dev_evals >= evals]
+                one = max(run_time(r, book, path).dev_s / max(r.dev_evals, 1) for r in evaluating)
+                rest += (evals - done) * one * (1 + (len(evaluating) - 1) * book.value("packed_marginal"))
+                done = evals
             for run in chunk:
                 alone = run_time(run, book, path)
-                rest += alone.dev_s + alone.decode_s + book.value("setup_s")
+                rest += alone.decode_s + book.value("setup_s")
     return train, rest
 
 

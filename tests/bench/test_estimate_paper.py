@@ -107,7 +107,14 @@ def test_a_pack_steps_while_any_member_trains(runs):
     train_s = (short * 20.0 * (1 + (len(table2) - 1) * 0.1)
                + (long_runs[0].steps - short) * 20.0 * (1 + (len(long_runs) - 1) * 0.1)) / 1000
     alone = [ep.run_time(r, book, "bf16") for r in table2]
-    expected = train_s + sum(t.dev_s + t.decode_s + 4.0 for t in alone)
+    # The dev loss is packed too: every run's evaluation costs the same (same dev set and eval
+    # batch), the LoRA runs stop evaluating when they stop training.
+    per_eval = {round(t.dev_s / r.dev_evals, 9) for t, r in zip(alone, table2, strict=True)}
+    assert len(per_eval) == 1
+    d = per_eval.pop()
+    few, many = min(r.dev_evals for r in table2), long_runs[0].dev_evals
+    dev_s = few * d * (1 + (len(table2) - 1) * 0.1) + (many - few) * d * (1 + (len(long_runs) - 1) * 0.1)
+    expected = train_s + dev_s + sum(t.decode_s + 4.0 for t in alone)
     assert sum(ep.packed_seconds(table2, book, "bf16", pack=0)) == pytest.approx(expected)
     # one run per pack: each run trains alone through the packed step, its own length
     solo = sum(r.steps * 20.0 / 1000 for r in table2) + sum(t.dev_s + t.decode_s + 4.0 for t in alone)
