@@ -43,7 +43,7 @@ from solo.data.buckets import (
     pick_bucket,
     right_padded_lengths,
 )
-from solo.train.loss import label_smoothed_loss
+from solo.train.loss import grouped_label_smoothed_losses, label_smoothed_loss
 from solo.train.precision import apply_precision
 
 # Eager iterations on a side stream before the first capture: they create the optimiser state,
@@ -280,13 +280,9 @@ class GraphedStep:
         assert self._rows is not None
         with self._rows(list(zip(active, counts, strict=True))), self.autocast():
             logits = self.model(input_ids=input_ids, use_cache=False).logits
-        losses, start = [], 0
-        for index, count in zip(active, counts, strict=True):
-            rows = slice(start, start + count)
-            losses.append(self.loss_fn(logits[rows], input_ids[rows], loss_mask[rows],
-                                       self.parts[index].label_smoothing))
-            start += count
-        return losses
+        return grouped_label_smoothed_losses(
+            logits, input_ids, loss_mask,
+            [(count, self.parts[index].label_smoothing) for index, count in zip(active, counts, strict=True)])
 
     def _losses_and_grads(self, active: tuple[int, ...], counts: tuple[int, ...],
                           input_ids: torch.Tensor, loss_mask: torch.Tensor,

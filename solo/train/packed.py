@@ -41,6 +41,7 @@ from solo.data.buckets import DEFAULT_BUCKETS
 from solo.errors import SoloError
 from solo.methods.packing import PackedForward, shared_copy
 from solo.train.graphed_step import GraphedStep, StepPart
+from solo.train.loss import grouped_label_smoothed_losses
 from solo.train.precision import apply_precision
 from solo.train.rng import RunState
 from solo.train.step import PlainStep, forward_logits, make_train_step, to_device, use_fast_step
@@ -227,14 +228,15 @@ class Pack:
         counts = [(item.member.index, int(item.batch["input_ids"].shape[0])) for item in items]
         with self.forward.rows(counts), autocast():
             logits = forward_logits(self.backbone, batch)
-        total, start = None, 0
-        for item, (_, count) in zip(items, counts, strict=True):
-            rows = slice(start, start + count)
-            loss = item.member.step.plain.loss(logits[rows], {k: v[rows] for k, v in batch.items()})
+        losses = grouped_label_smoothed_losses(
+            logits, batch["input_ids"], batch["loss_mask"],
+            [(count, item.member.step.plain.label_smoothing)
+             for item, (_, count) in zip(items, counts, strict=True)])
+        total = None
+        for item, loss in zip(items, losses, strict=True):
             item.loss.copy_(loss.detach())
             scaled = loss * (1.0 / item.member.step.micro_batches)
             total = scaled if total is None else total + scaled
-            start += count
         assert total is not None
         total.backward()
 

@@ -72,3 +72,20 @@ def test_non_target_positions_do_not_change_the_loss() -> None:
     assert total.item() == pytest.approx(
         (expected * mask[:, 1:].reshape(-1)).sum().item(), rel=1e-6
     )
+
+
+def test_grouped_losses_equal_each_groups_own_loss() -> None:
+    from solo.train.loss import grouped_label_smoothed_losses, label_smoothed_loss
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(7, 6, 11, generator=gen, dtype=torch.float64)
+    ids = torch.randint(0, 11, (7, 6), generator=gen)
+    mask = (torch.rand(7, 6, generator=gen) > 0.3).double()
+    groups = [(3, 0.1), (1, 0.0), (3, 0.25)]
+    grouped = grouped_label_smoothed_losses(logits, ids, mask, groups)
+    start = 0
+    for (count, eps), loss in zip(groups, grouped, strict=True):
+        rows = slice(start, start + count)
+        assert torch.allclose(loss, label_smoothed_loss(logits[rows], ids[rows], mask[rows], eps),
+                              rtol=1e-14, atol=0)
+        start += count
