@@ -63,13 +63,18 @@ def _child() -> None:
 
 
 def _jvm_cpu(tool) -> float:
-    """CPU seconds of a helper's JVM so far (Linux /proc; 0 where unreadable)."""
-    process = getattr(tool, "_process", None)
-    try:
-        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (AttributeError, OSError, IndexError, ValueError):
-        return 0.0
+    """CPU seconds of a helper's JVMs so far (METEOR may run several; Linux /proc; 0 where
+    unreadable)."""
+    workers = getattr(tool, "_processes", None)
+    processes = [w._process for w in workers] if workers else [getattr(tool, "_process", None)]
+    total = 0.0
+    for process in processes:
+        try:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (AttributeError, OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 def _run_child(cache: Path) -> dict:

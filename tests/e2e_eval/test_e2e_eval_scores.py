@@ -107,3 +107,22 @@ def test_cli_mteval_python_scores_and_records_the_variant(shared_data, tmp_path,
     assert written["BLEU"] == pytest.approx(PYMTEVAL["example"]["BLEU"], abs=1e-9)
     assert written["METEOR"] == pytest.approx(EXAMPLE["METEOR"], abs=1e-9)  # the others unchanged
     assert f"NIST: {PYMTEVAL['example']['NIST']:.4f}" in capsys.readouterr().out
+
+
+def test_meteor_split_over_several_processes_gives_the_same_corpus_score(example_inputs):
+    """Each worker scores a share of the segments; one EVAL over all their statistics."""
+    from e2e_eval.java import Meteor
+
+    hyps = [h.lower() for h in example_inputs.predictions]
+    refs = [[r.lower() for r in group] for group in example_inputs.references]
+    flat = [r for group in refs for r in group]
+    scores, started = [], []
+    for workers in (1, 2, 3):
+        meteor = Meteor(flat, workers=workers)
+        try:
+            scores.append(meteor.corpus_score(hyps, refs))
+            started.append(len(meteor._processes))
+        finally:
+            meteor.close()
+    assert scores[0] == scores[1] == scores[2] and 0 < scores[0] < 1
+    assert started[1:] == [2, 3]  # the cut table is cached by now, so the workers really split
