@@ -20,10 +20,12 @@ references (e.g. TGen-minus on the test set: 7.774 vs 7.962).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from e2e_eval.errors import E2EEvalError
 
@@ -118,13 +120,48 @@ def bleu_nist(predictions: Sequence[str], references: Sequence[Sequence[str]],
         return _python_bleu_nist(predictions, references)
     if variant != "perl":
         raise E2EEvalError(f"mteval variant {variant!r} must be one of {', '.join(MTEVAL_VARIANTS)}")
-    hyp_words = [mteval_tokenize(p) for p in predictions]
+    side = _reference_side(tuple(tuple(refs) for refs in references))
+    max_order = max(BLEU_ORDER, NIST_ORDER)
+    matches = [0] * (max_order + 1)
+    hyp_ngrams = [0] * (max_order + 1)
+    match_info = [0.0] * (max_order + 1)
+    ref_length = 0
+    for prediction, ref_max, ref_lens in zip(predictions, side.ref_max, side.ref_lens, strict=True):
+        hyp = mteval_tokenize(prediction)
+        for ngram, count in _ngram_counts(hyp, max_order).items():
+            clipped = min(count, ref_max[ngram])
+            if clipped:
+                matches[len(ngram)] += clipped
+                match_info[len(ngram)] += side.info[ngram] * clipped
+        for n in range(1, max_order + 1):
+            hyp_ngrams[n] += max(0, len(hyp) - n + 1)
+        ref_length += _closest_ref_length(len(hyp), ref_lens)
+
+    return (
+        _bleu(matches, hyp_ngrams, ref_length),
+        _nist(match_info, hyp_ngrams, side.total_ref_words, side.refs_per_segment),
+    )
+
+
+@dataclass(frozen=True)
+class _ReferenceSide:
+    """What mteval-v13a derives from the references alone: the same for every system scored
+    against them, so it is computed once per reference set."""
+
+    ref_max: list[Counter]  # per segment: each n-gram's largest count over its references
+    ref_lens: list[list[int]]
+    info: dict[tuple[str, ...], float]
+    total_ref_words: int
+    refs_per_segment: float
+
+
+@functools.lru_cache(maxsize=4)
+def _reference_side(references: tuple[tuple[str, ...], ...]) -> _ReferenceSide:
     ref_words = [[mteval_tokenize(r) for r in refs] for refs in references]
     # The E2E copy of mteval-v13a is edited for a varying number of references per MR: NIST's
     # length penalty compares with the mean length of the non-empty references (a reference that
     # tokenises to nothing counts like the empty padding the scorer writes for short MRs).
     refs_per_segment = sum(1 for refs in ref_words for words in refs if words) / len(ref_words)
-
     max_order = max(BLEU_ORDER, NIST_ORDER)
     ref_ngram_counts = [[_ngram_counts(words, max_order) for words in refs] for refs in ref_words]
     ref_counts: Counter = Counter()
@@ -134,29 +171,15 @@ def bleu_nist(predictions: Sequence[str], references: Sequence[Sequence[str]],
     total_ref_words = sum(len(words) for refs in ref_words for words in refs)
     if total_ref_words == 0:
         raise E2EEvalError("the references contain no words; check the reference file")
-    info = _information_weights(ref_counts, total_ref_words)
-
-    matches = [0] * (max_order + 1)
-    hyp_ngrams = [0] * (max_order + 1)
-    match_info = [0.0] * (max_order + 1)
-    ref_length = 0
-    for hyp, refs, per_ref in zip(hyp_words, ref_words, ref_ngram_counts, strict=True):
-        ref_max: Counter = Counter()
+    ref_max = []
+    for per_ref in ref_ngram_counts:
+        largest: Counter = Counter()
         for counts in per_ref:
-            ref_max |= counts  # element-wise maximum: clipping uses the most generous reference
-        for ngram, count in _ngram_counts(hyp, max_order).items():
-            clipped = min(count, ref_max[ngram])
-            if clipped:
-                matches[len(ngram)] += clipped
-                match_info[len(ngram)] += info[ngram] * clipped
-        for n in range(1, max_order + 1):
-            hyp_ngrams[n] += max(0, len(hyp) - n + 1)
-        ref_length += _closest_ref_length(len(hyp), [len(w) for w in refs])
-
-    return (
-        _bleu(matches, hyp_ngrams, ref_length),
-        _nist(match_info, hyp_ngrams, total_ref_words, refs_per_segment),
-    )
+            largest |= counts  # element-wise maximum: clipping uses the most generous reference
+        ref_max.append(largest)
+    return _ReferenceSide(ref_max, [[len(w) for w in refs] for refs in ref_words],
+                          _information_weights(ref_counts, total_ref_words), total_ref_words,
+                          refs_per_segment)
 
 
 def _bleu(matches: list[int], hyp_ngrams: list[int], ref_length: int) -> float:
