@@ -41,7 +41,7 @@ from solo.data.buckets import DEFAULT_BUCKETS
 from solo.errors import SoloError
 from solo.methods.packing import PackedForward, shared_copy
 from solo.train.graphed_step import GraphedStep, StepPart
-from solo.train.loss import grouped_label_smoothed_losses
+from solo.train.loss import grouped_label_smoothed_losses, masked_token_loss
 from solo.train.precision import apply_precision
 from solo.train.rng import RunState
 from solo.train.step import PlainStep, forward_logits, make_train_step, to_device, use_fast_step
@@ -177,8 +177,6 @@ class Pack:
     def _dev_losses(self, pending: Sequence[PendingDevLoss]) -> None:
         """Every queued dev loss in one pass: batch i of each run stacked into one forward, each
         run's adapter on its rows, in eval mode (what solo.train.loop.dev_loss computes alone)."""
-        from solo.train.loss import masked_token_loss
-
         autocast = apply_precision(self.precision, self.device)
         trees = [(p.member.model, p.member.model.training) for p in pending]
         self.backbone.eval()
