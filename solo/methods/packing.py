@@ -62,8 +62,8 @@ class PackedForward:
         self.model = model
         self._modules = dict(model.named_modules())
         self._terms: dict[str, dict[int, list[PackedTerm]]] = {}  # adds_to -> member -> terms
-        self._reads: set[str] = set()
-        self._hooked: set[str] = set()
+        self._capturing: set[str] = set()  # modules whose input is kept for another's term
+        self._adding: set[str] = set()  # modules whose output gets terms
         self._handles: list[Any] = []
         self._inputs: dict[str, torch.Tensor] = {}
         self._rows: list[tuple[int, int]] | None = None  # (member, row count), in batch order
@@ -74,7 +74,6 @@ class PackedForward:
                 if name not in self._modules:
                     raise KeyError(f"packed term names {name!r}, which is not a module of the backbone")
             self._terms.setdefault(term.adds_to, {}).setdefault(member, []).append(term)
-            self._reads.add(term.reads)
             self._hook(term.reads, term.adds_to)
 
     def remove_member(self, member: int) -> None:
@@ -82,14 +81,14 @@ class PackedForward:
             by_member.pop(member, None)
 
     def _hook(self, reads: str, adds_to: str) -> None:
-        if reads not in self._hooked | {adds_to}:
+        if reads != adds_to and reads not in self._capturing:
             self._handles.append(self._modules[reads].register_forward_pre_hook(
                 self._capture(reads), with_kwargs=True))
-            self._hooked.add(reads)
-        if f"out:{adds_to}" not in self._hooked:
+            self._capturing.add(reads)
+        if adds_to not in self._adding:
             self._handles.append(self._modules[adds_to].register_forward_hook(
                 self._add(adds_to), with_kwargs=True))
-            self._hooked.add(f"out:{adds_to}")
+            self._adding.add(adds_to)
 
     def _capture(self, name: str) -> Callable:
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:

@@ -152,7 +152,6 @@ class GraphedStep:
         self.scheduler = scheduler
         self.pad_id = int(pad_id)
         self.label_smoothing = float(label_smoothing)
-        self.grad_clip = None if grad_clip is None else float(grad_clip)
         self.buckets = check_buckets(buckets) if buckets else None
         self.device = next(model.parameters()).device
         self.autocast = apply_precision(precision, self.device)

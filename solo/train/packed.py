@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from solo.data.buckets import DEFAULT_BUCKETS
+from solo.data.buckets import DEFAULT_BUCKETS, pad_to
 from solo.errors import SoloError
 from solo.methods.packing import PackedForward, shared_copy
 from solo.train.graphed_step import GraphedStep, StepPart
@@ -243,12 +243,7 @@ def concatenate(batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.T
     """Collated batches stacked along the batch dimension, right padded to the longest (padding:
     attention and loss masks 0, token 0; masked positions never reach a real one)."""
     width = max(b["input_ids"].shape[1] for b in batches)
-    out = {}
-    for key in batches[0]:
-        out[key] = torch.cat([
-            torch.nn.functional.pad(b[key], (0, width - b[key].shape[1])) for b in batches
-        ])
-    return out
+    return {key: torch.cat([pad_to(b[key], width, 0) for b in batches]) for key in batches[0]}
 
 
 @dataclass(eq=False)  # hashed by identity: one per run
