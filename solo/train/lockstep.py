@@ -94,7 +94,6 @@ class _Run:
             PROGRESS_LINE.reset(line)
             self.state.capture()
 
-
     def fail(self, err: BaseException) -> None:
         self.result.error, self.result.exception = _reason(err), err
         if not isinstance(err, SoloError):

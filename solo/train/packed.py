@@ -37,14 +37,22 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from solo.data.buckets import DEFAULT_BUCKETS, pad_to
+from solo.data.buckets import pad_to
 from solo.errors import SoloError
 from solo.methods.packing import PackedForward, shared_copy
 from solo.train.graphed_step import GraphedStep, StepPart
 from solo.train.loss import grouped_label_smoothed_losses, masked_token_loss
 from solo.train.precision import apply_precision
 from solo.train.rng import RunState
-from solo.train.step import PlainStep, forward_logits, make_train_step, to_device, use_fast_step
+from solo.train.step import (
+    PlainStep,
+    forward_logits,
+    loss_settings,
+    make_train_step,
+    step_buckets,
+    to_device,
+    use_fast_step,
+)
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -293,16 +301,12 @@ class PackMember:
         if self.pack is None or not self._terms_added:
             return make_train_step(model, project, optimizer, scheduler, trainer_cfg=trainer_cfg,
                                    **kwargs)
-        grad_clip = float(trainer_cfg.grad_clip) if trainer_cfg.get("grad_clip") else None
         if use_fast_step(trainer_cfg, self.pack.device):
             return self.graphed_packed_step(
-                optimizer, scheduler, project, label_smoothing=float(trainer_cfg.label_smoothing),
-                grad_clip=grad_clip, pad_id=int(kwargs["pad_id"]),
-                bucket_lengths=kwargs.get("bucket_lengths"))
+                optimizer, scheduler, project, **loss_settings(trainer_cfg),
+                pad_id=int(kwargs["pad_id"]), bucket_lengths=kwargs.get("bucket_lengths"))
         return self.packed_step(PlainStep(
-            model, project, optimizer, scheduler,
-            label_smoothing=float(trainer_cfg.label_smoothing),
-            grad_clip=grad_clip,
+            model, project, optimizer, scheduler, **loss_settings(trainer_cfg),
             micro_batches=int(trainer_cfg.get("grad_accum") or 1),
         ))
 
@@ -317,11 +321,8 @@ class PackMember:
         """The run's part of its pack's graphed step (one CUDA graph per set of runs, rows and
         length bucket on CUDA; the same body eagerly elsewhere)."""
         assert self.pack is not None
-        cuda = self.pack.device.type == "cuda"
         self.pack.graphed_options = {
-            "pad_id": int(pad_id),
-            # Eager steps gain nothing from fixed shapes, so they skip the bucket padding.
-            "buckets": (bucket_lengths or DEFAULT_BUCKETS) if cuda else None,
+            "pad_id": int(pad_id), "buckets": step_buckets(bucket_lengths, self.pack.device),
         }
         self.step = PackedStep(self, part=StepPart(
             optimizer, scheduler, project, label_smoothing=label_smoothing, grad_clip=grad_clip,

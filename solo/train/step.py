@@ -15,7 +15,7 @@ flags of whichever step wrote them). OmegaConf is imported for type hints only.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import torch
@@ -142,6 +142,20 @@ def use_fast_step(trainer_cfg: DictConfig, device: torch.device) -> bool:
     return bool(value)
 
 
+def loss_settings(trainer_cfg: DictConfig) -> dict[str, float | None]:
+    """`label_smoothing` and `grad_clip` as every step takes them (grad_clip null or 0: none)."""
+    return {
+        "label_smoothing": float(trainer_cfg.label_smoothing),
+        "grad_clip": float(trainer_cfg.grad_clip) if trainer_cfg.get("grad_clip") else None,
+    }
+
+
+def step_buckets(bucket_lengths: Sequence[int] | None, device: torch.device) -> Sequence[int] | None:
+    """The length buckets of a graphed step: on CUDA only (eager steps gain nothing from fixed
+    shapes, so they skip the extra padding)."""
+    return (bucket_lengths or DEFAULT_BUCKETS) if device.type == "cuda" else None
+
+
 def make_train_step(
     model: torch.nn.Module,
     project: Callable[[], None],
@@ -154,24 +168,19 @@ def make_train_step(
     device: torch.device,
 ) -> TrainStep:
     """The step `trainer.fast_step` picks, over `optimizer` (its state already restored)."""
-    grad_clip = float(trainer_cfg.grad_clip) if trainer_cfg.get("grad_clip") else None
     if not use_fast_step(trainer_cfg, device):
         return PlainStep(
             model, project, optimizer, scheduler,
-            label_smoothing=float(trainer_cfg.label_smoothing),
-            grad_clip=grad_clip,
+            **loss_settings(trainer_cfg),
             micro_batches=int(trainer_cfg.get("grad_accum") or 1),
             autocast=apply_precision(str(trainer_cfg.precision), device),
         )
-    graphs = device.type == "cuda"
     return GraphedStep(
         model, project, optimizer, scheduler,
         pad_id=pad_id,
-        label_smoothing=float(trainer_cfg.label_smoothing),
-        grad_clip=grad_clip,
-        # Eager (CPU) steps gain nothing from fixed shapes, so they skip the extra bucket padding.
-        buckets=(bucket_lengths or DEFAULT_BUCKETS) if graphs else None,
+        **loss_settings(trainer_cfg),
+        buckets=step_buckets(bucket_lengths, device),
         precision=str(trainer_cfg.precision),
-        cuda_graphs=graphs,
+        cuda_graphs=device.type == "cuda",
         compile=compile_setting(trainer_cfg),
     )
