@@ -73,10 +73,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def dev_order(batches: BatchSource, *, max_batches: int | None = None,
-              max_examples: int | None = None) -> list[list[int]]:
+def dev_order(batches: BatchSource, *, max_examples: int | None = None) -> list[list[int]]:
     """The dev batches `dev_loss` evaluates, as example index lists (see there)."""
-    order = batches.epoch(0)[: max_batches if max_batches else None]
+    order = batches.epoch(0)
     if max_examples:
         size = max(len(b) for b in order) if order else 1
         kept = [i for indices in order for i in indices][:max_examples]
@@ -97,17 +96,16 @@ def dev_loss(
     device: torch.device,
     *,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-    max_batches: int | None = None,
     max_examples: int | None = None,
 ) -> float:
-    """Mean next-token NLL (no smoothing) per target token over the dev batches: the first
-    `max_batches` batches, or the first `max_examples` examples of their order in batches of
-    the same size (so the examples do not depend on the batch size), or all of them."""
+    """Mean next-token NLL (no smoothing) per target token over the dev batches: all of them, or
+    the first `max_examples` examples of their order in batches of the same size (so the
+    examples do not depend on the batch size)."""
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.float64, device=device)
-    for indices in dev_order(batches, max_batches=max_batches, max_examples=max_examples):
+    for indices in dev_order(batches, max_examples=max_examples):
         batch = to_device(batches.collate(indices), device)
         with autocast():
             logits = forward_logits(model, batch)

@@ -15,9 +15,12 @@ def token_losses(logits: torch.Tensor, targets: torch.Tensor, epsilon: float) ->
     (numerically what `F.cross_entropy(label_smoothing=eps)` gives, spelled out to be auditable).
     """
     nll, smooth = nll_and_smooth(logits, targets, smooth=epsilon != 0.0)
-    if epsilon == 0.0:
-        return nll
-    return (1.0 - epsilon) * nll + epsilon * smooth
+    return smoothed(nll, smooth, epsilon)
+
+
+def smoothed(nll: torch.Tensor, smooth: torch.Tensor | None, epsilon: float) -> torch.Tensor:
+    """`(1-eps)*nll + eps*smooth` per position (just `nll` when eps is 0)."""
+    return nll if epsilon == 0.0 else (1.0 - epsilon) * nll + epsilon * smooth
 
 
 def nll_and_smooth(logits: torch.Tensor, targets: torch.Tensor, smooth: bool = True
@@ -72,7 +75,7 @@ def grouped_label_smoothed_losses(
     out, start = [], 0
     for count, epsilon in groups:
         rows = slice(start, start + count)
-        per_position = nll[rows] if epsilon == 0.0 else (1.0 - epsilon) * nll[rows] + epsilon * smooth[rows]
+        per_position = smoothed(nll[rows], smooth[rows] if smooth is not None else None, epsilon)
         kept = mask[rows]
         out.append((per_position * kept).sum() / kept.sum().clamp(min=1.0))
         start += count
