@@ -65,10 +65,9 @@ def _child() -> None:
 def _jvm_cpu(tool) -> float:
     """CPU seconds of a helper's JVMs so far (METEOR may run several; Linux /proc; 0 where
     unreadable)."""
-    workers = getattr(tool, "_processes", None)
-    processes = [w._process for w in workers] if workers else [getattr(tool, "_process", None)]
+    helpers = getattr(tool, "_processes", None) or [getattr(tool, "_process", None)]
     total = 0.0
-    for process in processes:
+    for process in (getattr(helper, "_process", None) for helper in helpers):
         try:
             fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -156,8 +156,7 @@ class PtbTokenizer:
     def __init__(self) -> None:
         self._java = java_executable()
         self._folder = Path(tempfile.mkdtemp(prefix="e2e_eval-"))
-        self._stderr = tempfile.TemporaryFile()
-        self._process: subprocess.Popen | None = None
+        self._process: _LineProcess | None = None
 
     def tokenize(self, texts: Sequence[str]) -> list[str]:
         """Lower-cased PTB tokens of each text, joined by spaces, with COCO's punctuation removed."""
@@ -184,33 +183,22 @@ class PtbTokenizer:
     def _request(self, source: Path, output: Path) -> None:
         if self._process is None:
             classpath = os.pathsep.join([str(_tokenizer_jar()), str(helper_classes())])
-            self._process = subprocess.Popen(
+            self._process = _LineProcess(
                 [self._java, *_HELPER_JVM_FLAGS, "-cp", classpath, "PtbTokenizerServer", *_PTB_FLAGS],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                failure="the PTB tokenizer failed",
             )
         try:
-            self._process.stdin.write(f"{source}\t{output}\n".encode())
-            self._process.stdin.flush()
-        except BrokenPipeError:
-            pass  # the answer below reports it
-        answer = self._process.stdout.readline().decode("utf-8").strip()
+            answer = self._process.exchange([f"{source}\t{output}"], 1)[0]
+        except E2EEvalError:
+            self._process = None  # it stopped (and is closed): the next call starts another
+            raise
         if answer != "OK":
-            if not answer:
-                self._stderr.seek(0)
-                answer = _last_line(self._stderr.read())
-                self._stop()
             raise E2EEvalError(f"the PTB tokenizer failed: {answer}")
 
-    def _stop(self) -> None:
-        if self._process is not None:
-            _close_quietly(self._process.stdin)
-            self._process.kill()
-            self._process.wait()
-            self._process = None
-
     def close(self) -> None:
-        self._stop()
-        self._stderr.close()
+        if self._process is not None:
+            self._process.close()
+            self._process = None
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def __enter__(self) -> PtbTokenizer:
@@ -226,10 +214,15 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
         return tokenizer.tokenize(texts)
 
 
-class _MeteorProcess:
-    """One METEOR 1.5 process in `-stdio` mode: lines in, answers out."""
+_METEOR_FAILURE = "METEOR stopped early"
 
-    def __init__(self, cmd: list[str], cwd: Path) -> None:
+
+class _LineProcess:
+    """A helper JVM that answers lines on stdin with lines on stdout (METEOR's `-stdio` mode, the
+    PTB tokenizer server). If it stops, the error is `failure` and its last stderr line."""
+
+    def __init__(self, cmd: list[str], cwd: Path | None = None, *, failure: str) -> None:
+        self._failure = failure
         self._stderr = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
             cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
@@ -247,7 +240,7 @@ class _MeteorProcess:
                 self._stderr.seek(0)
                 message = _last_line(self._stderr.read())
                 self.close()
-                raise E2EEvalError(f"METEOR stopped early: {message}")
+                raise E2EEvalError(f"{self._failure}: {message}")
             answers.append(line.decode("utf-8").strip())
         writer.join()
         return answers
@@ -302,7 +295,7 @@ class Meteor:
             refs.write_bytes(listed)
             self._cmd = [java, *_HELPER_JVM_FLAGS, "-Xmx2G", "-cp", os.pathsep.join([str(jar), str(classes)]),
                          "MeteorForReferences", str(refs), str(self._table), *_METEOR_ARGS]
-        self._processes = [_MeteorProcess(self._cmd, self._cwd)]
+        self._processes = [_LineProcess(self._cmd, self._cwd, failure=_METEOR_FAILURE)]
         self._more_workers()
 
     def _more_workers(self) -> None:
@@ -310,7 +303,7 @@ class Meteor:
         if self._table is None or not self._table.exists():
             return
         while len(self._processes) < self._workers:
-            self._processes.append(_MeteorProcess(self._cmd, self._cwd))
+            self._processes.append(_LineProcess(self._cmd, self._cwd, failure=_METEOR_FAILURE))
 
     def covers(self, references: Sequence[str]) -> bool:
         """Whether this process scores against `references` as METEOR on the whole table would."""
