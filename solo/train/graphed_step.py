@@ -110,7 +110,7 @@ class GraphedStep:
     Packed runs (solo.train.packed) share one step: `GraphedStep.packed(model, parts, rows)` takes
     one `StepPart` per run and `rows`, the packed forward's context (solo.methods.packing); then
     `step_parts([(part, batch), ...])` runs one forward over the stacked batches, each part's loss
-    on its rows, one backward of their sum and each part's own update, captured per (parts and
+    on its rows (the label-smoothed loss with the part's epsilon; `loss_fn` is for single runs), one backward of their sum and each part's own update, captured per (parts and
     their row counts, length bucket).
 
     `compile=True` runs the forward pass and loss through torch.compile (inductor, default mode,
