@@ -64,13 +64,16 @@ import inspect
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
 
 from solo.decode.ngram import ban_repeated_ngrams
 from solo.errors import SoloError
+
+if TYPE_CHECKING:
+    from solo.methods.packing import PackedForward
 
 ENGINES = ("fast", "reference")
 STYLES = ("lora", "hf")
@@ -131,7 +134,7 @@ def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: i
                 pad_id: int, num_beams: int = 10, length_penalty: float = 0.8,
                 no_repeat_ngram_size: int = 4, max_new_tokens: int = 64, style: str = "lora",
                 batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False,
-                state: StateFactory | None = None) -> list[list[int]]:
+                state: StateFactory | None = None, packed: PackedDecoding | None = None) -> list[Any]:
     """One generated token list per prompt (no prompt, no stop token), in the order of `prompts`.
 
     `eos_id` is the stop token id, or several: a hypothesis ends at the first of any of them.
@@ -140,31 +143,52 @@ def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: i
     restored afterwards; results do not depend on batch_size or on which prompts share a batch.
     `state` builds the per-batch DecoderState (default: the model's own forward with a
     DynamicCache); solo.decode.engine passes a faster one that computes the same logits.
+    `packed`: decode for several runs' adapters at once (see PackedDecoding); then the result is
+    one such list per member.
     """
     settings = BeamSettings(num_beams=num_beams, length_penalty=float(length_penalty),
                             no_repeat_ngram_size=no_repeat_ngram_size,
                             max_new_tokens=max_new_tokens, batch_size=batch_size, style=style)
     make_state = state or HFCacheState
 
-    def search_batch(device, prompts, stop_ids, pad_id, settings):
-        return _search_batch(make_state(model, num_beams), device, prompts, stop_ids, pad_id, settings)
+    def search_batch(device, prompts, stop_ids, pad_id, settings, on_select=None):
+        state = make_state(model, num_beams)
+        if on_select is not None:
+            state = _SelectObserved(state, num_beams, on_select)
+        return _search_batch(state, device, prompts, stop_ids, pad_id, settings)
 
     return decode_in_batches(model, prompts, settings, eos_id=eos_id, pad_id=pad_id,
-                             search_batch=search_batch, progress=progress)
+                             search_batch=search_batch, progress=progress, packed=packed)
 
 
-BatchSearch = Callable[[torch.device, list[list[int]], tuple[int, ...], int, "BeamSettings"],
-                       list[list[int]]]
+# search_batch(device, prompts, stop_ids, pad_id, settings, on_select=None): one batch's tokens;
+# on_select(prompts), if given, hears which batch prompts stay whenever some leave the batch.
+BatchSearch = Callable[..., list[list[int]]]
+
+
+@dataclass(frozen=True)
+class PackedDecoding:
+    """Decode the prompts once for each of several runs whose adapters are packed over one backbone
+    (solo.methods.packing): every batch of prompts goes in once per member, member by member, and
+    `forward` applies each member's adapter to its own rows. Each member gets the tokens it gets
+    decoded alone (rows never mix), for the price of one backbone pass per step for all."""
+
+    forward: PackedForward
+    members: tuple[int, ...]
+
+    def batch_size(self, per_search: int) -> int:
+        """Prompts per batch such that a search batch (all members) holds about `per_search`."""
+        return max(1, per_search // len(self.members))
 
 
 def decode_in_batches(model: nn.Module, prompts: Sequence[Sequence[int]], settings: BeamSettings, *,
                       eos_id: int | Sequence[int], pad_id: int, search_batch: BatchSearch,
-                      progress: bool = False) -> list[list[int]]:
+                      progress: bool = False, packed: PackedDecoding | None = None) -> list[Any]:
     """What every search shares around its per-batch search: checks, batches of similar lengths,
     eval and inference mode, results back in the order of `prompts`.
 
-    `search_batch(device, prompts, stop_ids, pad_id, settings)` decodes one batch (beam_search's
-    or solo.decode.static_search's).
+    `search_batch` (BatchSearch) decodes one batch (beam_search's or solo.decode.static_search's).
+    `packed`: each batch once per member (PackedDecoding); the result is one list per member.
     """
     if settings.batch_size is None:
         raise SoloError("beam_search needs an integer batch_size")
@@ -175,9 +199,10 @@ def decode_in_batches(model: nn.Module, prompts: Sequence[Sequence[int]], settin
     _check_positions(model, prompts, settings.max_new_tokens)
     stop_ids = stop_id_tuple(eos_id)
 
-    results: list[list[int]] = [[] for _ in prompts]
+    copies = len(packed.members) if packed is not None else 1
+    results: list[list[list[int]]] = [[[] for _ in prompts] for _ in range(copies)]
     if settings.max_new_tokens == 0 or not prompts:
-        return results
+        return results if packed is not None else results[0]
     # Similar lengths share a batch, so little compute goes to padding; stable for determinism.
     size = settings.batch_size
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -192,12 +217,21 @@ def decode_in_batches(model: nn.Module, prompts: Sequence[Sequence[int]], settin
     try:
         with torch.inference_mode():
             for batch in batches:
-                outs = search_batch(device, [list(prompts[i]) for i in batch], stop_ids, pad_id, settings)
-                for i, out in zip(batch, outs, strict=True):
-                    results[i] = out
+                texts = [list(prompts[i]) for i in batch]
+                if packed is None:
+                    outs = search_batch(device, texts, stop_ids, pad_id, settings)
+                else:
+                    members = [m for m in packed.members for _ in batch]
+                    with packed.forward.prompts(members) as layout:
+                        outs = search_batch(device, texts * copies, stop_ids, pad_id, settings,
+                                            on_select=layout.keep)
+                for copy in range(copies):
+                    own = outs[copy * len(batch):(copy + 1) * len(batch)]
+                    for i, out in zip(batch, own, strict=True):
+                        results[copy][i] = out
     finally:
         model.train(was_training)
-    return results
+    return results if packed is not None else results[0]
 
 
 def stop_id_tuple(eos_id: int | Sequence[int]) -> tuple[int, ...]:
@@ -274,6 +308,27 @@ class HFCacheState:
 
 
 StateFactory = Callable[[nn.Module, int], DecoderState]
+
+
+class _SelectObserved:
+    """A DecoderState that also reports, as batch prompt indices, which prompts a select keeps."""
+
+    def __init__(self, state: DecoderState, num_beams: int,
+                 on_select: Callable[[list[int]], None]) -> None:
+        self.state, self.beams, self.on_select = state, num_beams, on_select
+
+    def start(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.state.start(ids, mask, positions)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        self.state.reorder(rows)
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.state.select(rows)
+        self.on_select((rows.view(-1, self.beams)[:, 0] // self.beams).tolist())
+
+    def advance(self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.state.advance(tokens, mask, positions)
 
 
 def _forward_parameters(model: nn.Module) -> set[str]:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from solo.decode.beam_search import DEFAULT_BATCH_SIZE, BeamSettings, beam_search
+from solo.decode.beam_search import DEFAULT_BATCH_SIZE, BeamSettings, PackedDecoding, beam_search
 from solo.decode.gpt2_state import unsupported_reason
 from solo.decode.static_search import StaticSearchReport, static_beam_search
 from solo.errors import SoloError
@@ -37,13 +37,14 @@ _MAX_PROMPTS_PER_BATCH = 256
 
 
 def decode_batch_size(model: nn.Module, prompts: Sequence[Sequence[int]], num_beams: int,
-                      max_new_tokens: int) -> int:
-    """Prompts per beam-search batch: what fits the device's free memory, split evenly."""
+                      max_new_tokens: int, copies: int = 1) -> int:
+    """Prompts per beam-search batch: what fits the device's free memory, split evenly.
+    `copies`: each prompt goes in that many times (packed decoding, one copy per run)."""
     if not prompts:
         return DEFAULT_BATCH_SIZE
     device = next(model.parameters()).device
     if device.type != "cuda":
-        return DEFAULT_BATCH_SIZE
+        return max(1, DEFAULT_BATCH_SIZE // copies)
     config = model.config
     layers = int(getattr(config, "n_layer", getattr(config, "num_hidden_layers", 24)))
     width = int(getattr(config, "n_embd", getattr(config, "hidden_size", 1024)))
@@ -63,7 +64,7 @@ def decode_batch_size(model: nn.Module, prompts: Sequence[Sequence[int]], num_be
     free, _ = torch.cuda.mem_get_info(device)
     # Blocks PyTorch keeps cached from earlier work are free to this search too.
     free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    fits = int(free * _MEMORY_SHARE) // (cache_per_prompt + scores_per_prompt)
+    fits = int(free * _MEMORY_SHARE) // ((cache_per_prompt + scores_per_prompt) * copies)
     return even_batch_size(len(prompts), max(1, min(_MAX_PROMPTS_PER_BATCH, fits)))
 
 
@@ -79,7 +80,7 @@ def even_batch_size(count: int, fits: int) -> int:
 def fast_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, num_beams: int = 10,
                      max_new_tokens: int = 64, batch_size: int | None = None, sync_every: int = 8,
                      cuda_graph: str | bool = "auto", report: StaticSearchReport | None = None,
-                     **search: Any) -> list[list[int]]:
+                     **search: Any) -> list[Any]:
     """solo.decode.beam_search's tokens, computed with the fast engine and (by default) the largest
     batch that fits; `search`: beam_search's other keywords (eos_id, pad_id, length_penalty, ...).
 
@@ -87,8 +88,12 @@ def fast_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, num_
     forward (SDPA) with beam_search's per-step checks; cuda_graph=True is then an error.
     """
     BeamSettings(sync_every=sync_every, cuda_graph=cuda_graph).validate()
+    packed: PackedDecoding | None = search.get("packed")
     if batch_size is None:
-        batch_size = decode_batch_size(model, prompts, num_beams, max_new_tokens)
+        batch_size = decode_batch_size(model, prompts, num_beams, max_new_tokens,
+                                       copies=len(packed.members) if packed is not None else 1)
+    elif packed is not None:
+        batch_size = packed.batch_size(batch_size)
     reason = unsupported_reason(model)
     if reason is None:
         return static_beam_search(model, prompts, num_beams=num_beams, max_new_tokens=max_new_tokens,
@@ -106,15 +111,20 @@ def fast_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, num_
 
 def search(model: nn.Module, prompts: Sequence[Sequence[int]], *, engine: str,
            batch_size: int | None = None, sync_every: int = 8, cuda_graph: str | bool = "auto",
-           report: StaticSearchReport | None = None, **settings: Any) -> list[list[int]]:
+           report: StaticSearchReport | None = None, **settings: Any) -> list[Any]:
     """beam_search over `prompts` with the engine `decode.engine` names (see ENGINES in
-    beam_search.py; checked by BeamSettings); `batch_size` None: the engine's default.
+    beam_search.py; checked by BeamSettings); `batch_size` None: the engine's default (prompts
+    per search batch, all members of a `packed` search together).
     `settings`: beam_search's keywords. sync_every, cuda_graph and report are the fast engine's
     (fast_beam_search); the reference engine reads the host every step and has no graph."""
     if engine == "fast":
         return fast_beam_search(model, prompts, batch_size=batch_size, sync_every=sync_every,
                                 cuda_graph=cuda_graph, report=report, **settings)
-    return beam_search(model, prompts, batch_size=batch_size or DEFAULT_BATCH_SIZE, **settings)
+    batch_size = batch_size or DEFAULT_BATCH_SIZE
+    packed: PackedDecoding | None = settings.get("packed")
+    if packed is not None:
+        batch_size = packed.batch_size(batch_size)
+    return beam_search(model, prompts, batch_size=batch_size, **settings)
 
 
 def use_sdpa(model: torch.nn.Module) -> str:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, fields
 
 from torch import nn
 
-from solo.decode.beam_search import BeamSettings
+from solo.decode.beam_search import BeamSettings, PackedDecoding
 from solo.decode.engine import search
 from solo.decode.static_search import StaticSearchReport
 from solo.decode.text import prediction_text, stop_token_ids
@@ -20,12 +20,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DecodeStats:
-    """How long decoding took; `mrs_per_s` counts unique MRs (each is decoded once)."""
+    """How long decoding took; `mrs_per_s` counts unique MRs (each is decoded once). `runs`: how
+    many runs' adapters were decoded together in those seconds (packed decoding), else 1."""
 
     mrs: int
     unique_mrs: int
     generated_tokens: int
     seconds: float
+    runs: int = 1
 
     @property
     def mrs_per_s(self) -> float:
@@ -58,6 +60,19 @@ def decode_mrs_with_stats(model: nn.Module, tokenizer, mrs: Sequence[str],
                           progress: bool = False) -> tuple[list[str], DecodeStats]:
     """One prediction per MR (solo.decode.text.prediction_text; duplicates decoded once), and the
     timing."""
+    return _decode(model, tokenizer, mrs, decode_cfg, progress=progress, packed=None)[0]
+
+
+def decode_mrs_packed(backbone: nn.Module, packed: PackedDecoding, tokenizer, mrs: Sequence[str],
+                      decode_cfg: Mapping | None = None, *,
+                      progress: bool = False) -> list[tuple[list[str], DecodeStats]]:
+    """decode_mrs_with_stats for each member of `packed` (runs whose adapters are packed over
+    `backbone`), in one search: per member, its predictions and the (shared) timing."""
+    return _decode(backbone, tokenizer, mrs, decode_cfg, progress=progress, packed=packed)
+
+
+def _decode(model: nn.Module, tokenizer, mrs: Sequence[str], decode_cfg: Mapping | None, *,
+            progress: bool, packed: PackedDecoding | None) -> list[tuple[list[str], DecodeStats]]:
     from solo.data import encode_prompt
 
     settings = settings_from_config(decode_cfg)
@@ -70,6 +85,8 @@ def decode_mrs_with_stats(model: nn.Module, tokenizer, mrs: Sequence[str],
                          no_repeat_ngram_size=settings.no_repeat_ngram_size,
                          max_new_tokens=settings.max_new_tokens, style=settings.style,
                          progress=progress)
+    if packed is not None:
+        search_kwargs["packed"] = packed
     report = StaticSearchReport()
     started = time.perf_counter()
     outputs = search(model, prompts, engine=settings.engine, batch_size=settings.batch_size,
@@ -81,10 +98,16 @@ def decode_mrs_with_stats(model: nn.Module, tokenizer, mrs: Sequence[str],
                  "for a tie%s", report.batches, report.graphs_captured, report.capture_seconds,
                  report.windows_redone, settings.sync_every,
                  f"; eager steps: {report.fallback}" if report.fallback else "")
-    texts = {mr: prediction_text(tokenizer, ids) for mr, ids in zip(unique, outputs, strict=True)}
-    stats = DecodeStats(mrs=len(mrs), unique_mrs=len(unique),
-                        generated_tokens=sum(len(o) for o in outputs), seconds=seconds)
-    log.info("decoded %d unique MRs (%d requested) in %.1f s: %.2f MRs/s, %.0f tokens/s",
-             stats.unique_mrs, stats.mrs, seconds, stats.mrs_per_s, stats.tokens_per_s)
-    return [texts[mr] for mr in mrs], stats
-
+    per_member = outputs if packed is not None else [outputs]
+    results = []
+    for own in per_member:
+        texts = {mr: prediction_text(tokenizer, ids) for mr, ids in zip(unique, own, strict=True)}
+        stats = DecodeStats(mrs=len(mrs), unique_mrs=len(unique),
+                            generated_tokens=sum(len(o) for o in own), seconds=seconds,
+                            runs=len(per_member))
+        results.append(([texts[mr] for mr in mrs], stats))
+    runs = f" for {len(per_member)} runs at once" if packed is not None else ""
+    log.info("decoded %d unique MRs (%d requested)%s in %.1f s: %.2f MRs/s, %.0f tokens/s",
+             len(unique), len(mrs), runs, seconds, len(unique) * len(per_member) / max(seconds, 1e-9),
+             sum(r[1].generated_tokens for r in results) / max(seconds, 1e-9))
+    return results

@@ -36,6 +36,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,6 +44,7 @@ from torch import nn
 from solo.decode.beam_search import (
     DEFAULT_BATCH_SIZE,
     BeamSettings,
+    PackedDecoding,
     _Batch,
     _BestOffer,
     _start_batch,
@@ -102,11 +104,13 @@ def static_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *,
                        max_new_tokens: int = 64, style: str = "lora",
                        batch_size: int = DEFAULT_BATCH_SIZE, sync_every: int = 8,
                        cuda_graph: str | bool = "auto", progress: bool = False,
-                       report: StaticSearchReport | None = None) -> list[list[int]]:
+                       report: StaticSearchReport | None = None,
+                       packed: PackedDecoding | None = None) -> list[Any]:
     """solo.decode.beam_search's tokens for a GPT-2 model, from the fixed-shape step (module doc).
 
     sync_every: steps between host reads; cuda_graph: "auto" (graphs on CUDA), True (graphs or a
     SoloError), False (eager steps). `report`, if given, is filled with what the search did.
+    `packed`: several runs' adapters at once, one list per member (beam_search.PackedDecoding).
     """
     reason = unsupported_reason(model)
     if reason is not None:
@@ -125,11 +129,11 @@ def static_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *,
     graphs = _GraphPolicy(wanted=cuda_graph is not False and device.type == "cuda",
                           required=cuda_graph is True, report=report)
 
-    def search_batch(device, prompts, stop_ids, pad_id, settings):
-        return _search_batch(model, device, prompts, stop_ids, pad_id, settings, graphs)
+    def search_batch(device, prompts, stop_ids, pad_id, settings, on_select=None):
+        return _search_batch(model, device, prompts, stop_ids, pad_id, settings, graphs, on_select)
 
     return decode_in_batches(model, prompts, settings, eos_id=eos_id, pad_id=pad_id,
-                             search_batch=search_batch, progress=progress)
+                             search_batch=search_batch, progress=progress, packed=packed)
 
 
 @dataclass
@@ -150,7 +154,8 @@ class _GraphPolicy:
 
 def _search_batch(model: nn.Module, device: torch.device, prompts: list[list[int]],
                   stop_ids: tuple[int, ...], pad_id: int, settings: BeamSettings,
-                  graphs: _GraphPolicy) -> list[list[int]]:
+                  graphs: _GraphPolicy,
+                  on_select: Callable[[list[int]], None] | None = None) -> list[list[int]]:
     report, total = graphs.report, settings.max_new_tokens
     state = SharedPromptGPT2State(model, settings.num_beams, total)
     batch = _start_batch(state, device, prompts, pad_id, settings)
@@ -185,6 +190,8 @@ def _search_batch(model: nn.Module, device: torch.device, prompts: list[list[int
             for row, out in zip(finished, search.outputs(finished, stop_ids), strict=True):
                 results[prompt_of_row[row]] = out
             search.select(alive)
+            if on_select is not None:
+                on_select(alive)
             report.compactions += 1
             prompt_of_row = [prompt_of_row[row] for row in alive]
             runner = _StepRunner(search.step, graphs)  # a new shape: a new capture

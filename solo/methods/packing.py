@@ -11,6 +11,10 @@ alone (rows of a transformer never mix). Members with no term at a module add ze
 `shared_copy` gives each run its own module tree over the same frozen tensors, so the run's
 method attaches as usual (and decodes, evaluates and saves as alone) without a second backbone
 in memory.
+
+Decoding packs too (`prompts(...)`): a beam search over the same prompts repeated once per member,
+member by member, with each prompt's rows (its beams) on that prompt's member; when prompts leave
+the batch (a finished prompt under the hf rule) the search says which stay (`PromptLayout.keep`).
 """
 
 from __future__ import annotations
@@ -66,7 +70,8 @@ class PackedForward:
         self._adding: set[str] = set()  # modules whose output gets terms
         self._handles: list[Any] = []
         self._inputs: dict[str, torch.Tensor] = {}
-        self._rows: list[tuple[int, int]] | None = None  # (member, row count), in batch order
+        # A batch's layout: its row count -> [(member, rows), ...] in batch order; None: no packing.
+        self._layout: Callable[[int], list[tuple[int, int]]] | None = None
 
     def add_member(self, member: int, terms: Sequence[PackedTerm]) -> None:
         for term in terms:
@@ -92,19 +97,19 @@ class PackedForward:
 
     def _capture(self, name: str) -> Callable:
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            if self._rows is not None:
+            if self._layout is not None:
                 self._inputs[name] = module_input(args, kwargs)
         return hook
 
     def _add(self, name: str) -> Callable:
         def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-            if self._rows is None:
+            if self._layout is None:
                 return output
             own_input = module_input(args, kwargs)
             by_member = self._terms.get(name, {})
             reference = output if isinstance(output, torch.Tensor) else output[0]
             parts, start, found = [], 0, False
-            for member, count in self._rows:
+            for member, count in self._layout(reference.shape[0]):
                 part = None
                 for term in by_member.get(member, ()):
                     source = own_input if term.reads == name else self._inputs[term.reads]
@@ -122,14 +127,66 @@ class PackedForward:
     @contextlib.contextmanager
     def rows(self, counts: Sequence[tuple[int, int]]) -> Iterator[None]:
         """Within: a forward's batch is `counts` = [(member, rows), ...] stacked in that order."""
-        self._rows = list(counts)
+        counts = list(counts)
+
+        def layout(total: int) -> list[tuple[int, int]]:
+            if total != sum(n for _, n in counts):
+                raise ValueError(f"a packed forward of {total} rows, but the members have "
+                                 f"{sum(n for _, n in counts)}")
+            return counts
+
+        with self._laid_out(layout):
+            yield
+
+    @contextlib.contextmanager
+    def prompts(self, members: Sequence[int]) -> Iterator[PromptLayout]:
+        """Within: a forward's batch holds prompt i's rows (each prompt as many) for member
+        `members[i]`; a member's prompts are consecutive. Yields the layout, whose `keep` follows
+        prompts leaving the batch."""
+        layout = PromptLayout(list(members))
+        with self._laid_out(layout.counts):
+            yield layout
+
+    @contextlib.contextmanager
+    def _laid_out(self, layout: Callable[[int], list[tuple[int, int]]]) -> Iterator[None]:
+        self._layout = layout
         try:
             yield
         finally:
-            self._rows = None
+            self._layout = None
             self._inputs.clear()
 
     def close(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+
+class PromptLayout:
+    """The member of each prompt of a decoding batch (consecutive per member), as prompts leave."""
+
+    def __init__(self, members: list[int]) -> None:
+        started: set[int] = set()
+        for i, member in enumerate(members):
+            if member in started and members[i - 1] != member:
+                raise ValueError(f"a member's prompts must be consecutive, got {members}")
+            started.add(member)
+        self.members = members
+
+    def keep(self, prompts: Sequence[int]) -> None:
+        """Only the prompts at these batch indices stay, in this order."""
+        self.members = [self.members[i] for i in prompts]
+
+    def counts(self, total: int) -> list[tuple[int, int]]:
+        """[(member, rows), ...] of a forward of `total` rows: the prompts share them evenly (one
+        row each for the prompt pass, one per beam after it)."""
+        per_prompt, rest = divmod(total, len(self.members))
+        if rest or not per_prompt:
+            raise ValueError(f"a packed decoding forward of {total} rows over {len(self.members)} prompts")
+        counts: list[tuple[int, int]] = []
+        for member in self.members:
+            if counts and counts[-1][0] == member:
+                counts[-1] = (member, counts[-1][1] + per_prompt)
+            else:
+                counts.append((member, per_prompt))
+        return counts

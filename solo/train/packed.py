@@ -23,8 +23,12 @@ Exactness: rows of a transformer never mix and the runs' losses are separate ter
 so each run gets its own gradient; a packed run equals the run alone up to floating-point
 rounding (padding to the pack's longest batch changes only masked positions). With dropout on,
 the draws come from the pack's own RNG state, so a packed run is reproducible run by run but
-draws different masks than alone. Evaluation and decoding run on the run's own module tree, as
-alone. A run that fails (a non-finite loss, an error) leaves its pack; the others go on.
+draws different masks than alone. A pack's dev losses are one pass for all its runs, and once
+every run has finished training the pack decodes the test set for all of them in one beam search
+(solo.decode.beam_search.PackedDecoding: each prompt once per run, each run's adapter on its own
+rows; the same tokens as alone). A run resumed after training (its adapter saved, not in the pack)
+decodes alone on its own module tree. A run that fails (a non-finite loss, an error) leaves its
+pack; the others go on.
 """
 
 from __future__ import annotations
@@ -95,6 +99,25 @@ class _Queued:
 
 
 @dataclass(eq=False)
+class PendingDecode:
+    """A run's test-set decoding, queued for the pack's joint search; `result` once decoded."""
+
+    member: PackMember
+    tokenizer: Any
+    mrs: list[str]
+    decode_cfg: dict[str, Any]
+    result: tuple[list[str], Any] | None = None  # (predictions, solo.decode.DecodeStats)
+
+    def key(self) -> tuple:
+        """Runs decode together when their searches differ only in the adapter."""
+        from solo.decode.predict import settings_from_config
+
+        tokenizer = self.tokenizer
+        return (settings_from_config(self.decode_cfg), type(tokenizer).__name__,
+                getattr(tokenizer, "name_or_path", None), len(tokenizer), tuple(self.mrs))
+
+
+@dataclass(eq=False)
 class PendingDevLoss:
     """A run's dev loss, queued for the pack's joint evaluation; `value` once flushed."""
 
@@ -138,6 +161,7 @@ class Pack:
         self.forward = PackedForward(self.backbone)
         self.queue: list[_Queued] = []
         self.dev_queue: list[PendingDevLoss] = []
+        self.decode_queue: list[PendingDecode] = []
         self.members: list[PackMember] = []
         self._graphed: GraphedStep | None = None  # the graphed step of the runs that take one
         self.graphed_options: dict[str, Any] = {}
@@ -155,6 +179,9 @@ class Pack:
         evaluations, self.dev_queue = self.dev_queue, []
         if evaluations:
             self._dev_losses(evaluations)
+        if self.decode_queue and self._all_decoding():
+            decodes, self.decode_queue = self.decode_queue, []
+            self._decode(decodes)
         if not queued:
             return
         self.state.restore()
@@ -215,6 +242,38 @@ class Pack:
             self.backbone.train()
         for p, total, count in zip(pending, totals, counts, strict=True):
             p.value = float(total / count.clamp(min=1.0))
+
+    def _all_decoding(self) -> bool:
+        """Every run with its adapter in the pack has finished training and waits to decode: the
+        most runs share the search when the pack decodes now."""
+        waiting = {id(p.member) for p in self.decode_queue}
+        return all(id(m) in waiting for m in self.members if m.packed)
+
+    def _decode(self, pending: Sequence[PendingDecode]) -> None:
+        """The queued decodings, one search per set of runs with the same prompts and settings,
+        each run's adapter on its own rows (solo.decode.decode_mrs_packed), in eval mode."""
+        from solo.decode.beam_search import PackedDecoding
+        from solo.decode.predict import decode_mrs_packed
+
+        self._graphed = None  # training is over: its CUDA graphs' memory goes to the search
+        groups: dict[tuple, list[PendingDecode]] = {}
+        for item in pending:
+            groups.setdefault(item.key(), []).append(item)
+        trees = [(p.member.model, p.member.model.training) for p in pending]
+        for tree, _ in trees:
+            tree.eval()  # the adapters' dropout off, as alone
+        try:
+            for items in groups.values():
+                first = items[0]
+                packed = PackedDecoding(self.forward, tuple(item.member.index for item in items))
+                with torch.no_grad():
+                    results = decode_mrs_packed(self.backbone, packed, first.tokenizer, first.mrs,
+                                                first.decode_cfg)
+                for item, result in zip(items, results, strict=True):
+                    item.result = result
+        finally:
+            for tree, was_training in trees:
+                tree.train(was_training)
 
     def _eager_step(self, queued: Sequence[_Queued]) -> None:
         autocast = apply_precision(self.precision, self.device)
@@ -298,7 +357,7 @@ class PackMember:
         """The run's TrainStep: a `PackedStep` in a pack, else the step it takes alone. A run
         whose `trainer.fast_step` picks the graphed step alone takes its part of the pack's
         graphed step (CUDA graphs on CUDA)."""
-        if self.pack is None or not self._terms_added:
+        if not self.packed:
             return make_train_step(model, project, optimizer, scheduler, trainer_cfg=trainer_cfg,
                                    **kwargs)
         if use_fast_step(trainer_cfg, self.pack.device):
@@ -332,7 +391,7 @@ class PackMember:
     def dev_loss_queue(self):
         """`train_steps`'s `queue_dev_loss` for a packed run (its dev loss computed with the
         pack's other runs' in one pass); None for a run that trains alone."""
-        if self.pack is None or not self._terms_added:
+        if not self.packed:
             return None
 
         def queue(batches, max_examples: int | None) -> PendingDevLoss:
@@ -345,6 +404,26 @@ class PackMember:
 
         return queue
 
+    @property
+    def packed(self) -> bool:
+        """The run's adapter is in its pack's forward (it trains, evaluates and decodes packed)."""
+        return self.pack is not None and self._terms_added
+
+    def decode_queue(self):
+        """The decode stage's `queue(tokenizer, mrs, decode_cfg) -> PendingDecode` for a packed
+        run (decoded with its pack's other runs once all have finished training; read `result`
+        after yielding until it is set); None for a run that decodes alone."""
+        if not self.packed:
+            return None
+
+        def queue(tokenizer, mrs: Sequence[str], decode_cfg: dict[str, Any]) -> PendingDecode:
+            assert self.pack is not None
+            pending = PendingDecode(self, tokenizer, list(mrs), dict(decode_cfg))
+            self.pack.decode_queue.append(pending)
+            return pending
+
+        return queue
+
     def leave(self) -> None:
         """The run is over (finished or failed): its rows and queued batches leave the pack."""
         if self.pack is None:
@@ -352,6 +431,7 @@ class PackMember:
         self.pack.forward.remove_member(self.index)
         self.pack.queue = [item for item in self.pack.queue if item.member is not self]
         self.pack.dev_queue = [item for item in self.pack.dev_queue if item.member is not self]
+        self.pack.decode_queue = [item for item in self.pack.decode_queue if item.member is not self]
         if self in self.pack.members:
             self.pack.members.remove(self)
         self._terms_added = False

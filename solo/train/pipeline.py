@@ -167,9 +167,10 @@ def experiment_steps(
     cfg: DictConfig, overrides: list[str] | None = None, pack: PackMember | None = None
 ) -> Generator[int, None, Path]:
     """`run_experiment` as a generator: yields the step count after every optimiser step (the
-    run-dir lock held throughout), decodes and scores without yielding, returns the run dir.
+    run-dir lock held throughout), decodes and scores (alone: without yielding), returns the run dir.
     Nothing runs before the first `next()`. `pack`: train packed with other runs
-    (solo.train.packed); then it also yields once per step with the step's batch queued."""
+    (solo.train.packed); then it also yields once per step with the step's batch queued, and
+    (0) while it waits for the pack to decode the test set for all its runs at once."""
     run_dir = run_dir_for(cfg)
     if is_finished(run_dir):
         print(f"already finished, not rerun: results in {run_dir} (scores.json)")
@@ -231,7 +232,7 @@ def _run_stages(
     )
     try:
         yield from _train_stage(cfg, run_dir, inputs, device, tracker, pack)
-        texts = _decode_stage(cfg, run_dir, inputs)
+        texts = yield from _decode_stage(cfg, run_dir, inputs, pack)
         _score_stage(run_dir, texts, inputs.test_groups, tracker)
     except BaseException:
         tracker.finish(exit_code=1)
@@ -275,16 +276,29 @@ def _train_stage(
     )
 
 
-def _decode_stage(cfg: DictConfig, run_dir: Path, inputs: Inputs) -> list[str]:
-    """Write predictions.txt and references.txt (unless an earlier attempt did); return the texts."""
+def _decode_stage(
+    cfg: DictConfig, run_dir: Path, inputs: Inputs, pack: PackMember | None
+) -> Generator[int, None, list[str]]:
+    """Write predictions.txt and references.txt (unless an earlier attempt did); return the texts.
+    A packed run queues its decoding with its pack's and yields until the pack has decoded."""
     from solo.decode import write_predictions, write_references
 
     predictions, references = run_dir / "predictions.txt", run_dir / "references.txt"
     if predictions.exists() and references.exists():
         return predictions.read_text(encoding="utf-8").splitlines()
-    texts, groups, decode_stats = decode_test_set(
-        inputs.model, inputs.tokenizer, cfg, inputs.test_groups
-    )
+    queue = pack.decode_queue() if pack is not None else None
+    if queue is None:
+        texts, groups, decode_stats = decode_test_set(
+            inputs.model, inputs.tokenizer, cfg, inputs.test_groups
+        )
+    else:
+        groups = inputs.test_groups
+        pending = queue(inputs.tokenizer, [group.mr for group in groups],
+                        OmegaConf.to_container(cfg.decode, resolve=True))
+        while pending.result is None:
+            yield 0  # the driver's flush decodes once the pack's runs have all finished training
+        texts, stats = pending.result
+        decode_stats = stats.as_dict()
     run_meta.update_meta(run_dir / "meta.json", decode=decode_stats)
     # The writers are atomic and refuse to overwrite: a crash between the two leaves references
     # only, and the rerun writes the predictions beside them.

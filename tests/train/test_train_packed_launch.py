@@ -3,6 +3,7 @@ each run its alone numbers (fp32 rounding), its own run dir and files, and make 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -71,6 +72,12 @@ def test_a_packed_sweep_gives_each_run_its_alone_numbers(shared_data, tmp_path, 
         for key in a_adapter:
             assert torch.allclose(a_adapter[key], p_adapter[key], rtol=1e-4, atol=1e-6), (job, key)
         assert (p / "predictions.txt").exists() and (p / "scores.json").exists()
+    # Adapters equal up to fp32 rounding decode to the same text, packed or alone (a run decoded
+    # with another run's adapter, or in train mode, would not).
+    for a, p in zip(alone, packed, strict=True):
+        assert (a / "predictions.txt").read_text() == (p / "predictions.txt").read_text()
+    # The first pack's three runs decoded in one search; the others each alone.
+    assert [json.loads((p / "meta.json").read_text())["decode"]["runs"] for p in packed] == [3, 3, 3, 1, 1]
     # Full fine-tuning trained alone, exactly as alone.
     assert all(torch.equal(v, _adapter(packed[3])[k]) for k, v in _adapter(alone[3]).items())
 
