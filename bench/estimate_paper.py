@@ -252,6 +252,8 @@ def recorded_figures() -> dict[str, Figure]:
                                   "7.0 ms vs a ~1 ms FLOP floor); 1 would be token-proportional"),
         "packed_marginal": _a(1 / 15, "assumed: bench_packed.py's goal (11 runs >= 0.6 x 11 x one run's "
                                       "throughput, i.e. a step of 11 costs <= 5/3 of one)"),
+        "decode_marginal": _a(1.0, "assumed: packed decoding saves nothing (each further run costs a "
+                                   "whole decode) until bench_packed_decode.py measures it on the GPU"),
     }
     for size, method, ms in (("M", "solo", (40.54, 15.78, 14.42)), ("M", "lora", (43.66, 17.44, 15.8)),
                              ("S", "solo", (15.83, 7.541, 7.011)), ("S", "lora", (17.47, 8.44, 7.789))):
@@ -353,6 +355,18 @@ def measured_figures(folder: Path) -> dict[str, Figure]:
                     found[f"train/{size}/solo/{precision}@{batch}"] = _m(1000 / rate, where + ", alone fast x1")
                 elif row.get("kind") == "plain":
                     found[f"eager/{size}@{batch}"] = _m(1000 / rate, where + f", alone plain x1 ({precision})")
+    decoded = _gpu_report(folder / "packed_decode.json")
+    if isinstance(decoded, dict):
+        where = f"{folder}/packed_decode.json ({decoded.get('device', '?')})"
+        seconds = {}
+        for row in _rows(decoded):
+            hit = re.fullmatch(r"packed x(\d+)", str(row.get("name")))
+            if hit and isinstance(row.get("s"), (int, float)):
+                seconds[int(hit.group(1))] = float(row["s"])
+        widest = max(seconds, default=1)
+        if 1 in seconds and widest > 1:
+            found["decode_marginal"] = _m((seconds[widest] / seconds[1] - 1) / (widest - 1),
+                                          where + f", fitted to packed x1 and x{widest}")
     return found
 
 
@@ -458,8 +472,10 @@ def packed_seconds(runs: list[PlannedRun], book: FigureBook, path: str, pack: in
     (model size) share one joint step, `pack` runs at a time (0: all). A pack steps while any
     member still trains, each step costing packed_step_ms of the members still training. The dev
     loss is packed too (each dev batch one forward for every member still evaluating, costing one
-    run's dev batch scaled as a packed step); decoding and scoring stay one run at a time (each
-    run on its own module tree); no compiling is counted. Returns (training seconds, the rest)."""
+    run's dev batch scaled as a packed step), and so is decoding (one search for the pack's runs
+    once all have trained: one run's decode, each further run adding decode_marginal of it);
+    scoring stays one system at a time; no compiling is counted. Returns (training seconds, the
+    rest)."""
     by_size: dict[str, list[PlannedRun]] = {}
     for run in runs:
         by_size.setdefault(run.size, []).append(run)
@@ -480,9 +496,9 @@ def packed_seconds(runs: list[PlannedRun], book: FigureBook, path: str, pack: in
                 one = max(run_time(r, book, path).dev_s / max(r.dev_evals, 1) for r in evaluating)
                 rest += (evals - done) * one * (1 + (len(evaluating) - 1) * book.value("packed_marginal"))
                 done = evals
-            for run in chunk:
-                alone = run_time(run, book, path)
-                rest += alone.decode_s + book.value("setup_s")
+            one = max(book.value(f"decode/{size}/{precision}") * r.test_mrs / TEST_MRS for r in chunk)
+            rest += one * (1 + (len(chunk) - 1) * book.value("decode_marginal"))
+            rest += len(chunk) * (book.value("score_s") + book.value("setup_s"))
     return train, rest
 
 

@@ -4,7 +4,7 @@
 #   PYTHONPATH=. bash bench/gpu_all.sh          # writes to $OUT (or ./bench_out), prints a summary
 #   DEVICE=cpu PYTHON=.venv/bin/python bash bench/gpu_all.sh    # dry run with tiny models
 #
-# Parts (each under `timeout`; limits sum to 470 s, inside issue 14's 8 minutes, so `run` with
+# Parts (each under `timeout`; limits sum to 480 s, issue 14's 8 minutes, so `run` with
 # timeout_s=600 returns in time; every benchmark writes its JSON after each row, so a part that
 # hits its limit keeps its rows):
 #   gpu_check    fast step == plain step in fp32 (< 1e-4), plus the compiled step (fp32), and
@@ -18,6 +18,8 @@
 #                limit, M's rows are kept
 #   packed       GPT-2 S, batch 4 per run, bf16: N = 1, 2, 4, 8, 11 of Table 2's runs packed over
 #                one backbone vs the same runs one after another (plain and graphed steps)
+#   packed_decode  GPT-2 S, bf16, 210 MRs per run: N = 1, 4, 11 of Table 2's adapters decoded in
+#                one search vs one after another (CUDA graphs), tokens compared with alone's
 #   concurrency  N = 1, 4 runs in one process in lockstep on CUDA streams (bf16)
 #   estimate     the whole paper's wall time recomputed from this run's JSONs (CPU arithmetic,
 #                bench/estimate_paper.py over the committed run plan: no Hydra needed)
@@ -33,8 +35,8 @@ export TORCHINDUCTOR_COMPILE_THREADS="${TORCHINDUCTOR_COMPILE_THREADS:-16}" TORC
 PY="${PYTHON:-python3}"
 LOG="$OUT/log.txt"
 DEV="${DEVICE:-cuda}"
-SIZES="--sizes M,S"; TRAIN_SIZES="--sizes M"; COUNTS="1,4"; PACKED="1,2,4,8,11"; P=bf16; COMPILE="--compile fp32"; STEPS=10; DP="bf16,fp32"  # M first: it carries the goals
-[ "$DEV" = cpu ] && { SIZES=""; TRAIN_SIZES=""; COUNTS="1,2"; PACKED="1,2"; P=fp32; COMPILE=""; STEPS=3; DP=fp32; }
+SIZES="--sizes M,S"; TRAIN_SIZES="--sizes M"; COUNTS="1,4"; PACKED="1,2,4,8,11"; PACKED_DECODE="1,4,11"; P=bf16; COMPILE="--compile fp32"; STEPS=10; DP="bf16,fp32"  # M first: it carries the goals
+[ "$DEV" = cpu ] && { SIZES=""; TRAIN_SIZES=""; COUNTS="1,2"; PACKED="1,2"; PACKED_DECODE="1,2"; P=fp32; COMPILE=""; STEPS=3; DP=fp32; }
 CONFIGS=""
 [ -d shared/data/gpt2-configs ] && CONFIGS="--config-dir shared/data/gpt2-configs"
 
@@ -54,9 +56,9 @@ part() {  # part NAME SECONDS COMMAND...
   $PY -c "import peft; print('peft', peft.__version__)" 2>&1
 } | tee -a "$LOG"
 
-part gpu_check 80 $PY bench/gpu_check.py --device "$DEV" --steps $STEPS --precisions fp32 $COMPILE \
+part gpu_check 70 $PY bench/gpu_check.py --device "$DEV" --steps $STEPS --precisions fp32 $COMPILE \
   --json "$OUT/gpu_check.json"
-part train_step 160 $PY bench/bench_train_step.py --device "$DEV" $TRAIN_SIZES $CONFIGS --precisions $P \
+part train_step 150 $PY bench/bench_train_step.py --device "$DEV" $TRAIN_SIZES $CONFIGS --precisions $P \
   --buckets 112 --compile --variants "anchor,fast-solo-$P,fast-solo-$P-compile,fast-lora-$P-compile" \
   --json "$OUT/train_step.json"
 # A cache that grows a little every step fragments the caching allocator; expandable segments
@@ -64,8 +66,10 @@ part train_step 160 $PY bench/bench_train_step.py --device "$DEV" $TRAIN_SIZES $
 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
 part decode 100 $PY bench/bench_decode.py --device "$DEV" $SIZES $CONFIGS --precisions "$DP" \
   --variants graph,eager,per-step --json "$OUT/decode.json"
-part packed 90 $PY bench/bench_packed.py --device "$DEV" --counts "$PACKED" $CONFIGS \
+part packed 80 $PY bench/bench_packed.py --device "$DEV" --counts "$PACKED" $CONFIGS \
   --json "$OUT/packed.json"
+part packed_decode 40 $PY bench/bench_packed_decode.py --device "$DEV" --counts "$PACKED_DECODE" $CONFIGS \
+  --json "$OUT/packed_decode.json"
 part concurrency 30 $PY bench/bench_concurrency.py --device "$DEV" --counts "$COUNTS" --paths fast \
   --modes lockstep --precision $P --seconds 2 --json "$OUT/concurrency.json"
 part estimate 10 $PY bench/estimate_paper.py --from-plan --measured "$OUT" --markdown "$OUT/estimate.md"
@@ -74,7 +78,7 @@ $PY - "$OUT" > "$OUT/summary.txt" 2>&1 <<'PYEOF'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
-for name in ("gpu_check", "train_step", "decode", "packed", "concurrency"):
+for name in ("gpu_check", "train_step", "decode", "packed", "packed_decode", "concurrency"):
     path = out / f"{name}.json"
     print(f"--- {name} ---")
     if not path.exists():

@@ -63,17 +63,15 @@ from __future__ import annotations
 import inspect
 import operator
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from solo.decode.ngram import ban_repeated_ngrams
 from solo.errors import SoloError
-
-if TYPE_CHECKING:
-    from solo.methods.packing import PackedForward
 
 ENGINES = ("fast", "reference")
 STYLES = ("lora", "hf")
@@ -166,6 +164,14 @@ def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: i
 BatchSearch = Callable[..., list[list[int]]]
 
 
+class PromptPacking(Protocol):
+    """What packed decoding needs of the backbone's packing (solo.methods.packing.PackedForward):
+    within `prompts(members)`, a forward's rows of prompt i get member `members[i]`'s adapter;
+    the context's value has `keep(prompts)`, told which batch prompts stay when some leave."""
+
+    def prompts(self, members: Sequence[int]) -> AbstractContextManager[Any]: ...
+
+
 @dataclass(frozen=True)
 class PackedDecoding:
     """Decode the prompts once for each of several runs whose adapters are packed over one backbone
@@ -173,7 +179,7 @@ class PackedDecoding:
     `forward` applies each member's adapter to its own rows. Each member gets the tokens it gets
     decoded alone (rows never mix), for the price of one backbone pass per step for all."""
 
-    forward: PackedForward
+    forward: PromptPacking
     members: tuple[int, ...]
 
     def batch_size(self, per_search: int) -> int:

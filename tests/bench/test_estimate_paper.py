@@ -119,6 +119,12 @@ def test_a_pack_steps_while_any_member_trains(runs):
     # one run per pack: each run trains alone through the packed step, its own length
     solo = sum(r.steps * 20.0 / 1000 for r in table2) + sum(t.dev_s + t.decode_s + 4.0 for t in alone)
     assert sum(ep.packed_seconds(table2, book, "bf16", pack=1)) == pytest.approx(solo)
+    # Packed decoding: one search for the pack, each further run adding a quarter of a decode;
+    # every run still scored on its own.
+    cheaper = _book(**{"packed_base/S": 20.0}, packed_marginal=0.1, setup_s=4.0, decode_marginal=0.25)
+    one = cheaper.value("decode/S/bf16")
+    saved = (len(table2) - 1) * one * 0.75
+    assert sum(ep.packed_seconds(table2, cheaper, "bf16", pack=0)) == pytest.approx(expected - saved)
 
 
 def _write(path: Path, payload: object) -> None:
@@ -151,7 +157,11 @@ def test_measured_jsons_replace_the_recorded_figures(tmp_path: Path):
                        {"name": "ours fast, host check every step bf16, batch 210", "ms/MR": 7.0, "MRs": 210}]},
         "M": {"rows": [{"name": "ours fast beam search tf32, batch 128", "ms/MR": 39.1, "MRs": 630}]}}})
     _packed_json(tmp_path)
+    _write(tmp_path / "packed_decode.json", {"device": "GPU X", "rows": [  # bench_packed_decode.py's
+        {"name": "alone x1", "s": 1.0}, {"name": "packed x1", "s": 1.0},
+        {"name": "alone x11", "s": 11.0}, {"name": "packed x11", "s": 4.0}]})
     found = ep.measured_figures(tmp_path)
+    assert found["decode_marginal"].value == pytest.approx((4.0 / 1.0 - 1) / 10)
     assert found["train/M/solo/bf16+compile"].value == 5.0 and found["train/M/solo/bf16+compile"].measured
     assert found["compile_s/M"].value == 40.0 and found["eager/M"].value == 50.0
     assert found["compile_ratio"].value == pytest.approx(0.4)
