@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -252,6 +253,9 @@ class _LineProcess:
         except BrokenPipeError:
             pass  # the reader reports the failure with METEOR's own message
 
+    def running(self) -> bool:
+        return self._process.poll() is None
+
     def close(self) -> None:
         if self._process.poll() is None:
             _close_quietly(self._process.stdin)
@@ -305,6 +309,15 @@ class Meteor:
         while len(self._processes) < self._workers:
             self._processes.append(_LineProcess(self._cmd, self._cwd, failure=_METEOR_FAILURE))
 
+    def _await_cut(self) -> None:
+        """While the first process cuts the table, wait for it where other workers will share the
+        segments: each then loads the cut table beside the first, and the first system is split too."""
+        if self._table is None or self._workers < 2 or len(self._processes) >= self._workers:
+            return
+        first = self._processes[0]
+        while not self._table.exists() and first.running():
+            time.sleep(0.02)  # a failed cut ends the process: the exchange then reports METEOR's error
+
     def covers(self, references: Sequence[str]) -> bool:
         """Whether this process scores against `references` as METEOR on the whole table would."""
         return self._references is None or self._references.issuperset(references)
@@ -316,6 +329,7 @@ class Meteor:
             # Same clean-up as the COCO wrapper: only the hypothesis loses "|||" and double spaces.
             hyp = hyp.replace("|||", "").replace("  ", " ")
             score_lines.append(" ||| ".join(("SCORE", " ||| ".join(refs), hyp)))
+        self._await_cut()
         self._more_workers()
         size = -(-len(score_lines) // len(self._processes)) or 1
         chunks = [score_lines[s:s + size] for s in range(0, len(score_lines), size)]

@@ -58,11 +58,10 @@ class Scorer:
 
     def _score(self, predictions: list[str], references: list[list[str]],
                mteval: str) -> dict[str, float]:
-        if self._meteor is None and helper_classes() is None:
-            self._meteor = Meteor()  # the whole table: start it first, it loads while the rest runs
-        # The PTB tokenizer JVM runs while this thread computes BLEU and NIST.
+        # Compiling the Java helpers (once per cache) and the PTB tokenizer JVM run while this
+        # thread computes BLEU and NIST.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            tokenizing = pool.submit(self._tokenized, [r for refs in references for r in refs] + predictions)
+            tokenizing = pool.submit(self._java_side, [r for refs in references for r in refs] + predictions)
             bleu, nist = bleu_nist(predictions, references, mteval)
             tokenized = tokenizing.result()
         gts, start = {}, 0
@@ -78,6 +77,11 @@ class Scorer:
             cider = self._cider_for(tuple(tuple(refs) for refs in gts.values())).score([res[i][0] for i in res])
             meteor_score = meteoring.result()
         return {"BLEU": bleu, "NIST": nist, "METEOR": meteor_score, "ROUGE_L": rouge_l, "CIDEr": cider}
+
+    def _java_side(self, texts: list[str]) -> list[str]:
+        if self._meteor is None and helper_classes() is None:
+            self._meteor = Meteor()  # the whole table: start it first, it loads while the rest runs
+        return self._tokenized(texts)
 
     def _tokenized(self, texts: list[str]) -> list[str]:
         missing = list(dict.fromkeys(t for t in texts if t not in self._tokens))
