@@ -272,10 +272,11 @@ class Meteor:
     cut to them, cached by their content: then it scores only systems whose references are among
     them (`covers`). Without, or where the helper cannot be compiled, it loads the whole table.
 
-    With the cut table cached, up to `workers` processes (default: 2 where there are 2 cores)
-    share a system's segments: METEOR scores each segment alone and the corpus score is one EVAL
-    over all segments' statistics, so splitting them changes no figure. The whole table (5 s of
-    loading each) stays in one process.
+    With a cut table, up to `workers` processes (default: 2 where there are 2 cores) share a
+    system's segments: METEOR scores each segment alone and the corpus score is one EVAL over all
+    segments' statistics, so splitting them changes no figure. The others start once the first
+    has cached the cut (a cut in each would only race), the first system waiting for it. The whole
+    table (5 s of loading each) stays in one process.
     """
 
     def __init__(self, references: Sequence[str] | None = None, workers: int | None = None) -> None:

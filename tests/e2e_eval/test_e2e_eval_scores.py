@@ -126,3 +126,29 @@ def test_meteor_split_over_several_processes_gives_the_same_corpus_score(example
             meteor.close()
     assert scores[0] == scores[1] == scores[2] and 0 < scores[0] < 1
     assert started[1:] == [2, 3]  # the cut table is cached by now, so the workers really split
+
+
+def test_the_first_system_is_split_too_while_the_table_is_being_cut(example_inputs):
+    """References whose cut table is not cached yet: a second worker waits for the first's cut,
+    then shares the first system's segments, with the one-process score."""
+    import uuid
+
+    from e2e_eval.java import Meteor
+
+    hyps = [h.lower() for h in example_inputs.predictions]
+    refs = [[r.lower() for r in group] for group in example_inputs.references]
+    # One reference no other test uses: a table of its own, not in the cache.
+    flat = [r for group in refs for r in group] + [f"a reference {uuid.uuid4().hex} of its own"]
+    split = Meteor(flat, workers=2)
+    try:
+        assert split._table is not None and not split._table.exists()
+        first = split.corpus_score(hyps, refs)
+        assert len(split._processes) == 2
+    finally:
+        split.close()
+    alone = Meteor(flat, workers=1)
+    try:
+        assert alone.corpus_score(hyps, refs) == first
+    finally:
+        alone.close()
+        split._table.unlink(missing_ok=True)  # a table no later run can use
