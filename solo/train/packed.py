@@ -33,8 +33,9 @@ pack; the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -213,13 +214,9 @@ class Pack:
         """Every queued dev loss in one pass: batch i of each run stacked into one forward, each
         run's adapter on its rows, in eval mode (what solo.train.loop.dev_loss computes alone)."""
         autocast = apply_precision(self.precision, self.device)
-        trees = [(p.member.model, p.member.model.training) for p in pending]
-        self.backbone.eval()
-        for tree, _ in trees:
-            tree.eval()  # the adapters' dropout off, as alone
         totals = [torch.zeros((), dtype=torch.float64, device=self.device) for _ in pending]
         counts = [torch.zeros((), dtype=torch.float64, device=self.device) for _ in pending]
-        try:
+        with evaluating([self.backbone, *(p.member.model for p in pending)]):
             for i in range(max(len(p.order) for p in pending)):
                 present = [k for k, p in enumerate(pending) if i < len(p.order)]
                 parts = [pending[k].batches.collate(pending[k].order[i]) for k in present]
@@ -236,10 +233,6 @@ class Pack:
                     totals[k] += total
                     counts[k] += tokens
                     start += count
-        finally:
-            for tree, was_training in trees:
-                tree.train(was_training)
-            self.backbone.train()
         for p, total, count in zip(pending, totals, counts, strict=True):
             p.value = float(total / count.clamp(min=1.0))
 
@@ -259,21 +252,14 @@ class Pack:
         groups: dict[tuple, list[PendingDecode]] = {}
         for item in pending:
             groups.setdefault(item.key(), []).append(item)
-        trees = [(p.member.model, p.member.model.training) for p in pending]
-        for tree, _ in trees:
-            tree.eval()  # the adapters' dropout off, as alone
-        try:
+        with evaluating([p.member.model for p in pending]):  # the search sets the backbone's mode
             for items in groups.values():
                 first = items[0]
                 packed = PackedDecoding(self.forward, tuple(item.member.index for item in items))
-                with torch.no_grad():
-                    results = decode_mrs_packed(self.backbone, packed, first.tokenizer, first.mrs,
-                                                first.decode_cfg)
+                results = decode_mrs_packed(self.backbone, packed, first.tokenizer, first.mrs,
+                                            first.decode_cfg)
                 for item, result in zip(items, results, strict=True):
                     item.result = result
-        finally:
-            for tree, was_training in trees:
-                tree.train(was_training)
 
     def _eager_step(self, queued: Sequence[_Queued]) -> None:
         autocast = apply_precision(self.precision, self.device)
@@ -304,6 +290,20 @@ class Pack:
             total = scaled if total is None else total + scaled
         assert total is not None
         total.backward()
+
+
+@contextlib.contextmanager
+def evaluating(models: Sequence[nn.Module]) -> Iterator[None]:
+    """The models in eval mode (the runs' adapter dropout off, as alone), each back in its own
+    mode afterwards."""
+    modes = [model.training for model in models]
+    for model in models:
+        model.eval()
+    try:
+        yield
+    finally:
+        for model, training in zip(models, modes, strict=True):
+            model.train(training)
 
 
 def concatenate(batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -409,20 +409,15 @@ class PackMember:
         """The run's adapter is in its pack's forward (it trains, evaluates and decodes packed)."""
         return self.pack is not None and self._terms_added
 
-    def decode_queue(self):
-        """The decode stage's `queue(tokenizer, mrs, decode_cfg) -> PendingDecode` for a packed
-        run (decoded with its pack's other runs once all have finished training; read `result`
-        after yielding until it is set); None for a run that decodes alone."""
+    def queue_decode(self, tokenizer, mrs: Sequence[str], decode_cfg: dict[str, Any]) -> PendingDecode:
+        """Queue a packed run's test-set decoding: the pack decodes it with its other runs' once all
+        have finished training; yield until `result` is set."""
         if not self.packed:
-            return None
-
-        def queue(tokenizer, mrs: Sequence[str], decode_cfg: dict[str, Any]) -> PendingDecode:
-            assert self.pack is not None
-            pending = PendingDecode(self, tokenizer, list(mrs), dict(decode_cfg))
-            self.pack.decode_queue.append(pending)
-            return pending
-
-        return queue
+            raise SoloError("only a run whose adapter is in its pack decodes packed")
+        assert self.pack is not None
+        pending = PendingDecode(self, tokenizer, list(mrs), dict(decode_cfg))
+        self.pack.decode_queue.append(pending)
+        return pending
 
     def leave(self) -> None:
         """The run is over (finished or failed): its rows and queued batches leave the pack."""

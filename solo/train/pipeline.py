@@ -286,15 +286,14 @@ def _decode_stage(
     predictions, references = run_dir / "predictions.txt", run_dir / "references.txt"
     if predictions.exists() and references.exists():
         return predictions.read_text(encoding="utf-8").splitlines()
-    queue = pack.decode_queue() if pack is not None else None
-    if queue is None:
+    if pack is None or not pack.packed:
         texts, groups, decode_stats = decode_test_set(
             inputs.model, inputs.tokenizer, cfg, inputs.test_groups
         )
     else:
         groups = inputs.test_groups
-        pending = queue(inputs.tokenizer, [group.mr for group in groups],
-                        OmegaConf.to_container(cfg.decode, resolve=True))
+        pending = pack.queue_decode(inputs.tokenizer, [group.mr for group in groups],
+                                    OmegaConf.to_container(cfg.decode, resolve=True))
         while pending.result is None:
             yield 0  # the driver's flush decodes once the pack's runs have all finished training
         texts, stats = pending.result
