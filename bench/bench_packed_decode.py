@@ -26,7 +26,16 @@ import argparse
 import torch
 
 from bench.bench_packed import table2_methods
-from bench.common import EOS, Row, device_name, pick_device, random_gpt2, random_prompts, save_report, timed
+from bench.common import (
+    EOS,
+    Row,
+    device_name,
+    pick_device,
+    random_gpt2,
+    random_prompts,
+    save_report,
+    timed,
+)
 from solo.decode.beam_search import PackedDecoding
 from solo.decode.engine import fast_beam_search
 from solo.methods import apply_method
