@@ -150,10 +150,8 @@ def beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *, eos_id: i
     make_state = state or HFCacheState
 
     def search_batch(device, prompts, stop_ids, pad_id, settings, on_select=None):
-        state = make_state(model, num_beams)
-        if on_select is not None:
-            state = _SelectObserved(state, num_beams, on_select)
-        return _search_batch(state, device, prompts, stop_ids, pad_id, settings)
+        return _search_batch(make_state(model, num_beams), device, prompts, stop_ids, pad_id,
+                             settings, on_select)
 
     return decode_in_batches(model, prompts, settings, eos_id=eos_id, pad_id=pad_id,
                              search_batch=search_batch, progress=progress, packed=packed)
@@ -316,27 +314,6 @@ class HFCacheState:
 StateFactory = Callable[[nn.Module, int], DecoderState]
 
 
-class _SelectObserved:
-    """A DecoderState that also reports, as batch prompt indices, which prompts a select keeps."""
-
-    def __init__(self, state: DecoderState, num_beams: int,
-                 on_select: Callable[[list[int]], None]) -> None:
-        self.state, self.beams, self.on_select = state, num_beams, on_select
-
-    def start(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self.state.start(ids, mask, positions)
-
-    def reorder(self, rows: torch.Tensor) -> None:
-        self.state.reorder(rows)
-
-    def select(self, rows: torch.Tensor) -> None:
-        self.state.select(rows)
-        self.on_select((rows.view(-1, self.beams)[:, 0] // self.beams).tolist())
-
-    def advance(self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self.state.advance(tokens, mask, positions)
-
-
 def _forward_parameters(model: nn.Module) -> set[str]:
     # Wrappers such as peft's PeftModel take **kwargs and pass them to the HF model they hold.
     seen = model
@@ -425,11 +402,14 @@ def _start_batch(state: DecoderState, device: torch.device, prompts: list[list[i
 
 
 def _search_batch(state: DecoderState, device: torch.device, prompts: list[list[int]],
-                  stop_ids: tuple[int, ...], pad_id: int, settings: BeamSettings) -> list[list[int]]:
+                  stop_ids: tuple[int, ...], pad_id: int, settings: BeamSettings,
+                  on_select: Callable[[list[int]], None] | None = None) -> list[list[int]]:
     batch = _start_batch(state, device, prompts, pad_id, settings)
     stops = torch.tensor(stop_ids, device=device)
-    search = _lora_steps if settings.style == "lora" else _hf_steps
-    best_tokens, best_lengths = search(state, batch, stops, pad_id, settings)
+    if settings.style == "lora":  # never drops a prompt
+        best_tokens, best_lengths = _lora_steps(state, batch, stops, pad_id, settings)
+    else:
+        best_tokens, best_lengths = _hf_steps(state, batch, stops, pad_id, settings, on_select)
     return token_lists(best_tokens, best_lengths, stop_ids)
 
 
@@ -523,8 +503,10 @@ class _BestOffer:
 
 
 def _hf_steps(state: DecoderState, batch: _Batch, stops: torch.Tensor, pad_id: int,
-              settings: BeamSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """The "hf" rule (module doc); returns each prompt's best tokens [P, T] and length [P]."""
+              settings: BeamSettings, on_select: Callable[[list[int]], None] | None = None,
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The "hf" rule (module doc); returns each prompt's best tokens [P, T] and length [P].
+    `on_select(prompts)`: told which batch prompts stay whenever done ones leave."""
     beams, steps, ngram = settings.num_beams, settings.max_new_tokens, settings.no_repeat_ngram_size
     prompt_width, logits, tokens, mask = batch.prompt_width, batch.logits, batch.tokens, batch.mask
     first_real, next_position = batch.first_real, batch.next_position
@@ -595,6 +577,8 @@ def _hf_steps(state: DecoderState, batch: _Batch, stops: torch.Tensor, pad_id: i
             first_real, next_position = first_real[keep_rows], next_position[keep_rows]
             next_tokens = next_tokens[keep_rows]
             state.select(keep_rows)
+            if on_select is not None:
+                on_select(stay.tolist())
 
         logits = state.advance(next_tokens, mask[:, :prompt_width + step + 1], next_position + step)
 
