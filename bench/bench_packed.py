@@ -28,12 +28,13 @@ from bench.bench_train_step import make_optimizer
 from bench.common import (
     EOS,
     Row,
+    add_sweep_arguments,
     device_name,
     e2e_like_batches,
     free_memory,
-    pick_device,
     random_gpt2,
     save_report,
+    sweep_setup,
     timed,
 )
 from solo.methods import apply_method
@@ -119,23 +120,16 @@ def packed_seconds(base, methods, batches, device, precision, steps: int, warmup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--size", default=None, help="S or M (default: S on CUDA, tiny on the CPU)")
-    parser.add_argument("--config-dir", default=None)
-    parser.add_argument("--counts", default=None, help="default 1,2,4,8,11 on CUDA, 1,2,4 on the CPU")
+    add_sweep_arguments(parser, counts_cuda="1,2,4,8,11")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--precision", default=None, help="default bf16 on CUDA, fp32 on the CPU")
-    parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    device = pick_device(args.device)
-    cuda = device.type == "cuda"
-    size = args.size or ("S" if cuda else "tiny")
-    counts = [int(c) for c in (args.counts or ("1,2,4,8,11" if cuda else "1,2,4")).split(",")]
+    sweep = sweep_setup(args)
+    device, cuda, size, counts, precision = (sweep.device, sweep.cuda, sweep.size, sweep.counts,
+                                             sweep.precision)
     steps = args.steps or (30 if cuda else 4)
     warmup = 3 if cuda else 1
-    precision = args.precision or ("bf16" if cuda else "fp32")
     base = random_gpt2(size, args.config_dir, device)
     for p in base.parameters():
         p.requires_grad_(False)

@@ -29,11 +29,12 @@ from bench.bench_packed import table2_methods
 from bench.common import (
     EOS,
     Row,
+    add_sweep_arguments,
     device_name,
-    pick_device,
     random_gpt2,
     random_prompts,
     save_report,
+    sweep_setup,
     timed,
 )
 from solo.decode.beam_search import PackedDecoding
@@ -53,23 +54,16 @@ def decode(model, prompts, max_new_tokens: int, packed: PackedDecoding | None = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--size", default=None, help="S or M (default: S on CUDA, tiny on the CPU)")
-    parser.add_argument("--config-dir", default=None)
-    parser.add_argument("--counts", default=None, help="default 1,4,11 on CUDA, 1,2,4 on the CPU")
+    add_sweep_arguments(parser, counts_cuda="1,4,11")
     parser.add_argument("--mrs", type=int, default=None, help="prompts per run (210 on CUDA, 8 on the CPU)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="64 on CUDA, 16 on the CPU")
-    parser.add_argument("--precision", default=None, help="bf16 or fp32 (default bf16 on CUDA)")
-    parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    device = pick_device(args.device)
-    cuda = device.type == "cuda"
-    size = args.size or ("S" if cuda else "tiny")
-    counts = [int(c) for c in (args.counts or ("1,4,11" if cuda else "1,2,4")).split(",")]
+    sweep = sweep_setup(args)
+    device, cuda, size, counts, precision = (sweep.device, sweep.cuda, sweep.size, sweep.counts,
+                                             sweep.precision)
     mrs = args.mrs or (210 if cuda else 8)
     new_tokens = args.max_new_tokens or (64 if cuda else 16)
-    precision = args.precision or ("bf16" if cuda else "fp32")
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
     base = random_gpt2(size, args.config_dir, device).to(dtype).eval()
     prompts = random_prompts(mrs, seed=0)

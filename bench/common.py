@@ -6,6 +6,7 @@ import time), so the benchmarks run on a bare GPU image.
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import sys
@@ -149,3 +150,39 @@ def free_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser, *, counts_cuda: str,
+                        counts_cpu: str = "1,2,4") -> None:
+    """The options of a benchmark over N runs of one random GPT-2 (bench_packed*)."""
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--size", default=None, help="S or M (default: S on CUDA, tiny on the CPU)")
+    parser.add_argument("--config-dir", default=None)
+    parser.add_argument("--counts", default=None,
+                        help=f"default {counts_cuda} on CUDA, {counts_cpu} on the CPU")
+    parser.add_argument("--precision", default=None, help="bf16 or fp32 (default bf16 on CUDA, fp32 on the CPU)")
+    parser.add_argument("--json", default=None)
+    parser.set_defaults(counts_cuda=counts_cuda, counts_cpu=counts_cpu)
+
+
+@dataclass
+class Sweep:
+    """`add_sweep_arguments`' options resolved for the device."""
+
+    device: torch.device
+    size: str
+    counts: list[int]
+    precision: str
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+
+def sweep_setup(args: argparse.Namespace) -> Sweep:
+    device = pick_device(args.device)
+    cuda = device.type == "cuda"
+    counts = args.counts or (args.counts_cuda if cuda else args.counts_cpu)
+    return Sweep(device=device, size=args.size or ("S" if cuda else "tiny"),
+                 counts=[int(c) for c in counts.split(",")],
+                 precision=args.precision or ("bf16" if cuda else "fp32"))

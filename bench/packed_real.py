@@ -23,9 +23,10 @@ import torch
 from solo.experiments.real import METHODS, Data, Settings, base_config, trainer_config
 from solo.methods import apply_method
 from solo.models import load_backbone
+from solo.train.lockstep import drive
 from solo.train.loop import train, train_steps
 from solo.train.metrics import MetricsFile
-from solo.train.packed import Packer, drive
+from solo.train.packed import Packer
 from solo.train.tracking import Tracker
 
 CPU = torch.device("cpu")

@@ -104,9 +104,17 @@ def _fingerprint(*parts: bytes | str | Path) -> str:
     return digest.hexdigest()[:20]
 
 
-@functools.cache
+_COMPILING = threading.Lock()
+
+
 def helper_classes() -> Path | None:
     """The folder of the compiled `jvm/` programs, or None where this Java cannot compile them."""
+    with _COMPILING:  # the scorer's threads ask at once: one javac, not one each
+        return _compiled_helpers()
+
+
+@functools.cache
+def _compiled_helpers() -> Path | None:
     java = java_executable()
     sources = sorted(_SOURCES.glob("*.java"))
     jars = [_meteor_jar(), _tokenizer_jar()]

@@ -66,3 +66,10 @@ def pad_to(tensor: torch.Tensor, length: int, value: int | float) -> torch.Tenso
     if extra == 0:
         return tensor
     return torch.nn.functional.pad(tensor, (0, extra), value=value)
+
+
+def concatenate_batches(batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Collated batches stacked along the batch dimension, right padded to the longest (padding:
+    attention and loss masks 0, token 0; masked positions never reach a real one)."""
+    width = max(b["input_ids"].shape[1] for b in batches)
+    return {key: torch.cat([pad_to(b[key], width, 0) for b in batches]) for key in batches[0]}

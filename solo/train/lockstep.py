@@ -36,7 +36,7 @@ import traceback
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -59,6 +59,7 @@ class LockstepResult:
     run_dir: Path | None = None
     error: str | None = None
     exception: BaseException | None = None
+    value: Any = None  # what the run's generator returned
 
 
 class LockstepFailed(SoloError):
@@ -84,7 +85,7 @@ class _Run:
                 next(self.steps)
             return True
         except StopIteration as done:
-            self.result.run_dir = done.value
+            self.result.value = done.value
             self.leave_pack()
             return False
         except Exception as err:  # noqa: BLE001 - one run's failure must not stop the others
@@ -177,10 +178,7 @@ def run_lockstep(
     active = list(runs)
     try:
         with stop_on_signals():  # Ctrl-C: every run checkpoints after its current step and stops
-            while active:
-                active = [run for run in active if run.advance()]
-                if packer is not None:
-                    _flush(packer, active)
+            _rounds(active, packer)
     finally:
         for run in active:  # interrupted (e.g. Ctrl-C): release locks, close trackers
             run.steps.close()
@@ -192,6 +190,39 @@ def run_lockstep(
             results[index].error = run.result.error
             results[index].exception = run.result.exception
     return results
+
+
+def drive(packer: Packer, runs: Sequence[tuple[PackMember, Generator[Any, None, Any]]],
+          max_rounds: int | None = None) -> list[Any]:
+    """What `run_lockstep(pack=True)` does, for step generators built by the caller (`train_steps`
+    or `experiment_steps` with each run's member): each run advanced in turn with its own random
+    state, then the packs flushed, until every run ends. Returns each run's return value, or the
+    exception it failed with (it leaves its pack, the others go on). `max_rounds`: stop early,
+    closing the unfinished runs (a crash, in tests)."""
+    cuda = any(m.pack is not None and m.pack.device.type == "cuda" for m, _ in runs)
+    results = [LockstepResult(label=f"run {i}") for i in range(len(runs))]
+    active = [_Run(index=i, steps=steps, state=RunState(cuda), stream=None, result=results[i],
+                   pack=member) for i, (member, steps) in enumerate(runs)]
+    outer = RunState(cuda, own=False)
+    try:
+        _rounds(active, packer, max_rounds)
+    finally:
+        for run in active:
+            run.steps.close()
+        outer.restore()
+    return [r.exception if r.exception is not None else r.value for r in results]
+
+
+def _rounds(active: list[_Run], packer: Packer | None, max_rounds: int | None = None) -> None:
+    """Advance every run in `active` once, in order, then flush the packs; again until none is
+    left (or after `max_rounds`). `active` is updated in place, so a caller interrupted by a
+    signal knows which runs to close."""
+    rounds = 0
+    while active and (max_rounds is None or rounds < max_rounds):
+        active[:] = [run for run in active if run.advance()]
+        if packer is not None:
+            _flush(packer, active)
+        rounds += 1
 
 
 def _flush(packer: Packer, active: list[_Run]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import torch
 from tqdm.auto import tqdm
 
+from solo.data.buckets import concatenate_batches
 from solo.errors import SoloError
 from solo.train import interrupt
 from solo.train.checkpoint import DataPosition, load_checkpoint, save_checkpoint
@@ -89,7 +90,6 @@ class PendingValue(Protocol):
     value: float
 
 
-@torch.no_grad()
 def dev_loss(
     model: torch.nn.Module,
     batches: BatchSource,
@@ -101,21 +101,58 @@ def dev_loss(
     """Mean next-token NLL (no smoothing) per target token over the dev batches: all of them, or
     the first `max_examples` examples of their order in batches of the same size (so the
     examples do not depend on the batch size)."""
-    was_training = model.training
-    model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    count = torch.zeros((), dtype=torch.float64, device=device)
-    for indices in dev_order(batches, max_examples=max_examples):
-        batch = to_device(batches.collate(indices), device)
-        with autocast():
+    with evaluating([model]):
+        order = dev_order(batches, max_examples=max_examples)
+        return joint_dev_losses(model, [(batches, order)], device, autocast=autocast)[0]
+
+
+RowsContext = Callable[[list[int], list[int]], contextlib.AbstractContextManager]
+
+
+@torch.no_grad()
+def joint_dev_losses(
+    model: torch.nn.Module,
+    sources: Sequence[tuple[BatchSource, list[list[int]]]],
+    device: torch.device,
+    *,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    rows: RowsContext | None = None,
+) -> list[float]:
+    """`dev_loss` of each source (its batches and their order, `dev_order`), batch i of every
+    source stacked into one forward of `model` (in the mode the caller set). `rows(present,
+    counts)`: the context each such forward runs in, given which sources it holds and their rows
+    (a pack puts each run's adapter on its own rows: solo.train.packed)."""
+    totals = [torch.zeros((), dtype=torch.float64, device=device) for _ in sources]
+    counts = [torch.zeros((), dtype=torch.float64, device=device) for _ in sources]
+    for i in range(max((len(order) for _, order in sources), default=0)):
+        present = [k for k, (_, order) in enumerate(sources) if i < len(order)]
+        parts = [sources[k][0].collate(sources[k][1][i]) for k in present]
+        batch = to_device(concatenate_batches(parts), device)
+        sizes = [int(part["input_ids"].shape[0]) for part in parts]
+        with rows(present, sizes) if rows is not None else contextlib.nullcontext(), autocast():
             logits = forward_logits(model, batch)
-        batch_total, batch_count = masked_token_loss(
-            logits, batch["input_ids"], batch["loss_mask"], 0.0
-        )
-        total += batch_total
-        count += batch_count
-    model.train(was_training)
-    return float(total / count.clamp(min=1.0))
+        start = 0
+        for k, size in zip(present, sizes, strict=True):
+            own = slice(start, start + size)
+            total, tokens = masked_token_loss(
+                logits[own], batch["input_ids"][own], batch["loss_mask"][own], 0.0)
+            totals[k] += total
+            counts[k] += tokens
+            start += size
+    return [float(total / count.clamp(min=1.0)) for total, count in zip(totals, counts, strict=True)]
+
+
+@contextlib.contextmanager
+def evaluating(models: Sequence[torch.nn.Module]) -> Iterator[None]:
+    """The models in eval mode (dropout off), each back in its own mode afterwards."""
+    modes = [model.training for model in models]
+    for model in models:
+        model.eval()
+    try:
+        yield
+    finally:
+        for model, training in zip(models, modes, strict=True):
+            model.train(training)
 
 
 def micro_batches(

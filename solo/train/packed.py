@@ -26,31 +26,33 @@ the draws come from the pack's own RNG state, so a packed run is reproducible ru
 draws different masks than alone. A pack's dev losses are one pass for all its runs, and once
 every run has finished training the pack decodes the test set for all of them in one beam search
 (solo.decode.beam_search.PackedDecoding: each prompt once per run, each run's adapter on its own
-rows; the same tokens as alone). A run resumed after training (its adapter saved, not in the pack)
-decodes alone on its own module tree. A run that fails (a non-finite loss, an error) leaves its
+rows; the same tokens as alone); a run resumed after training (its adapter saved) joins that
+search with its saved adapter. A run that fails (a non-finite loss, an error) leaves its
 pack; the others go on.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-from collections.abc import Generator, Iterator, Sequence
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from solo.data.buckets import pad_to
+from solo.data.buckets import concatenate_batches
 from solo.errors import SoloError
 from solo.methods.packing import PackedForward, shared_copy
 from solo.train.graphed_step import GraphedStep, StepPart
-from solo.train.loss import grouped_label_smoothed_losses, masked_token_loss
+from solo.train.loop import evaluating, joint_dev_losses
+from solo.train.loss import grouped_label_smoothed_losses
 from solo.train.precision import apply_precision
 from solo.train.rng import RunState
 from solo.train.step import (
     PlainStep,
+    compile_setting,
     forward_logits,
     loss_settings,
     make_train_step,
@@ -209,32 +211,20 @@ class Pack:
         for item, loss in zip(items, losses, strict=True):
             item.loss.copy_(loss)
 
-    @torch.no_grad()
     def _dev_losses(self, pending: Sequence[PendingDevLoss]) -> None:
         """Every queued dev loss in one pass: batch i of each run stacked into one forward, each
         run's adapter on its rows, in eval mode (what solo.train.loop.dev_loss computes alone)."""
-        autocast = apply_precision(self.precision, self.device)
-        totals = [torch.zeros((), dtype=torch.float64, device=self.device) for _ in pending]
-        counts = [torch.zeros((), dtype=torch.float64, device=self.device) for _ in pending]
+
+        def rows(present: list[int], sizes: list[int]):
+            return self.forward.rows([(pending[k].member.index, size)
+                                      for k, size in zip(present, sizes, strict=True)])
+
         with evaluating([self.backbone, *(p.member.model for p in pending)]):
-            for i in range(max(len(p.order) for p in pending)):
-                present = [k for k, p in enumerate(pending) if i < len(p.order)]
-                parts = [pending[k].batches.collate(pending[k].order[i]) for k in present]
-                batch = to_device(concatenate(parts), self.device)
-                rows = [(pending[k].member.index, int(part["input_ids"].shape[0]))
-                        for k, part in zip(present, parts, strict=True)]
-                with self.forward.rows(rows), autocast():
-                    logits = forward_logits(self.backbone, batch)
-                start = 0
-                for k, (_, count) in zip(present, rows, strict=True):
-                    own = slice(start, start + count)
-                    total, tokens = masked_token_loss(
-                        logits[own], batch["input_ids"][own], batch["loss_mask"][own], 0.0)
-                    totals[k] += total
-                    counts[k] += tokens
-                    start += count
-        for p, total, count in zip(pending, totals, counts, strict=True):
-            p.value = float(total / count.clamp(min=1.0))
+            values = joint_dev_losses(
+                self.backbone, [(p.batches, p.order) for p in pending], self.device,
+                autocast=apply_precision(self.precision, self.device), rows=rows)
+        for p, value in zip(pending, values, strict=True):
+            p.value = value
 
     def _all_decoding(self) -> bool:
         """Every run with its adapter in the pack has finished training and waits to decode: the
@@ -275,7 +265,7 @@ class Pack:
             member.step.plain.update()
 
     def _forward_backward(self, items: Sequence[_Queued], autocast) -> None:
-        batch = to_device(concatenate([item.batch for item in items]), self.device)
+        batch = to_device(concatenate_batches([item.batch for item in items]), self.device)
         counts = [(item.member.index, int(item.batch["input_ids"].shape[0])) for item in items]
         with self.forward.rows(counts), autocast():
             logits = forward_logits(self.backbone, batch)
@@ -290,27 +280,6 @@ class Pack:
             total = scaled if total is None else total + scaled
         assert total is not None
         total.backward()
-
-
-@contextlib.contextmanager
-def evaluating(models: Sequence[nn.Module]) -> Iterator[None]:
-    """The models in eval mode (the runs' adapter dropout off, as alone), each back in its own
-    mode afterwards."""
-    modes = [model.training for model in models]
-    for model in models:
-        model.eval()
-    try:
-        yield
-    finally:
-        for model, training in zip(models, modes, strict=True):
-            model.train(training)
-
-
-def concatenate(batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Collated batches stacked along the batch dimension, right padded to the longest (padding:
-    attention and loss masks 0, token 0; masked positions never reach a real one)."""
-    width = max(b["input_ids"].shape[1] for b in batches)
-    return {key: torch.cat([pad_to(b[key], width, 0) for b in batches]) for key in batches[0]}
 
 
 @dataclass(eq=False)  # hashed by identity: one per run
@@ -361,6 +330,10 @@ class PackMember:
             return make_train_step(model, project, optimizer, scheduler, trainer_cfg=trainer_cfg,
                                    **kwargs)
         if use_fast_step(trainer_cfg, self.pack.device):
+            if compile_setting(trainer_cfg):
+                warnings.warn(
+                    "trainer.compile=true does not apply to packed runs (dynamo would guard on the "
+                    "packed forward's per-row state); the pack's step runs uncompiled", stacklevel=2)
             return self.graphed_packed_step(
                 optimizer, scheduler, project, **loss_settings(trainer_cfg),
                 pad_id=int(kwargs["pad_id"]), bucket_lengths=kwargs.get("bucket_lengths"))
@@ -453,33 +426,3 @@ class Packer:
     def flush(self) -> None:
         for pack in self.packs:
             pack.flush()
-
-
-def drive(packer: Packer, runs: Sequence[tuple[PackMember, Generator[Any, None, Any]]],
-          max_rounds: int | None = None) -> list[Any]:
-    """Advance each run's generator (`train_steps` or `experiment_steps` with its member) once in
-    turn, then flush the packs, until every run ends; what solo.train.lockstep does for whole
-    experiments. Returns each run's return value, or the exception it failed with (it leaves
-    its pack, the others go on). `max_rounds`: stop early, closing the unfinished runs (a crash)."""
-    outcomes: list[Any] = [None] * len(runs)
-    active = list(range(len(runs)))
-    rounds = 0
-    while active and (max_rounds is None or rounds < max_rounds):
-        still = []
-        for index in active:
-            member, steps = runs[index]
-            try:
-                next(steps)
-                still.append(index)
-            except StopIteration as done:
-                outcomes[index] = done.value
-                member.leave()
-            except Exception as err:  # noqa: BLE001 - one run's failure must not stop the others
-                outcomes[index] = err
-                member.leave()
-        active = still
-        packer.flush()
-        rounds += 1
-    for index in active:
-        runs[index][1].close()
-    return outcomes

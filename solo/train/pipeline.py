@@ -136,7 +136,9 @@ def load_inputs(cfg: DictConfig, run_dir: Path, pack: PackMember | None = None) 
         OmegaConf.to_container(cfg.decode, resolve=True)).extra_stop_tokens)  # type: ignore[arg-type]
     finished_adapter = readable_directory(run_dir / "adapter")
     if finished_adapter is not None:
-        load_adapter(model, finished_adapter)
+        trained = load_adapter(model, finished_adapter)
+        if pack is not None:  # trained before a crash: it still decodes with its pack's runs
+            pack.attach(trained)
         method, train_batches, dev_batches = None, None, None
     else:
         method = apply_method(model, cfg.method)

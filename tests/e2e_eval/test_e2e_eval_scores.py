@@ -152,3 +152,37 @@ def test_the_first_system_is_split_too_while_the_table_is_being_cut(example_inpu
     finally:
         alone.close()
         split._table.unlink(missing_ok=True)  # a table no later run can use
+
+
+def test_threads_asking_for_the_helpers_at_once_compile_them_once(tmp_path, monkeypatch):
+    import subprocess
+    import threading
+
+    import e2e_eval.java as java
+
+    monkeypatch.setenv("E2E_EVAL_CACHE", str(tmp_path))  # an empty cache: they must be compiled
+    compiles = []
+    run = subprocess.run
+
+    def counting(args, *rest, **options):
+        if "jdk.compiler/com.sun.tools.javac.Main" in args:
+            compiles.append(args)
+        return run(args, *rest, **options)
+
+    monkeypatch.setattr(subprocess, "run", counting)
+    start, found = threading.Barrier(3), []
+
+    def ask() -> None:
+        start.wait()
+        found.append(java.helper_classes())
+
+    java._compiled_helpers.cache_clear()
+    try:
+        threads = [threading.Thread(target=ask) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        java._compiled_helpers.cache_clear()  # the other tests' cache, not this tmp_path
+    assert len(compiles) == 1 and len(found) == 3 and len(set(found)) == 1

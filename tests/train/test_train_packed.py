@@ -12,11 +12,13 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from solo.data import TrainBatches
+from solo.data.buckets import concatenate_batches
 from solo.errors import SoloError
 from solo.methods import apply_method
 from solo.methods.packing import PackedForward, shared_copy
+from solo.train.lockstep import drive
 from solo.train.loop import train, train_steps
-from solo.train.packed import Packer, concatenate, drive, same_backbone
+from solo.train.packed import Packer, same_backbone
 from solo.train.tracking import Tracker
 from tests.train.toy_loop import toy_trainer
 
@@ -84,7 +86,7 @@ def run_alone(tmp_path, spec, index):
 
 
 def run_packed(tmp_path, specs, name="packed", stop_after=None):
-    """The runs packed, driven as solo.train.lockstep does with pack=True (solo.train.packed.drive)."""
+    """The runs packed, driven as solo.train.lockstep does with pack=True (solo.train.lockstep.drive)."""
     packer, shared = Packer(), backbone()
     runs, methods = [], []
     for index, (method_cfg, changes, seed, batch_size) in enumerate(specs):
@@ -250,7 +252,7 @@ def test_the_packed_forward_applies_each_members_adapter_to_its_rows_only():
                 p.add_(0.05 * torch.randn_like(p)).abs_()  # λ > 0: the gate is open
         forward.add_member(index, method.packed_terms())
     rows = [batches(s, b).collate(list(range(b))) for _, _, s, b in MEMBERS]
-    joint = concatenate(rows)
+    joint = concatenate_batches(rows)
     base.eval()
     with torch.no_grad(), forward.rows([(i, r["input_ids"].shape[0]) for i, r in enumerate(rows)]):
         logits = base(input_ids=joint["input_ids"], attention_mask=joint["attention_mask"]).logits
@@ -267,3 +269,12 @@ def test_the_packed_forward_applies_each_members_adapter_to_its_rows_only():
     with torch.no_grad():
         plain = base(input_ids=rows[0]["input_ids"]).logits
         assert not torch.allclose(plain, trees[0](input_ids=rows[0]["input_ids"]).logits)
+
+
+def test_a_packed_run_that_asks_for_torch_compile_is_told_it_runs_uncompiled(tmp_path):
+    method_cfg, changes, seed, batch_size = MEMBERS[0]
+    spec = (method_cfg, {**changes, "fast_step": True, "compile": True, "max_steps": 2}, seed,
+            batch_size)
+    with pytest.warns(UserWarning, match="trainer.compile=true does not apply to packed runs"):
+        _, errors, _ = run_packed(tmp_path, [spec, MEMBERS[1]])
+    assert not errors

@@ -81,6 +81,18 @@ def test_a_packed_sweep_gives_each_run_its_alone_numbers(shared_data, tmp_path, 
     # Full fine-tuning trained alone, exactly as alone.
     assert all(torch.equal(v, _adapter(packed[3])[k]) for k, v in _adapter(alone[3]).items())
 
+    # A crash after training (adapters saved, nothing decoded): the rerun trains nothing and
+    # decodes the pack's runs together again, with their saved adapters.
+    predictions = [(p / "predictions.txt").read_text() for p in packed]
+    for p in packed:
+        for name in ("predictions.txt", "references.txt", "scores.json", "DONE"):
+            (p / name).unlink()
+    again = finished_run_dirs(
+        run_lockstep(_cfgs(shared_data, tmp_path / "packed", jobs), jobs, pack=True))
+    assert again == packed
+    assert [(p / "predictions.txt").read_text() for p in packed] == predictions
+    assert [json.loads((p / "meta.json").read_text())["decode"]["runs"] for p in packed] == [3, 3, 3, 1, 1]
+
 
 @pytest.mark.slow
 def test_hydra_packed_launcher_runs_a_sweep_and_skips_it_when_done(shared_data, tmp_path):
