@@ -176,6 +176,8 @@ def test_threads_asking_for_the_helpers_at_once_compile_them_once(tmp_path, monk
         start.wait()
         found.append(java.helper_classes())
 
+    # cache_dir() is cached too: an earlier test may have fixed it on a cache that holds the classes
+    java.cache_dir.cache_clear()
     java._compiled_helpers.cache_clear()
     try:
         threads = [threading.Thread(target=ask) for _ in range(3)]
@@ -184,5 +186,6 @@ def test_threads_asking_for_the_helpers_at_once_compile_them_once(tmp_path, monk
         for thread in threads:
             thread.join()
     finally:
-        java._compiled_helpers.cache_clear()  # the other tests' cache, not this tmp_path
+        java.cache_dir.cache_clear()  # the other tests' cache, not this tmp_path
+        java._compiled_helpers.cache_clear()
     assert len(compiles) == 1 and len(found) == 3 and len(set(found)) == 1
