@@ -86,6 +86,7 @@ def lockstep_worker(args) -> None:
     runs = []
     for i in range(args.lockstep):
         state = RunState(cuda)
+        state.restore()  # the run's own generator states, so its graphs register (and replay) those
         stream = torch.cuda.Stream(device=device) if cuda else None
         with on_stream(stream):
             base = random_gpt2(args.size, None, device, seed=i)

@@ -7,8 +7,8 @@
 # Parts (each under `timeout`; limits sum to 480 s, issue 14's 8 minutes, so `run` with
 # timeout_s=600 returns in time; every benchmark writes its JSON after each row, so a part that
 # hits its limit keeps its rows):
-#   gpu_check    fast step == plain step in fp32 (< 1e-4), plus the compiled step (fp32), and
-#                packed runs == the runs alone (fp32, < 1e-4)
+#   gpu_check    fast step == plain step in fp32 (< 1e-4), packed runs == the runs alone (fp32,
+#                < 1e-4), then the compiled step (fp32; compiling is slow, so last)
 #   train_step   GPT-2 M, batch 8, bf16: the peft anchor, our fast step, and the compiled step
 #                for Solo and LoRA (one length bucket, so each compiles once, ~50 s)
 #   decode       630 MRs on M and S: generate (anchor), exact search, and the fast search in bf16

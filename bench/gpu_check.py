@@ -7,9 +7,10 @@ Dropout off (backbone and method) so both paths compute the same function; Solo 
 so the in-graph mask re-application and lambda clamp matter; lr 1e-3 so the curve moves. The plain
 reference is fp32 eager with the attention mask (solo.train.step.PlainStep); the fast step runs in
 fp32 (must match within 1e-4), tf32 and bf16 (reported: whether their curves follow fp32's).
-Last, both methods trained packed over one backbone (solo.train.packed, fp32) against the same plain
-curves (must match within 1e-4). `--compile P,...` adds the fast step with torch.compile inside the graph in those precisions
-(one length bucket, 112, so each variant compiles once; fp32 must match within 1e-4 too).
+Then both methods trained packed over one backbone (solo.train.packed, fp32) against the same plain
+curves (must match within 1e-4). Last, `--compile P,...` adds the fast step with torch.compile inside
+the graph in those precisions (one length bucket, 112, so each variant compiles once; fp32 must
+match within 1e-4 too).
 """
 
 from __future__ import annotations
@@ -138,38 +139,43 @@ def main() -> None:
     plains = {}
     for name, cfg in METHODS.items():
         try:
-            plain, plain_adapter = plain_curve(base, cfg, batches, device)
-            plains[name] = (plain, plain_adapter)
+            plains[name] = plain_curve(base, cfg, batches, device)
         except Exception as err:
             traceback.print_exc()
             rows.append(Row(f"{name} plain fp32", {"note": f"FAILED {err!s:.60}"}))
-            continue
-        variants = [(p, False) for p in precisions]
-        variants += [(p, True) for p in args.compile.split(",") if p and (cuda or p == "fp32")]
-        for precision, compiled in variants:
-            label = f"{name} fast {precision}" + (" compiled" if compiled else "")
-            try:
-                losses, adapter, fast, finite = fast_curve(base, cfg, batches, device, precision,
-                                                           compiled)
-                loss_diff = max(abs(a - b) for a, b in zip(plain, losses, strict=True))
-                param_diff = max(float((adapter[k] - v).abs().max()) for k, v in plain_adapter.items())
-                limit = 1e-4 if precision == "fp32" else None
-                rows.append(Row(label, {
-                    "max |dloss|": loss_diff, "max |dparam|": param_diff,
-                    "loss first": losses[0], "loss last": losses[-1], "plain last": plain[-1],
-                    "graphs": fast.num_graphs if fast.graphed else "eager", "eager steps": fast.eager_steps,
-                    "finite": finite,
-                    "pass": ("yes" if loss_diff < limit else "NO") if limit else "info",
-                    "note": (fast.fallback_reason or fast.compile_failure or "")[:60] or None}))
-                report["checks"][label] = {"plain": plain, "fast": losses, "max_loss_diff": loss_diff,
-                                           "max_param_diff": param_diff, "graphed": fast.graphed,
-                                           "fallback": fast.fallback_reason}
-            except Exception as err:
-                traceback.print_exc()
-                rows.append(Row(label, {"note": f"FAILED {type(err).__name__}: {err!s:.60}"}))
-            free_memory(device)
-            # After each check: a later timeout keeps what was measured.
-            save_report(args.json, report, header, CHECK_COLUMNS, rows, echo=False)
+
+    def fast_checks(compiled: bool) -> None:
+        for name, (plain, plain_adapter) in plains.items():
+            for precision in args.compile.split(",") if compiled else precisions:
+                if not precision or not (cuda or precision == "fp32"):
+                    continue
+                check_fast(name, METHODS[name], plain, plain_adapter, precision, compiled)
+
+    def check_fast(name, cfg, plain, plain_adapter, precision: str, compiled: bool) -> None:
+        label = f"{name} fast {precision}" + (" compiled" if compiled else "")
+        try:
+            losses, adapter, fast, finite = fast_curve(base, cfg, batches, device, precision, compiled)
+            loss_diff = max(abs(a - b) for a, b in zip(plain, losses, strict=True))
+            param_diff = max(float((adapter[k] - v).abs().max()) for k, v in plain_adapter.items())
+            limit = 1e-4 if precision == "fp32" else None
+            rows.append(Row(label, {
+                "max |dloss|": loss_diff, "max |dparam|": param_diff,
+                "loss first": losses[0], "loss last": losses[-1], "plain last": plain[-1],
+                "graphs": fast.num_graphs if fast.graphed else "eager", "eager steps": fast.eager_steps,
+                "finite": finite,
+                "pass": ("yes" if loss_diff < limit else "NO") if limit else "info",
+                "note": (fast.fallback_reason or fast.compile_failure or "")[:60] or None}))
+            report["checks"][label] = {"plain": plain, "fast": losses, "max_loss_diff": loss_diff,
+                                       "max_param_diff": param_diff, "graphed": fast.graphed,
+                                       "fallback": fast.fallback_reason}
+        except Exception as err:
+            traceback.print_exc()
+            rows.append(Row(label, {"note": f"FAILED {type(err).__name__}: {err!s:.60}"}))
+        free_memory(device)
+        # After each check: a later timeout keeps what was measured.
+        save_report(args.json, report, header, CHECK_COLUMNS, rows, echo=False)
+
+    fast_checks(compiled=False)
     for fast in (False, True):  # packed runs == the same runs alone (the plain curves above)
         kind = "packed fast" if fast else "packed"
         try:
@@ -191,6 +197,10 @@ def main() -> None:
             traceback.print_exc()
             rows.append(Row(f"{kind} fp32", {"note": f"FAILED {type(err).__name__}: {err!s:.60}"}))
         free_memory(device)
+        save_report(args.json, report, header, CHECK_COLUMNS, rows, echo=False)
+    # Compiling takes tens of seconds per variant on CUDA: last, so a part that runs past its
+    # limit has the packed checks already.
+    fast_checks(compiled=True)
     save_report(args.json, report, header, CHECK_COLUMNS, rows)
 
 

@@ -30,7 +30,7 @@ import contextlib
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,36 @@ from solo.train.precision import apply_precision
 _FIRST_WARMUP_ITERS = 3
 # Later buckets only need their own shapes' workspaces.
 _LATER_WARMUP_ITERS = 1
+
+
+def _one_sequence_per_row(position_ids: torch.Tensor) -> None:
+    return None
+
+
+@contextlib.contextmanager
+def causal_attention_without_mask() -> Iterator[None]:
+    """Within: a forward given no attention mask runs SDPA with `is_causal=True` and no mask.
+
+    Given no mask, transformers (5.x) looks in the position ids for several sequences packed into
+    one row. Its answer needs a host read, so while a CUDA stream captures or dynamo traces it
+    assumes packing and builds an explicit [B, 1, L, L] mask, which takes SDPA off its fused
+    causal kernel in exactly the captured and compiled steps. A step's rows are one right-padded
+    sequence each, so the answer is always "not packed" (and eager steps skip the host read). One
+    module-level function stands in, so that dynamo's guard on it holds from call to call.
+    """
+    try:
+        from transformers import masking_utils
+    except ImportError:  # transformers before masking_utils: no such check
+        masking_utils = None
+    find = getattr(masking_utils, "find_packed_sequence_indices", None)
+    if find is None:
+        yield
+        return
+    masking_utils.find_packed_sequence_indices = _one_sequence_per_row
+    try:
+        yield
+    finally:
+        masking_utils.find_packed_sequence_indices = find
 
 
 def _no_recompile(active: bool) -> contextlib.AbstractContextManager:
@@ -324,7 +354,8 @@ class GraphedStep:
     ) -> list[torch.Tensor]:
         if self._static_grads is not None:
             torch._foreach_zero_(self._static_grads)
-        losses = self._losses_and_grads(active, counts, input_ids, loss_mask, recover)
+        with causal_attention_without_mask():
+            losses = self._losses_and_grads(active, counts, input_ids, loss_mask, recover)
         out = []
         for index, loss in zip(active, losses, strict=True):
             part = self.parts[index]

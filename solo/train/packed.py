@@ -33,6 +33,7 @@ pack; the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import warnings
 from collections.abc import Sequence
@@ -203,9 +204,16 @@ class Pack:
         """One GraphedStep over the runs' parts: captured per (runs, rows, bucket) on CUDA."""
         parts = [item.member.step.part for item in items]
         if self._graphed is None or any(part not in self._graphed.parts for part in parts):
-            everyone = [m.step.part for m in self.members if m.step is not None and m.step.part]
+            stepping = [m for m in self.members if m.step is not None and m.step.part]
+            # The step names a run by its part's place among `stepping`; the packed forward, by
+            # its member index (members that take the eager step, or none, hold indices too).
+            indices = [m.index for m in stepping]
+
+            def rows(counts: Sequence[tuple[int, int]]) -> contextlib.AbstractContextManager:
+                return self.forward.rows([(indices[place], n) for place, n in counts])
+
             self._graphed = GraphedStep.packed(
-                self.backbone, everyone, self.forward.rows, precision=self.precision,
+                self.backbone, [m.step.part for m in stepping], rows, precision=self.precision,
                 cuda_graphs=self.device.type == "cuda", **self.graphed_options)
         losses = self._graphed.step_parts([(item.member.step.part, item.batch) for item in items])
         for item, loss in zip(items, losses, strict=True):

@@ -106,3 +106,34 @@ def test_bf16_autocast_follows_the_fp32_curve(backbone, batches):
     bf16 = [step.step(batch).item() for batch in batches]
     gap = max(abs(a - b) for a, b in zip(fp32, bf16, strict=True))
     assert 0.0 < gap < 5e-3  # > 0: autocast really ran in bf16
+
+
+def test_a_step_traced_or_captured_keeps_sdpa_causal_without_a_mask(backbone, batches, monkeypatch):
+    """While a CUDA stream captures (or dynamo traces), transformers cannot read whether the rows
+    hold packed sequences and would build an explicit mask; the step tells it they never do."""
+    import transformers.masking_utils as masking_utils
+
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
+        seen.append((mask is None, bool(kwargs.get("is_causal", False))))
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr(masking_utils, "is_tracing", lambda *args, **kwargs: True)  # as under capture
+    model, method, optimizer, scheduler = attach(backbone, SOLO)
+    model.train()
+    with torch.no_grad():
+        model(input_ids=batches[0]["input_ids"], use_cache=False)
+    if not seen or seen[-1] == (True, True):
+        pytest.skip("this transformers neither calls SDPA here nor builds a mask while tracing")
+    assert seen[-1] == (False, False)  # what a captured step would run without the fix
+
+    seen.clear()
+    step = GraphedStep(model, method.after_optimizer_step, optimizer, scheduler, pad_id=PAD,
+                       label_smoothing=0.1, buckets=(40,))
+    step.step(batches[0])
+    n_layer = backbone.config.n_layer
+    assert seen == [(True, True)] * n_layer

@@ -140,10 +140,14 @@ def test_packed_runs_equal_the_runs_trained_alone(tmp_path):
     assert _records(tmp_path / "packed0") != _records(tmp_path / "packed1")
 
 
-def test_runs_taking_the_graphed_step_share_one_and_equal_the_runs_alone(tmp_path):
+@pytest.mark.parametrize("eager_first", [False, True], ids=["graphed-first", "eager-first"])
+def test_runs_taking_the_graphed_step_share_one_and_equal_the_runs_alone(tmp_path, eager_first):
     """trainer.fast_step=true: the pack's GraphedStep (eager on the CPU: same body, fused AdamW)
-    for the first two runs; the third accumulates gradients, so it takes the eager pack step."""
+    for two runs; the LoRA run accumulates gradients, so it takes the eager pack step. With it
+    first, the graphed runs' places in the GraphedStep (0, 1) are not their member indices (1, 2)."""
     specs = [(m, {**c, "fast_step": True}, s, b) for m, c, s, b in MEMBERS[:2]] + [MEMBERS[2]]
+    if eager_first:
+        specs = specs[2:] + specs[:2]
     alone = [run_alone(tmp_path, spec, i) for i, spec in enumerate(specs)]
     packed, errors, packer = run_packed(tmp_path, specs)
     assert not errors
