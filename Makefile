@@ -39,7 +39,7 @@ demo: install ## Solo Connection fine-tuned on the spot on real weights (SmolLM2
 
 # The learning check on real pretrained weights (SmolLM2-135M, CPU; about 52 CPU-minutes at one
 # thread by the 2026-12-02 measurements, i.e. 35-55 min on 2 idle cores; --threads 1 on a busy machine):
-# zero-shot, LoRA, Solo Connection and the peft anchor -> results/real/smollm2-135m.{md,csv,png}
+# zero-shot, LoRA, Solo Connection and the peft anchor -> results/real/smollm2-135m.{md,csv}, loss_curves.png, solo_lambda.png
 real: install ## the learning check on real weights: zero-shot, LoRA, Solo, peft anchor -> results/real/
 	$(PY) -m solo.experiments.real $(ARGS)
 

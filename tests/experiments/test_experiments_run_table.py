@@ -10,6 +10,7 @@ import pytest
 from solo.errors import SoloError
 from solo.experiments import run_table as rt
 from solo.experiments.compose import compose_train_config
+from solo.paths import REPO_ROOT
 from solo.train.rundir import run_dir_for
 
 
@@ -91,3 +92,23 @@ def test_run_table_launches_then_aggregates_into_smoke_results(tmp_path: Path, m
 def test_bad_arguments_are_one_line_errors(bad):
     with pytest.raises(SoloError):
         rt._split_arguments(bad)
+
+
+SOLO_ROWS = sorted(
+    f"{path.parent.name}/{path.stem}"
+    for path in (REPO_ROOT / "configs" / "experiment").glob("table*/*.yaml")
+    if "solo" in path.stem
+)
+
+
+@pytest.mark.parametrize("experiment", SOLO_ROWS)
+def test_every_solo_row_places_its_connections_in_the_smoke_model(experiment: str):
+    """`make tableN profile=tiny` runs every row: each placement (span 3 and 5 among them) must
+    fit the tiny model's blocks."""
+    from solo.methods.placement import connection_groups
+
+    cfg = compose_train_config([f"experiment={experiment}", "profile=tiny"])
+    assert cfg.method.name == "solo"
+    groups = connection_groups(int(cfg.model.overrides.n_layer), cfg.method.get("blocks"),
+                               int(cfg.method.get("span", 1)))
+    assert groups
