@@ -19,7 +19,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict, read_write
 
-from solo.errors import SoloError
+from solo.errors import SoloError, exit_on_solo_error
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +60,9 @@ class LockstepLauncher(Launcher):
             self._compose(initial_job_idx + offset, overrides)
             for offset, overrides in enumerate(job_overrides)
         ]
-        group = self.runs_at_once or max(len(jobs), 1)
-        returns: list[JobReturn] = []
-        failures: list[str] = []
-        for start in range(0, len(jobs), group):
-            group_returns, group_failures = self._run_group(jobs[start : start + group])
-            returns += group_returns
-            failures += group_failures
+        # An error for the whole launch (run_lockstep: no Java for the scorer, before any run
+        # starts) is one line, as from the task function; Hydra would show a traceback.
+        returns, failures = exit_on_solo_error(self._run_groups)(jobs)
         if failures:
             # Hydra would re-raise only the first failure, with a traceback; solo's CLI prints
             # one `error:` line per problem and exits with status 2 (solo.errors).
@@ -76,6 +72,16 @@ class LockstepLauncher(Launcher):
                 print(f"  {line}", file=sys.stderr)
             raise SystemExit(2)
         return returns
+
+    def _run_groups(self, jobs: list[DictConfig]) -> tuple[list[JobReturn], list[str]]:
+        group = self.runs_at_once or max(len(jobs), 1)
+        returns: list[JobReturn] = []
+        failures: list[str] = []
+        for start in range(0, len(jobs), group):
+            group_returns, group_failures = self._run_group(jobs[start : start + group])
+            returns += group_returns
+            failures += group_failures
+        return returns, failures
 
     def _compose(self, idx: int, overrides: Sequence[str]) -> DictConfig:
         assert self.config is not None and self.hydra_context is not None

@@ -130,10 +130,11 @@ def run_lockstep(
 ) -> list[LockstepResult]:
     """Run every config's experiment in lockstep; one result per config, failures included.
     `pack`: runs that share a backbone train packed (solo.train.packed), one backbone pass per
-    step for all of them."""
+    step for all of them. Where some run will score and the scorer cannot start (no Java), its
+    error is raised before any run starts."""
     from solo.train.packed import Packer
-    from solo.train.pipeline import experiment_steps
-    from solo.train.rundir import run_dir_for
+    from solo.train.pipeline import check_scorer, experiment_steps
+    from solo.train.rundir import is_finished, run_dir_for
 
     overrides_list = list(overrides_list) if overrides_list is not None else [[] for _ in cfgs]
     if len(overrides_list) != len(cfgs):
@@ -147,6 +148,7 @@ def run_lockstep(
     runs: list[_Run] = []
     by_dir: dict[Path, _Run] = {}
     packer = Packer() if pack else None
+    will_score = False
     for index, (cfg, overrides) in enumerate(zip(cfgs, overrides_list, strict=True)):
         try:
             run_dir = run_dir_for(cfg)
@@ -155,6 +157,7 @@ def run_lockstep(
             results[index].error, results[index].exception = _reason(err), err
             continue
         results[index].run_dir, results[index].label = run_dir, str(run_dir)
+        will_score = will_score or not is_finished(run_dir)
         if run_dir in by_dir:  # e.g. a sweep over logger.*: one run, reported for both jobs
             by_dir[run_dir].sharers.append(index)
             continue
@@ -172,6 +175,9 @@ def run_lockstep(
         runs.append(run)
         by_dir[run_dir] = run
 
+    if will_score:
+        # Once for all: without Java every run would load its backbone, then fail the same way.
+        check_scorer()
     if sum(str(cfg.logger.get("mode", "offline")) != "disabled" for cfg in cfgs) > 1:
         _separate_wandb_runs()
     outer = RunState(cuda=any(run.stream is not None for run in runs), own=False)

@@ -38,7 +38,7 @@ from solo.train.rundir import (
     run_dir_for,
     write_error,
 )
-from solo.train.tracking import start_tracking
+from solo.train.tracking import logger_settings, start_tracking
 
 if TYPE_CHECKING:
     from solo.data import MRGroup, TrainBatches
@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 
 def check_config(cfg: DictConfig) -> None:
     """Every config group checked before a run directory exists or a weight is loaded: the trainer,
-    data and decode schemas, the method's settings, the scorer's mteval variant; the model group is
-    checked by loading it."""
+    data, decode and logger schemas, the method's settings, the scorer's mteval variant; the model
+    group is checked by loading it."""
     from e2e_eval.scoring import check_mteval
     from solo.data.settings import data_settings
     from solo.decode.predict import settings_from_config
@@ -60,6 +60,16 @@ def check_config(cfg: DictConfig) -> None:
     settings_from_config(OmegaConf.to_container(cfg.decode, resolve=True))  # type: ignore[arg-type]
     check_method_config(cfg.method)
     check_mteval(str(OmegaConf.select(cfg, "score.mteval", default="perl")))
+    logger_settings(cfg.get("logger"))
+
+
+def check_scorer() -> None:
+    """Start the process-wide scorer every run ends with now: without Java a run stops here, with
+    the scorer's own line, before its run directory exists or a step is trained (not hours later,
+    after decoding). A scorer that needs no Java (tests fake `e2e_eval.shared_scorer`) passes."""
+    from e2e_eval import shared_scorer
+
+    shared_scorer()
 
 
 def build_batches(cfg: DictConfig, tokenizer, split: str, *, shuffle: bool, batch_size: int | None = None):
@@ -181,6 +191,7 @@ def experiment_steps(
     check_config(cfg)
     refuse_if_claimed(run_dir)
     inputs = load_inputs(cfg, run_dir, pack)
+    check_scorer()  # after the inputs: a bad command line is named before the machine's Java
     try:
         with claimed(run_dir):
             if is_finished(run_dir):  # another process finished it between the check and the lock

@@ -113,7 +113,7 @@ def claimed(run_dir: Path) -> Iterator[Path]:
     The lock is an flock, so the kernel drops it when the holder dies (even by SIGKILL) and a
     rerun can resume; a second live process on the same config is refused instead of racing.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _make_run_dir(run_dir)
     fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -123,6 +123,25 @@ def claimed(run_dir: Path) -> Iterator[Path]:
         yield run_dir
     finally:
         os.close(fd)
+
+
+def _make_run_dir(run_dir: Path) -> None:
+    """`run_dir` and its parents made, or one line naming why run_root cannot hold it: a path
+    under a file (run_root=README.md/x) or where the file system makes no folders (/proc/x)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, FileNotFoundError, NotADirectoryError) as err:
+        # It failed before making a folder: the first one it tried lies under a file or in a
+        # file system that makes none, so nothing is left behind.
+        file = next((p for p in (run_dir, *run_dir.parents) if p.exists() and not p.is_dir()), None)
+        problem = (
+            f"{file} is a file, not a folder" if file is not None
+            else f"{err.filename or run_dir} cannot be made ({err.strerror})"
+        )
+        raise SoloError(
+            f"cannot create the run directory {run_dir}: {problem}; set run_root= to a folder "
+            "that can hold run directories"
+        ) from None
 
 
 # errno -> (what is wrong, what to do); anything else stays a traceback (a bug, not the disk).

@@ -17,6 +17,8 @@ from solo.errors import SoloError
 from solo.schema import Choice, Number, Sequence, Text, allowed, from_mapping
 from solo.train.precision import PRECISIONS
 
+# torch.finfo(torch.float32).max, written out: this module imports no torch.
+FLOAT32_MAX = 3.4028234663852886e38
 _POSITIVE_INT = Number(integer=True, low=1)
 _POSITIVE_INT_OR_NULL = Number(integer=True, low=1, nullable=True)
 
@@ -61,6 +63,15 @@ class TrainerSettings:
         if self.compile and self.fast_step is False:
             raise SoloError(
                 "trainer.compile=true works inside the fast step; set trainer.fast_step=auto or true"
+            )
+        # AdamW's first update scales by lr / (1 - beta1) (its bias correction), which torch turns
+        # into the parameters' float32: past its range the first step stops with a RuntimeError.
+        first_step = self.lr / (1 - self.betas[0])
+        if first_step > FLOAT32_MAX:
+            raise SoloError(
+                f"trainer.lr={self.lr:g} is too large: AdamW's first step, trainer.lr / "
+                f"(1 - trainer.betas[0]) = {first_step:g}, is beyond float32's {FLOAT32_MAX:g}; "
+                "lower trainer.lr"
             )
         device = self.device
         if not (device in ("auto", "cpu") or device == "cuda" or

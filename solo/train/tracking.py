@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from solo.errors import SoloError
+from solo.schema import Choice, allowed, from_mapping
 
 MODES = ("online", "offline", "disabled")
+
+
+@dataclass(frozen=True)
+class LoggerSettings:
+    """The `logger` group (configs/logger/wandb.yaml). Only the mode is restricted: wandb itself
+    judges project, entity and tags, and a number is a valid project name."""
+
+    project: Any = "solo"
+    entity: Any = None
+    mode: str = field(default="offline", metadata=allowed(Choice(MODES)))
+    tags: Any = ()
+
+
+def logger_settings(logger_cfg: Mapping[str, Any] | None) -> LoggerSettings:
+    """The `logger` group checked: SoloError naming logger.<key> for an unknown key or a bad mode."""
+    return from_mapping(LoggerSettings, logger_cfg, "logger")
 
 
 class Tracker:
@@ -61,25 +79,21 @@ def start_tracking(
     tags: list[str] | None = None,
 ) -> Tracker:
     """Start (or, for a resumed run dir, continue) the wandb run `run_id` writing under `run_dir/wandb`."""
-    mode = str(logger_cfg.get("mode", "offline"))
-    if mode not in MODES:
-        raise SoloError(
-            f"logger.mode={mode!r} is not one of {', '.join(MODES)}; set logger.mode=offline"
-        )
-    if mode == "disabled":
+    settings = logger_settings(logger_cfg)
+    if settings.mode == "disabled":
         return Tracker()
     import wandb  # imported here: a disabled run should not pay for it
 
     run = wandb.init(
-        project=str(logger_cfg.get("project", "solo")),
-        entity=logger_cfg.get("entity"),
-        mode=mode,
+        project=str(settings.project),
+        entity=settings.entity,
+        mode=settings.mode,
         dir=str(run_dir),
         id=run_id,
         name=name,
         resume="allow",
         config=config,
-        tags=[*list(logger_cfg.get("tags") or []), *(tags or [])],
+        tags=[*list(settings.tags or []), *(tags or [])],
         # console="off": wandb must not wrap stdout/stderr (the tqdm bar, our one-line errors).
         settings=wandb.Settings(console="off", silent=True),
     )

@@ -69,6 +69,10 @@ def _snapshot(root: Path) -> dict[Path, bytes]:
         ("data.setup=bogus", "data.setup='bogus' is not allowed; allowed: one of lora, official"),
         ("method.rank=0", "method.rank must be a positive integer, got 0"),
         ("method.blocks=5", "method.blocks must be a list (e.g. [5]) or null, got 5"),
+        ("logger.mode=bogus", "logger.mode='bogus' is not allowed; allowed: one of online, offline, disabled"),
+        ("+logger.group=x", "logger.group is not a logger setting; known: entity, mode, project, tags"),
+        # Fits a Python float, not the float32 AdamW's first step turns it into.
+        ("trainer.lr=1e300", "trainer.lr=1e+300 is too large: AdamW's first step"),
     ],
 )
 def test_bad_settings_fail_before_a_run_dir_or_a_weight(
@@ -218,7 +222,98 @@ def test_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint
     assert (run_dir / "DONE").exists()
 
 
-def test_read_only_run_root_is_one_line(shared_data, tmp_path, capsys, monkeypatch):
+@pytest.fixture()
+def no_java(monkeypatch, tmp_path):
+    """A PATH without `java`, and no scorer started yet by an earlier test in this process."""
+    import e2e_eval.scoring
+
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(e2e_eval.scoring, "_shared", None)
+
+
+def _fail_if_trained(monkeypatch) -> None:
+    import solo.train.pipeline as pipeline
+
+    def train_steps(*args, **kwargs):
+        pytest.fail("training started although the scorer cannot run")
+
+    monkeypatch.setattr(pipeline, "train_steps", train_steps)
+
+
+def test_missing_java_stops_a_run_before_its_run_dir_with_the_scorers_line(
+    shared_data, tmp_path, capsys, monkeypatch, no_java
+):
+    from e2e_eval.errors import E2EEvalError
+    from e2e_eval.java import java_executable
+
+    with pytest.raises(E2EEvalError) as scorer_says:
+        java_executable()
+    _fail_if_trained(monkeypatch)
+    cfg = compose_cfg(tiny_overrides(shared_data, tmp_path / "runs"))
+    code, printed = _exit_line(capsys, cfg)
+    assert code == 2 and printed == f"error: {scorer_says.value}"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_java_stops_a_lockstep_launch_once_before_any_run(
+    shared_data, tmp_path, monkeypatch, no_java
+):
+    from e2e_eval.errors import E2EEvalError
+    from solo.train.lockstep import run_lockstep
+
+    _fail_if_loaded(monkeypatch)  # one check for the launch, not one per run after its loading
+    jobs = [["seed=1"], ["seed=2"]]
+    cfgs = [compose_cfg(tiny_overrides(shared_data, tmp_path / "runs", *job)) for job in jobs]
+    with pytest.raises(E2EEvalError, match="`java` not found"):
+        run_lockstep(cfgs, jobs, pack=True)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_java_is_one_line_from_the_lockstep_launcher(shared_data, tmp_path):
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    args = ["-m", "launcher=lockstep", *tiny_overrides(shared_data, Path("runs")), "seed=1,2"]
+    done = subprocess.run(
+        [sys.executable, "-m", "solo.train", *args], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PATH": str(empty), "PYTHONPATH": str(REPO_ROOT)}, timeout=120,
+    )
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [done.stderr.strip().splitlines()[-1]] and "`java` not found" in errors[0]
+    assert not (tmp_path / "runs" / "solo-tiny").exists()  # Hydra's sweep record only
+
+
+@pytest.mark.parametrize("case", ["under-a-file", "no-folders-there"])
+def test_a_run_root_that_cannot_hold_folders_is_one_line(
+    case, shared_data, tmp_path, capsys, monkeypatch, fake_scorer
+):
+    file = tmp_path / "README.md"
+    file.write_text("kept", encoding="utf-8")
+    root = file / "x" if case == "under-a-file" else tmp_path / "proc" / "x"
+    if case == "no-folders-there":  # as /proc answers a root user's mkdir
+        real_mkdir = Path.mkdir
+
+        def mkdir(self, *args, **kwargs):
+            if str(self).startswith(str(root)):
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(root))
+            return real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", mkdir)
+    before = _snapshot(tmp_path)
+    cfg = compose_cfg(tiny_overrides(shared_data, root))
+    code, printed = _exit_line(capsys, cfg)
+    problem = (f"{file} is a file, not a folder" if case == "under-a-file"
+               else f"{root} cannot be made (No such file or directory)")
+    assert code == 2 and printed == (
+        f"error: cannot create the run directory {run_dir_for(cfg)}: {problem}; set run_root= to "
+        "a folder that can hold run directories"
+    )
+    assert _snapshot(tmp_path) == before and sorted(os.listdir(tmp_path)) == ["README.md"]
+
+
+def test_read_only_run_root_is_one_line(shared_data, tmp_path, capsys, monkeypatch, fake_scorer):
     root = tmp_path / "readonly"
     real_mkdir = Path.mkdir
 

@@ -86,3 +86,31 @@ def test_unknown_keys_are_refused_with_the_known_ones():
         trainer_settings({"learning_rate": 1e-3})
     with pytest.raises(SoloError, match=r"^data\.max_len is not a data setting"):
         data_settings({"max_len": 3})
+
+
+def test_the_lr_limit_is_where_adamws_first_step_overflows_float32():
+    import torch
+
+    from solo.train.settings import FLOAT32_MAX
+
+    assert FLOAT32_MAX == torch.finfo(torch.float32).max
+    assert trainer_settings({"lr": 1e12}).lr == 1e12  # the tests' diverging runs stay valid
+    for lr, betas in [(0.09 * FLOAT32_MAX, (0.9, 0.999)), (0.11 * FLOAT32_MAX, (0.9, 0.999)),
+                      (0.9 * FLOAT32_MAX, (0.0, 0.999))]:
+        try:
+            trainer_settings({"lr": lr, "betas": list(betas)})
+            accepted = True
+        except SoloError as err:
+            assert str(err).startswith(f"trainer.lr={lr:g} is too large: AdamW's first step")
+            accepted = False
+        param = torch.nn.Parameter(torch.ones(2))
+        param.grad = torch.ones(2)
+        try:
+            # The optimiser solo.train.optim builds, but without its check of the settings.
+            torch.optim.AdamW([param], lr=lr, betas=betas, eps=1e-6, weight_decay=0.01).step()
+            overflowed = False
+        except RuntimeError as err:
+            assert "overflow" in str(err)
+            overflowed = True
+        assert accepted != overflowed, (lr, betas)
+

@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from solo.errors import SoloError
-from solo.train.tracking import STEP_KEY, Tracker, WandbTracker, start_tracking
+from solo.train.tracking import STEP_KEY, Tracker, WandbTracker, logger_settings, start_tracking
 
 
 class RecordingRun:
@@ -38,3 +38,13 @@ def test_disabled_and_bad_modes(tmp_path):
     with pytest.raises(SoloError, match="logger.mode='cloud'"):
         start_tracking(OmegaConf.create({"mode": "cloud"}), run_dir=tmp_path, run_id="x", name="x",
                        config={})
+
+
+def test_logger_settings_refuse_unknown_keys_and_bad_modes():
+    assert logger_settings(OmegaConf.create({"mode": "disabled", "project": 7})).mode == "disabled"
+    assert logger_settings(None).mode == "offline"
+    with pytest.raises(SoloError, match=r"^logger\.group is not a logger setting; known: entity, mode"):
+        logger_settings({"group": "x"})
+    with pytest.raises(SoloError, match=r"^logger\.mode='bogus' is not allowed; allowed: one of online"):
+        logger_settings({"mode": "bogus"})
+
