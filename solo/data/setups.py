@@ -113,7 +113,7 @@ def _locate(data_cfg: Any, setup: Setup, source: str, split: str) -> Path:
     all_files = "/".join(setup.files.values())
     train_hint = (
         "; or set data.train_split=valid to let the dev set stand in for training"
-        if split == "train" else ""
+        if split == "train" and source == "train" else ""  # not where the dev set already stands in
     )
     explicit = config_value(data_cfg, setup.dir_key)
     if explicit:

@@ -76,6 +76,15 @@ def test_missing_train_file_names_path_and_keys(lora_cfg, shared_data: Path):
     assert "data.lora_dir" in message and "data.train_split=valid" in message
 
 
+def test_a_missing_folder_with_the_dev_set_standing_in_does_not_suggest_it_again(lora_cfg, tmp_path):
+    cfg = OmegaConf.merge(lora_cfg, {"lora_dir": str(tmp_path / "nowhere")})  # train_split=valid
+    with pytest.raises(SoloError) as info:
+        load_split(cfg, "train")
+    message = str(info.value)
+    assert "valid.txt not found" in message and "data.lora_dir" in message
+    assert "train_split" not in message
+
+
 def test_limits(lora_cfg):
     cfg = OmegaConf.merge(lora_cfg, {"max_train_examples": 7, "max_valid_examples": 5, "max_test_mrs": 3})
     full_test = load_split(lora_cfg, "test")
