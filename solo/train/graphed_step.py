@@ -462,6 +462,7 @@ class GraphedStep:
     def _fallback(self, reason: str) -> None:
         self.graphed = False
         self.fallback_reason = reason
+        self._graphs.clear()  # never replayed again: free their memory pool
         self._log(f"fast step: CUDA graphs off, running eagerly ({reason})")
 
     def _capture(self, key: tuple, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> _Graph | None:
@@ -560,7 +561,11 @@ class GraphedStep:
                 p: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
                 for part in self.parts for p, s in part.optimizer.state.items()
             }
-        return {"params": params, "state": state}
+        # Warm-up steps draw dropout masks too: put the generators back, or a run that captures
+        # its graphs after a resume would draw other masks than the uninterrupted run.
+        rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return {"params": params, "state": state, "rng": rng, "cuda_rng": cuda_rng}
 
     def _restore(self, snapshot: dict[str, Any]) -> None:
         """Put parameters and optimiser state back in place (the graph holds their addresses)."""
@@ -580,3 +585,6 @@ class GraphedStep:
                 torch._foreach_zero_(self._static_grads)
             for part in self.parts:
                 part.nonfinite.zero_()
+        torch.set_rng_state(snapshot["rng"])
+        if snapshot["cuda_rng"] is not None:  # into the state object the graphs registered
+            torch.cuda.set_rng_state(snapshot["cuda_rng"], self.device)

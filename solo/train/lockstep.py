@@ -99,6 +99,9 @@ class _Run:
         self.result.error, self.result.exception = _reason(err), err
         if not isinstance(err, SoloError):
             traceback.print_exception(err, file=sys.stderr)  # a bug: keep its traceback
+        # The result keeps the exception until the launch ends; its frames' locals (the run's
+        # model, optimiser, graphs) need not live that long.
+        traceback.clear_frames(err.__traceback__)
         self.leave_pack()
 
     def leave_pack(self) -> None:

@@ -34,6 +34,7 @@ pack; the others go on.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import warnings
 from collections.abc import Sequence
@@ -100,6 +101,13 @@ class _Queued:
     member: PackMember
     batch: dict[str, torch.Tensor]
     loss: torch.Tensor  # filled by the flush
+    seed: int  # drawn from the run's own generator: its share of the joint step's dropout seed
+
+
+def joint_seed(seeds: Sequence[int]) -> int:
+    """One seed for a joint step from its runs' draws, in queue order."""
+    digest = hashlib.blake2b(",".join(map(str, seeds)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
 @dataclass(eq=False)
@@ -149,7 +157,9 @@ class PackedStep:
         assert pack is not None
         # fp64 holds any loss dtype exactly, so the logged value is the one computed.
         loss = torch.full((), float("nan"), dtype=torch.float64, device=pack.device)
-        pack.queue.append(_Queued(self.member, cpu_batch, loss))
+        # From the run's own generator, which its checkpoint saves and a resume restores.
+        seed = int(torch.randint(0, 2**62, ()))
+        pack.queue.append(_Queued(self.member, cpu_batch, loss, seed))
         return loss
 
     def check_finite(self) -> bool:
@@ -189,6 +199,10 @@ class Pack:
         if not queued:
             return
         self.state.restore()
+        # The joint step's dropout masks: seeded from its runs' own generators, so a pack
+        # rebuilt on resume (whose own generator state no checkpoint holds) draws the masks the
+        # uninterrupted pack drew.
+        torch.manual_seed(joint_seed([item.seed for item in queued]))
         self.backbone.train()
         try:
             graphed = [item for item in queued if item.member.step.part is not None]

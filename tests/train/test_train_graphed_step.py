@@ -137,3 +137,17 @@ def test_a_step_traced_or_captured_keeps_sdpa_causal_without_a_mask(backbone, ba
     step.step(batches[0])
     n_layer = backbone.config.n_layer
     assert seen == [(True, True)] * n_layer
+
+
+def test_the_capture_snapshot_puts_the_random_generator_back(backbone):
+    """Warm-up steps before a capture draw dropout masks; the restore must undo that too, or a
+    run that captures after a resume would draw other masks than the uninterrupted run."""
+    model, method, optimizer, scheduler = attach(backbone, SOLO)
+    step = GraphedStep(model, method.after_optimizer_step, optimizer, scheduler, pad_id=PAD)
+    before = torch.get_rng_state()
+    snapshot = step._snapshot()
+    expected = torch.rand(4)
+    torch.set_rng_state(before)
+    torch.rand(16)  # what a warm-up step's dropout would draw
+    step._restore(snapshot)
+    assert torch.equal(torch.rand(4), expected)

@@ -121,3 +121,30 @@ def test_hydra_lockstep_launcher_runs_a_sweep_and_reports_failures(shared_data, 
     assert len(errors) == 2 and all("trainer.precision='fp64'" in line for line in errors)
     assert "error: 2 of 4 lockstep runs failed:" in done.stderr
     assert list((tmp_path / "runs" / "multirun").glob("*/multirun.yaml"))
+
+
+def test_a_failed_run_does_not_keep_its_frames_alive(capsys):
+    """The launch keeps a failed run's exception to report it; the model and optimiser its
+    frames held must be freed then, not when the last run of the launch ends."""
+    import gc
+    import weakref
+
+    from solo.train.lockstep import LockstepResult, RunState, _Run
+
+    class Model:
+        pass
+
+    held = []
+
+    def steps():
+        model = Model()
+        held.append(weakref.ref(model))
+        yield 0
+        raise RuntimeError("a bug in the run")
+
+    run = _Run(index=0, steps=steps(), state=RunState(cuda=False), stream=None,
+               result=LockstepResult(label="a run"))
+    assert run.advance() and not run.advance()
+    gc.collect()
+    assert run.result.exception is not None and "a bug in the run" in capsys.readouterr().err
+    assert held[0]() is None

@@ -170,10 +170,13 @@ def test_a_diverging_run_drops_out_alone(tmp_path):
         _close_records(_records(tmp_path / f"alone{i}"), _records(tmp_path / f"packed{i}"), 1e-9)
 
 
-def test_an_interrupted_pack_resumes_to_the_uninterrupted_numbers(tmp_path):
-    whole, _, _ = run_packed(tmp_path, MEMBERS, name="whole")
-    run_packed(tmp_path, MEMBERS, name="resumed", stop_after=8)  # past the checkpoint at step 3
-    resumed, _, _ = run_packed(tmp_path, MEMBERS, name="resumed")
+@pytest.mark.parametrize("dropout", [0.0, 0.2], ids=["dropout-off", "dropout-on"])
+def test_an_interrupted_pack_resumes_to_the_uninterrupted_numbers(tmp_path, dropout):
+    """With dropout on, the rebuilt pack must draw the masks the uninterrupted one drew."""
+    specs = [({**m, "dropout": dropout}, c, s, b) for m, c, s, b in MEMBERS]
+    whole, _, _ = run_packed(tmp_path, specs, name="whole")
+    run_packed(tmp_path, specs, name="resumed", stop_after=8)  # past the checkpoint at step 3
+    resumed, _, _ = run_packed(tmp_path, specs, name="resumed")
     for i, (a, b) in enumerate(zip(whole, resumed, strict=True)):
         assert _records(tmp_path / f"whole{i}") == _records(tmp_path / f"resumed{i}")
         for key, value in a.adapter_state_dict().items():
