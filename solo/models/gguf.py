@@ -22,6 +22,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import torch
+
 from solo.errors import SoloError
 from solo.paths import cache_dir
 
@@ -78,7 +80,9 @@ def ensure_converted(spec: str) -> Path:
     from solo.atomic import atomic_directory
 
     print(f"converting {source} into {target} (once; about 30 s on 2 cores)", flush=True)
-    with atomic_directory(target) as staging:
+    # The conversion builds a randomly initialised model: leave the caller's generator as it was,
+    # or the run that happens to convert trains on other dropout masks than every later run.
+    with atomic_directory(target) as staging, torch.random.fork_rng(devices=[]):
         _convert(source, staging)
         (staging / _COMPLETE).write_text(f"{source}\n")
     return target

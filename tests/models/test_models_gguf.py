@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from solo.errors import SoloError
 from solo.models import load_backbone
@@ -44,3 +45,25 @@ def test_corrupt_gguf_is_one_line_and_leaves_nothing_in_the_cache(tmp_path):
     assert not target.exists() and not target.with_name(target.name + ".tmp").exists()
     with pytest.raises(SoloError, match="cannot read GGUF file"):
         load_backbone({"pretrained": spec, "tokenizer": spec})
+
+
+def test_converting_leaves_the_callers_random_generator_as_it_was(tmp_path, monkeypatch):
+    """The conversion initialises a model at random; the run that converts must draw the same
+    dropout masks afterwards as every later run, which finds the conversion in the cache."""
+    from solo.models import gguf
+
+    source = tmp_path / "model.gguf"
+    source.write_bytes(b"GGUF")
+
+    def converting(src, out):
+        torch.rand(1000)  # as from_config's random initialisation does
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(gguf.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(gguf, "_convert", converting)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    ensure_converted(f"gguf:{source}")
+    assert (converted_dir(f"gguf:{source}") / "config.json").is_file()
+    assert torch.equal(torch.rand(3), expected)
