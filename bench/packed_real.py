@@ -6,8 +6,8 @@ SmolLM2-135M-Instruct (real weights, Llama-style: rotary positions, q/v projecti
 set as training data as in `make real` (NOT the paper's GPT-2 set-up). Both lanes train `steps`
 steps alone, one after the other, then packed over one backbone (solo.train.packed), on the same
 batches in the same order, with dropout off so that both compute the same function (with dropout
-on, a packed run draws its masks from the pack's own stream). Prints per run the largest
-difference in training loss, dev loss and adapter entries, and the wall times (CPU, fp32).
+on, a packed run's masks come from its pack's joint seed, not its own stream). Prints per run the
+largest difference in training loss, dev loss and adapter entries, and the wall times (CPU, fp32).
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ state, checkpoints, run dir, metrics and wandb run. Two things change:
 Exactness: rows of a transformer never mix and the runs' losses are separate terms of the sum,
 so each run gets its own gradient; a packed run equals the run alone up to floating-point
 rounding (padding to the pack's longest batch changes only masked positions). With dropout on,
-the draws come from the pack's own RNG state, so a packed run is reproducible run by run but
-draws different masks than alone. A pack's dev losses are one pass for all its runs, and once
+each joint step's draws come from a seed made of one draw from each of its runs' own generators
+(`joint_seed`), so a packed run is reproducible run by run and across a resume, but draws
+different masks than alone. A pack's dev losses are one pass for all its runs, and once
 every run has finished training the pack decodes the test set for all of them in one beam search
 (solo.decode.beam_search.PackedDecoding: each prompt once per run, each run's adapter on its own
 rows; the same tokens as alone); a run resumed after training (its adapter saved) joins that
@@ -179,7 +180,8 @@ class Pack:
         self.members: list[PackMember] = []
         self._graphed: GraphedStep | None = None  # the graphed step of the runs that take one
         self.graphed_options: dict[str, Any] = {}
-        # The pack's own RNG (dropout inside the joint forward), copied from the first run's.
+        # The pack's own generator objects (the graphs it captures register them) and TF32 flags;
+        # each flush reseeds the generators (joint_seed).
         self.state = RunState(cuda=device.type == "cuda")
 
     def accepts(self, backbone: nn.Module, device: torch.device, precision: str) -> bool:
