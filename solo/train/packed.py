@@ -263,6 +263,7 @@ class Pack:
         from solo.decode.predict import decode_mrs_packed
 
         self._graphed = None  # training is over: its CUDA graphs' memory goes to the search
+        apply_precision(self.precision, self.device)  # the runs' matmul mode, as each alone
         groups: dict[tuple, list[PendingDecode]] = {}
         for item in pending:
             groups.setdefault(item.key(), []).append(item)

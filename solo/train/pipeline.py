@@ -28,6 +28,7 @@ from solo.train import meta as run_meta
 from solo.train.checkpoint import intact_copy
 from solo.train.interrupt import deferred, stop_on_signals
 from solo.train.loop import check_trainer_config, drain, resolve_device, train_steps
+from solo.train.precision import apply_precision
 from solo.train.rng import seed_everything
 from solo.train.rundir import (
     DONE_FILE,
@@ -102,6 +103,9 @@ def decode_test_set(
     from solo.decode import decode_mrs_with_stats
 
     groups = groups if groups is not None else group_by_mr(load_split(cfg.data, "test"))
+    # The matmul mode is process-wide: set the run's own, or a run resumed after training (or
+    # decoding after another run in the same process) would search in another precision.
+    apply_precision(str(cfg.trainer.precision), next(model.parameters()).device)
     model.eval()
     with torch.no_grad():
         texts, stats = decode_mrs_with_stats(
