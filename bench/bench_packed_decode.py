@@ -39,6 +39,7 @@ from bench.common import (
 )
 from solo.decode.beam_search import PackedDecoding
 from solo.decode.engine import fast_beam_search
+from solo.decode.static_search import StaticSearchReport
 from solo.methods import apply_method
 from solo.methods.packing import PackedForward, shared_copy
 
@@ -47,9 +48,18 @@ RECIPE = {"num_beams": 10, "length_penalty": 0.8, "no_repeat_ngram_size": 4, "st
 COLUMNS = ["runs", "MRs per run", "s", "ms per run-MR", "x alone", "same as alone", "note"]
 
 
-def decode(model, prompts, max_new_tokens: int, packed: PackedDecoding | None = None):
+def decode(model, prompts, max_new_tokens: int, packed: PackedDecoding | None = None,
+           report: StaticSearchReport | None = None):
     return fast_beam_search(model, prompts, eos_id=EOS, pad_id=EOS, max_new_tokens=max_new_tokens,
-                            packed=packed, **RECIPE)
+                            packed=packed, report=report, **RECIPE)
+
+
+def graph_note(report: StaticSearchReport) -> str:
+    """Whether the search ran as CUDA graphs: a failed capture falls back (auto) silently but for
+    a log line, and would show here only as slower figures."""
+    if report.fallback:
+        return f"eager: {report.fallback}"
+    return f"{report.graphs_captured} graphs, {report.graph_replays} replays"
 
 
 def main() -> None:
@@ -104,11 +114,13 @@ def main() -> None:
         alone = sum(alone_seconds[:n])
         add(f"alone x{n}", n, alone, None, None, "one after another")
         out: list = []
-        seconds = timed(device, lambda n=n, out=out: out.extend(
-            decode(base, prompts, new_tokens, PackedDecoding(forward, tuple(range(n))))))
+        searched = StaticSearchReport()
+        seconds = timed(device, lambda n=n, out=out, searched=searched: out.extend(decode(
+            base, prompts, new_tokens, PackedDecoding(forward, tuple(range(n))), searched)))
         same = sum(a == b for run, own in zip(out, alone_tokens, strict=False)
                    for a, b in zip(run, own, strict=True))
-        add(f"packed x{n}", n, seconds, alone / seconds, f"{same}/{n * mrs}")
+        add(f"packed x{n}", n, seconds, alone / seconds, f"{same}/{n * mrs}",
+            graph_note(searched) if cuda else None)
     save_report(args.json, report, title, COLUMNS, rows)
 
 

@@ -16,6 +16,7 @@ match within 1e-4 too).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import traceback
 
@@ -31,6 +32,7 @@ from bench.common import (
     random_gpt2,
     save_report,
 )
+from solo.cuda_graphs import capture
 from solo.methods import apply_method
 from solo.train.graphed_step import GraphedStep
 from solo.train.precision import apply_precision
@@ -201,7 +203,29 @@ def main() -> None:
     # Compiling takes tens of seconds per variant on CUDA: last, so a part that runs past its
     # limit has the packed checks already.
     fast_checks(compiled=True)
+    if cuda:  # last: a capture that fails on purpose must not cost the checks above
+        rows.append(failed_capture_row(device))
     save_report(args.json, report, header, CHECK_COLUMNS, rows)
+
+
+def failed_capture_row(device: torch.device) -> Row:
+    """A capture invalidated by a host read fails, and the stream current before it is current
+    again (solo.cuda_graphs.capture; torch's own context would leave its capture stream)."""
+    before = torch.cuda.current_stream(device)
+    x = torch.ones(4, device=device)
+    outcome = "captured (expected a failure)"
+    try:
+        with capture(torch.cuda.CUDAGraph(), device):
+            float(x.sum())  # a host read: not allowed while capturing
+    except Exception as err:
+        outcome = f"failed as expected: {type(err).__name__}"
+    with contextlib.suppress(RuntimeError):
+        torch.cuda.synchronize(device)
+    restored = torch.cuda.current_stream(device) == before
+    ok = restored and outcome.startswith("failed")
+    return Row("failed capture keeps the stream", {
+        "pass": "yes" if ok else "NO",
+        "note": (outcome + ("" if restored else "; capture stream left current"))[:60]})
 
 
 if __name__ == "__main__":

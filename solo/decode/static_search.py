@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from solo.cuda_graphs import capture, on_device
 from solo.decode.beam_search import (
     DEFAULT_BATCH_SIZE,
     BeamSettings,
@@ -130,7 +131,9 @@ def static_beam_search(model: nn.Module, prompts: Sequence[Sequence[int]], *,
                           required=cuda_graph is True, report=report)
 
     def search_batch(device, prompts, stop_ids, pad_id, settings, on_select=None):
-        return _search_batch(model, device, prompts, stop_ids, pad_id, settings, graphs, on_select)
+        with on_device(device):  # streams, captures and replays act on the current device
+            return _search_batch(model, device, prompts, stop_ids, pad_id, settings, graphs,
+                                 on_select)
 
     return decode_in_batches(model, prompts, settings, eos_id=eos_id, pad_id=pad_id,
                              search_batch=search_batch, progress=progress, packed=packed)
@@ -164,7 +167,7 @@ def _search_batch(model: nn.Module, device: torch.device, prompts: list[list[int
     report.batches += 1
     results: dict[int, list[int]] = {}
     prompt_of_row = list(range(len(prompts)))
-    runner = _StepRunner(search.step, graphs)
+    runner = _StepRunner(search.step, graphs, device)
     done_steps = 0
     while done_steps < total:
         window = min(settings.sync_every, total - done_steps)
@@ -194,7 +197,7 @@ def _search_batch(model: nn.Module, device: torch.device, prompts: list[list[int
                 on_select(alive)
             report.compactions += 1
             prompt_of_row = [prompt_of_row[row] for row in alive]
-            runner = _StepRunner(search.step, graphs)  # a new shape: a new capture
+            runner = _StepRunner(search.step, graphs, device)  # a new shape: a new capture
     search.finish()
     rows = list(range(len(prompt_of_row)))
     for row, out in zip(rows, search.outputs(rows, stop_ids), strict=True):
@@ -211,8 +214,9 @@ class _StepRunner:
     """Calls `step()`: eagerly, or (CUDA) the first call eagerly on a side stream as the warm-up,
     then a capture, then one graph replay per call."""
 
-    def __init__(self, step: Callable[[], None], graphs: _GraphPolicy) -> None:
-        self.step, self.graphs = step, graphs
+    def __init__(self, step: Callable[[], None], graphs: _GraphPolicy,
+                 device: torch.device) -> None:
+        self.step, self.graphs, self.device = step, graphs, device
         self.graph: torch.cuda.CUDAGraph | None = None
         self.warmed_up = False
 
@@ -229,11 +233,11 @@ class _StepRunner:
             self.step()
             return
         if not self.warmed_up:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 self.step()
-            torch.cuda.current_stream().wait_stream(side)
+            torch.cuda.current_stream(self.device).wait_stream(side)
             self.warmed_up = True
             return
         self.graph = self._capture()
@@ -248,11 +252,11 @@ class _StepRunner:
         graph = torch.cuda.CUDAGraph()
         try:
             # Nothing runs while capturing, so a failed capture leaves the search as it was.
-            with torch.cuda.graph(graph):
+            with capture(graph, self.device):
                 self.step()
         except Exception as err:  # any capture failure: go on eagerly (auto) or stop (true)
             with contextlib.suppress(RuntimeError):  # an invalidated capture may re-raise here
-                torch.cuda.synchronize()
+                torch.cuda.synchronize(self.device)
             self.graphs.give_up(f"capturing the decode step failed: {type(err).__name__}: {err}")
             return None
         self.graphs.report.graphs_captured += 1

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -25,6 +27,30 @@ main = hydra.main(config_path=str(REPO_ROOT / "configs"), config_name="train", v
     _task
 )
 
+# Flags that make Hydra compose another config than configs/train.yaml: then Hydra checks alone.
+_OTHER_CONFIG = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd")
+
+
+@exit_on_solo_error
+def check_overrides(argv: list[str]) -> None:
+    """Compose the config the command line asks for (each value of a sweep) before Hydra does,
+    so a typo'd key or option is one line naming it and its nearest names, exit 2, before any
+    job has run."""
+    from solo.errors import SoloError
+    from solo.experiments.compose import compose_train_config, sweep_jobs
+
+    if any(arg.split("=", 1)[0] in _OTHER_CONFIG for arg in argv):
+        return
+    overrides = [arg for arg in argv if arg.startswith("~") or ("=" in arg and not arg.startswith("-"))]
+    jobs = sweep_jobs(overrides) or []
+    for job in jobs:
+        try:
+            compose_train_config(job)
+        except SoloError as err:
+            raise SoloError(f"{err} in the sweep's job {' '.join(job)}" if len(jobs) > 1
+                            else str(err)) from None
+
 
 if __name__ == "__main__":
+    check_overrides(sys.argv[1:])
     main()

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from solo.cuda_graphs import capture, on_device
 from solo.data.buckets import (
     DEFAULT_BUCKETS,
     check_buckets,
@@ -261,20 +262,29 @@ class GraphedStep:
         self.steps += 1
 
         if self.graphed:
-            key = (active, counts, length)
-            entry = self._graphs.get(key)
-            if entry is None and len(self._graphs) < self.max_graphs:
-                entry = self._capture(key, input_ids, loss_mask)
-            if entry is not None:
-                self._load(entry.packed, input_ids, loss_mask)
-                for index in active:
-                    self.parts[index].sync_learning_rates()
-                entry.graph.replay()
-                if not self._projection_in_graph:
-                    for index in active:
-                        self.parts[index].project()
-                return [self.parts[index].loss_out.clone() for index in active]
+            with on_device(self.device):  # a replay launches on the current device's stream
+                losses = self._replay_step(active, counts, length, input_ids, loss_mask)
+            if losses is not None:
+                return losses
         return self._eager(active, counts, input_ids, loss_mask)
+
+    def _replay_step(self, active: tuple[int, ...], counts: tuple[int, ...], length: int,
+                 input_ids: torch.Tensor, loss_mask: torch.Tensor) -> list[torch.Tensor] | None:
+        """The step as a graph replay (captured first for a new key); None: run it eagerly."""
+        key = (active, counts, length)
+        entry = self._graphs.get(key)
+        if entry is None and len(self._graphs) < self.max_graphs:
+            entry = self._capture(key, input_ids, loss_mask)
+        if entry is None:
+            return None
+        self._load(entry.packed, input_ids, loss_mask)
+        for index in active:
+            self.parts[index].sync_learning_rates()
+        entry.graph.replay()
+        if not self._projection_in_graph:
+            for index in active:
+                self.parts[index].project()
+        return [self.parts[index].loss_out.clone() for index in active]
 
     def check_finite(self) -> bool:
         """True if every loss since the last call was finite (synchronises; resets the flag)."""
@@ -507,7 +517,7 @@ class GraphedStep:
                 graph = torch.cuda.CUDAGraph()
                 # Every shape was compiled during the warm-up; compiling inside a capture would fail
                 # obscurely (allocations, autotuning), so a guard miss here is an error instead.
-                with _no_recompile(self._compiled is not None), torch.cuda.graph(graph, pool=self._pool):
+                with _no_recompile(self._compiled is not None), capture(graph, self.device, self._pool):
                     self._body(active, counts, packed[0], packed[1].to(torch.float32),
                                self._projection_in_graph)
             finally:

@@ -71,7 +71,20 @@ def resolve_device(name: str) -> torch.device:
         raise SoloError(
             f"trainer.device={name!r} is not auto, cpu or cuda[:N]; set trainer.device=auto"
         )
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SoloError(f"trainer.device={name!r} is not auto, cpu or cuda[:N]; set "
+                        "trainer.device=auto") from None
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise SoloError(f"trainer.device={name} but {count} CUDA device(s) are visible "
+                            f"(cuda:0..cuda:{count - 1}); set trainer.device=auto or a visible one")
+        # The run's device becomes the current one: CUDA streams, graph captures and replays,
+        # and anything made with device="cuda", act on the current device.
+        torch.cuda.set_device(device)
+    return device
 
 
 def dev_order(batches: BatchSource, *, max_examples: int | None = None) -> list[list[int]]:

@@ -107,6 +107,30 @@ def test_hf_prompts_finish_early_and_leave_the_batch():
     assert lora.steps == steps and lora.host_reads == math.ceil(steps / 5)
 
 
+@pytest.mark.parametrize("sync_every", [1, 2])
+def test_under_graphs_done_prompts_leave_once_at_most_half_are_left(monkeypatch, sync_every):
+    """The graphed search's compaction rule (a new shape costs a capture), run eagerly on the
+    CPU: fewer compactions than eagerly, the same tokens, and each one leaves at most half."""
+    eager = StaticSearchReport()
+    expected = static("gpt2-eos", 3, "hf", sync_every=sync_every, report=eager)
+    left: list[tuple[int, int]] = []
+    original = static_search._compacts
+
+    def recording(alive: int, rows: int, graphed: bool) -> bool:
+        decided = original(alive, rows, graphed)
+        if decided:
+            left.append((alive, rows))
+        return decided
+
+    monkeypatch.setattr(static_search._StepRunner, "graphed", property(lambda self: True))
+    monkeypatch.setattr(static_search, "_compacts", recording)
+    graphed = StaticSearchReport()
+    assert static("gpt2-eos", 3, "hf", sync_every=sync_every, report=graphed) == expected
+    assert expected == reference("gpt2-eos", 3, "hf")
+    assert 0 < graphed.compactions < eager.compactions
+    assert left and all(2 * alive <= rows for alive, rows in left)
+
+
 def test_a_tie_at_the_superset_edge_redoes_the_window_and_keeps_the_tokens(monkeypatch):
     # A superset of k + 1 cuts ties all the time: windows are redone with the exact top-k.
     monkeypatch.setattr(static_search, "superset_width", lambda k: k + 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -452,3 +453,70 @@ def test_ctrl_c_in_lockstep_checkpoints_every_run_and_exits_130(
     for cfg in cfgs:
         state = torch.load(run_dir_for(cfg) / "checkpoint" / "state.pt", weights_only=False)
         assert state["position"]["step"] == 2
+
+
+@pytest.fixture
+def one_visible_gpu(monkeypatch):
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    return chosen
+
+
+@pytest.mark.parametrize("name, words", [
+    ("cuda:3", "1 CUDA device(s) are visible (cuda:0..cuda:0)"),
+    ("cuda:x", "is not auto, cpu or cuda[:N]"),
+    ("gpu", "is not auto, cpu or cuda[:N]"),
+])
+def test_a_device_that_is_not_there_is_one_line(one_visible_gpu, name, words):
+    from solo.train.loop import resolve_device
+
+    with pytest.raises(SoloError, match=re.escape(words)):
+        resolve_device(name)
+    assert one_visible_gpu == []
+
+
+def test_a_chosen_gpu_becomes_the_current_device(one_visible_gpu):
+    """Graph captures, replays and streams act on the current device: a run on cuda:N makes
+    cuda:N current (cuda alone keeps the current one)."""
+    from solo.train.loop import resolve_device
+
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    assert resolve_device("cuda") == torch.device("cuda")
+    assert one_visible_gpu == [torch.device("cuda", 0)]
+
+
+@pytest.mark.parametrize("overrides, line", [
+    (["trainer.lrr=1e-3"], "trainer.lrr: no such setting (did you mean trainer.lr?"),
+    (["methd=lora"], "methd: no such setting (did you mean method?"),
+    (["method=full_ft", "method.rank=4"], "method.rank: no such setting (method has name;"),
+    (["~trainer.nope"], "trainer.nope: no such setting ("),
+    (["method=lorra"], "method=lorra: no such option in configs/method/ (available: full_ft, lora, solo)"),
+    (["experiment=table2/solo_r8_s"],
+     "experiment=table2/solo_r8_s: no such option in configs/experiment/table2/ (closest: solo_r8_s0,"),
+    (["experiment=tabl2/solo_r8_s0"],
+     "experiment=tabl2/solo_r8_s0: no such option in configs/experiment/ (available: recipe/..., table1/...,"),
+])
+def test_a_typo_in_an_override_is_one_line_naming_the_nearest(overrides, line):
+    from solo.experiments.compose import compose_train_config
+
+    with pytest.raises(SoloError) as raised:
+        compose_train_config(overrides)
+    assert str(raised.value).startswith(line) and "\n" not in str(raised.value)
+
+
+def test_cli_override_typos_fail_before_any_job_of_a_sweep(shared_data, tmp_path):
+    """A sweep is checked job by job before Hydra launches any: here its second job's method has
+    no `rank` (Hydra alone would have run the first job, then failed)."""
+    run = subprocess.run(
+        [sys.executable, "-m", "solo.train", "-m", "profile=tiny", "method=solo,full_ft",
+         "method.rank=8", f"run_root={tmp_path / 'runs'}"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        "error: method.rank: no such setting (method has name; "
+        "python -m solo.train --cfg job lists every setting) in the sweep's job profile=tiny "
+        f"method=full_ft method.rank=8 run_root={tmp_path / 'runs'}"]
+    assert not (tmp_path / "runs").exists() and not (REPO_ROOT / "multirun").exists()
