@@ -14,6 +14,7 @@ from solo.paths import REPO_ROOT
 LAYERS = {
     "e2e_eval": 0, "solo.paths": 0,
     "solo.errors": 1, "solo.config": 1, "solo.atomic": 1, "solo.config_values": 1,
+    "solo.cuda_graphs": 1,
     "solo.schema": 1.5,  # config-group schemas: above solo.errors, below the packages using them
     "solo.data": 2, "solo.paper": 2,
     "solo.models": 2.5,  # load_backbone gives the tokenizer its model's prompt format (solo.data)
