@@ -6,7 +6,7 @@
     PYTHONPATH=. python bench/estimate_paper.py --write-plan            # after changing a config
 
 The runs: every non-cited row of Tables 1-6 for each seed, each row's config composed exactly as
-`python -m solo.train` composes it (solo.experiments.compose) and deduplicated by its run dir
+`python -m solo.train` composes it (solo.train.compose) and deduplicated by its run dir
 (solo.train.rundir), so a row shared between tables counts once, as run_table trains it once.
 Each run's optimiser steps, dev evaluations and test MRs come from its composed config.
 Without Hydra (a bare GPU image) the runs are read from bench/paper_runs.json, which
@@ -119,8 +119,8 @@ def _owner_table(experiment_id: str, reading: list[int]) -> int:
 
 def compose_runs(seeds: Iterable[int] = SEEDS, overrides: Iterable[str] = ()) -> list[PlannedRun]:
     """Every (row, seed) run of Tables 1-6 that is not cited, one per distinct run dir."""
-    from solo.experiments.compose import compose_train_config
     from solo.experiments.tables import TABLE_CONFIGS, table_rows
+    from solo.train.compose import compose_train_config
     from solo.train.loop import planned_steps
     from solo.train.rundir import run_dir_for
 
@@ -199,7 +199,7 @@ def paper_runs(overrides: list[str], from_plan: bool = False) -> tuple[list[Plan
             raise SoloError(f"overrides {' '.join(overrides)!r} need Hydra to compose the configs; "
                             f"the committed {PLAN_FILE.name} holds the configs as they are")
         return read_plan(), f"{PLAN_FILE.relative_to(REPO_ROOT)} (the committed plan)"
-    where = "composed configs (solo.experiments.compose)"
+    where = "composed configs (solo.train.compose)"
     return compose_runs(overrides=overrides), where + (f" with {' '.join(overrides)}" if overrides else "")
 
 

@@ -77,7 +77,7 @@ def _losses(run_dir: Path) -> tuple[float, float] | None:
 def main() -> None:
     started = time.monotonic()
     from solo.data import group_by_mr, load_split
-    from solo.experiments.compose import compose_train_config
+    from solo.train.compose import compose_train_config
     from solo.train.rundir import run_dir_for
 
     cfg = compose_train_config(list(DEMO_OVERRIDES))

@@ -23,12 +23,12 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from solo.errors import SoloError, exit_on_solo_error
-from solo.experiments.compose import compose_train_config
 from solo.experiments.real_audit import real_model_audit
 from solo.experiments.tables import PaperRow, load_paper_rows
 from solo.methods import apply_method
 from solo.models.backbone import build_random_model, random_config
 from solo.paper import parse_printed_count
+from solo.train.compose import compose_train_config
 
 LORA_RANKS = (4, 8)  # the readings of a LoRA row without a printed rank
 # The paper's worked example of its count formula d·r·2·(1−s) + T·r + T·d, and what it prints.

@@ -87,8 +87,8 @@ class LaneResult:
 
 
 def base_config(settings: Settings, extra: list[str] = ()) -> Any:
-    from solo.experiments.compose import compose_train_config
     from solo.paths import shared_data_dir
+    from solo.train.compose import compose_train_config
 
     overrides = [f"model={MODEL}", "data.train_split=valid", "trainer.device=cpu",
                  f"data.max_test_mrs={max(settings.test_mrs, 1)}", f"seed={settings.seed}"]

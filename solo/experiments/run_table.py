@@ -21,9 +21,9 @@ from pathlib import Path
 
 from solo.errors import SoloError, exit_on_solo_error
 from solo.experiments.aggregate import aggregate
-from solo.experiments.compose import compose_train_config
 from solo.experiments.tables import table_rows
 from solo.paths import REPO_ROOT
+from solo.train.compose import compose_train_config
 
 SMOKE_RUN_ROOT = "runs/smoke"
 

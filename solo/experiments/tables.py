@@ -169,7 +169,7 @@ def table_rows(table: int, path: Path | None = None) -> list[PaperRow]:
 def experiment_id_of(experiment: str) -> str:
     """The `experiment_id` of an experiment config as Hydra composes it (an alias config gets the
     id of the config it includes)."""
-    from solo.experiments.compose import compose_train_config
+    from solo.train.compose import compose_train_config
 
     path = experiment_config_path(experiment)
     if not path.exists():

@@ -37,7 +37,7 @@ def check_overrides(argv: list[str]) -> None:
     so a typo'd key or option is one line naming it and its nearest names, exit 2, before any
     job has run."""
     from solo.errors import SoloError
-    from solo.experiments.compose import compose_train_config, sweep_jobs
+    from solo.train.compose import compose_train_config, sweep_jobs
 
     if any(arg.split("=", 1)[0] in _OTHER_CONFIG for arg in argv):
         return

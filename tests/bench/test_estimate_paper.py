@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bench import estimate_paper as ep
-from solo.experiments.compose import compose_train_config
 from solo.experiments.run_table import plan_table
 from solo.experiments.tables import TABLE_CONFIGS, table_rows
+from solo.train.compose import compose_train_config
 from solo.train.rundir import run_dir_for
 
 SEEDS = [1, 2, 3]

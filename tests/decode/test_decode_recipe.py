@@ -10,7 +10,7 @@ import pytest
 
 from solo.decode.recipe import RECIPE_FILE, read_recipe, recipe_line, recorded_mteval, run_recipe
 from solo.errors import SoloError
-from solo.experiments.compose import compose_train_config
+from solo.train.compose import compose_train_config
 from solo.train.rundir import run_dir_for
 
 BASE = ["experiment=table1/lora_gpt2", "profile=tiny"]

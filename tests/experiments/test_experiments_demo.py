@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from solo import demo
-from solo.experiments.compose import compose_train_config
+from solo.train.compose import compose_train_config
 
 
 def test_demo_is_a_short_solo_run_on_the_real_model(shared_data: Path):

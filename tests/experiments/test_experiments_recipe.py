@@ -6,7 +6,7 @@ import json
 
 from solo.decode.recipe import RECIPE_FILE, recipe_line, run_recipe
 from solo.experiments import aggregate as agg
-from solo.experiments.compose import compose_train_config
+from solo.train.compose import compose_train_config
 from tests.experiments.experiment_rundirs import scores, write_run
 
 

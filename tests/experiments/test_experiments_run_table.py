@@ -9,8 +9,8 @@ import pytest
 
 from solo.errors import SoloError
 from solo.experiments import run_table as rt
-from solo.experiments.compose import compose_train_config
 from solo.paths import REPO_ROOT
+from solo.train.compose import compose_train_config
 from solo.train.rundir import run_dir_for
 
 

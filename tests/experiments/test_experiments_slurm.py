@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from solo.experiments.compose import compose_train_config
 from solo.paths import REPO_ROOT
+from solo.train.compose import compose_train_config
 from solo.train.rundir import run_dir_for
 
 pytestmark = pytest.mark.slurm

@@ -6,7 +6,6 @@ import csv
 
 import pytest
 
-from solo.experiments.compose import compose_train_config
 from solo.experiments.tables import (
     TABLE_CONFIGS,
     experiment_config_path,
@@ -14,6 +13,7 @@ from solo.experiments.tables import (
     load_paper_rows,
 )
 from solo.paper import tables_csv
+from solo.train.compose import compose_train_config
 
 ROWS = load_paper_rows()
 
@@ -87,7 +87,7 @@ def _sbatch_script(tmp_path, overrides: list[str], jobs: int) -> str:
     from omegaconf import OmegaConf
     from submitit.slurm.slurm import _make_sbatch_string
 
-    from solo.experiments.compose import CONFIG_DIR
+    from solo.train.compose import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, f"hydra.sweep.dir={tmp_path}"],

@@ -499,7 +499,7 @@ def test_a_chosen_gpu_becomes_the_current_device(one_visible_gpu):
      "experiment=tabl2/solo_r8_s0: no such option in configs/experiment/ (available: recipe/..., table1/...,"),
 ])
 def test_a_typo_in_an_override_is_one_line_naming_the_nearest(overrides, line):
-    from solo.experiments.compose import compose_train_config
+    from solo.train.compose import compose_train_config
 
     with pytest.raises(SoloError) as raised:
         compose_train_config(overrides)
