@@ -269,7 +269,7 @@ class GraphedStep:
         return self._eager(active, counts, input_ids, loss_mask)
 
     def _replay_step(self, active: tuple[int, ...], counts: tuple[int, ...], length: int,
-                 input_ids: torch.Tensor, loss_mask: torch.Tensor) -> list[torch.Tensor] | None:
+                     input_ids: torch.Tensor, loss_mask: torch.Tensor) -> list[torch.Tensor] | None:
         """The step as a graph replay (captured first for a new key); None: run it eagerly."""
         key = (active, counts, length)
         entry = self._graphs.get(key)
