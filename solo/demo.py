@@ -100,7 +100,7 @@ def main() -> None:
         print(f"\n  MR:         {group.mr}\n  prediction: {prediction}\n  reference:  {group.refs[0]}")
     print(f"\nfinished in {time.monotonic() - started:.0f} s; run dir: {run_dir}")
     print(
-        "\nNext: `make real` (35-55 min on 2 idle CPU cores) trains LoRA and Solo Connection for longer on\n"
+        "\nNext: `make real` (about 42 min on 2 CPU cores) trains LoRA and Solo Connection for longer on\n"
         "the same model beside zero-shot and an independent peft anchor -> results/real/smollm2-135m.md.\n"
         "The paper's tables need pretrained GPT-2 weights (model.pretrained=...) and the E2E training set:\n"
         "  make table2                      # GPT-2 S rows of Table 2 -> results/table2.{md,csv,png}\n"
