@@ -34,7 +34,7 @@ from solo.train.loss import masked_token_loss
 from solo.train.metrics import LossWindow, MetricsFile, NonFiniteLoss
 from solo.train.optim import build_optimizer, build_scheduler
 from solo.train.precision import apply_precision
-from solo.train.settings import trainer_settings
+from solo.train.settings import is_device_name, trainer_settings
 from solo.train.step import TrainStep, forward_logits, make_train_step, to_device
 
 if TYPE_CHECKING:
@@ -67,15 +67,11 @@ def resolve_device(name: str) -> torch.device:
         raise SoloError(
             f"trainer.device={name} but no CUDA device is visible; set trainer.device=auto or cpu"
         )
-    if name != "cpu" and not name.startswith("cuda"):
+    if not is_device_name(name):
         raise SoloError(
             f"trainer.device={name!r} is not auto, cpu or cuda[:N]; set trainer.device=auto"
         )
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise SoloError(f"trainer.device={name!r} is not auto, cpu or cuda[:N]; set "
-                        "trainer.device=auto") from None
+    device = torch.device(name)
     if device.type == "cuda" and device.index is not None:
         count = torch.cuda.device_count()
         if device.index >= count:

@@ -27,9 +27,9 @@ each joint step's draws come from a seed made of one draw from each of its runs'
 different masks than alone. A pack's dev losses are one pass for all its runs, and once
 every run has finished training the pack decodes the test set for all of them in one beam search
 (solo.decode.beam_search.PackedDecoding: each prompt once per run, each run's adapter on its own
-rows; the same tokens as alone in exact arithmetic — on CUDA the packed search batches
-prompts differently, so fp32/bf16 rounding may flip a near-tie); a run resumed after training (its adapter saved) joins that
-search with its saved adapter. A run that fails (a non-finite loss, an error) leaves its
+rows; the same tokens as alone in exact arithmetic — on CUDA the packed search batches prompts
+differently, so fp32/bf16 rounding may flip a near-tie); a run resumed after training (its
+adapter saved) joins that search with its saved adapter. A run that fails (a non-finite loss, an error) leaves its
 pack; the others go on.
 """
 

@@ -73,17 +73,20 @@ class TrainerSettings:
                 f"(1 - trainer.betas[0]) = {first_step:g}, is beyond float32's {FLOAT32_MAX:g}; "
                 "lower trainer.lr"
             )
-        device = self.device
-        if not (device in ("auto", "cpu") or device == "cuda" or
-                (device.startswith("cuda:") and device[5:].isdigit())):
+        if not is_device_name(self.device):
             raise SoloError(
-                f"trainer.device={device!r} is not allowed; allowed: auto, cpu, cuda or cuda:N"
+                f"trainer.device={self.device!r} is not allowed; allowed: auto, cpu, cuda or cuda:N"
             )
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["betas"] = list(self.betas)
         return out
+
+
+def is_device_name(name: str) -> bool:
+    """auto, cpu, cuda or cuda:N (N a number): what trainer.device may be."""
+    return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
 
 
 def trainer_settings(trainer_cfg: Mapping[str, Any] | None) -> TrainerSettings:
