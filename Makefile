@@ -17,7 +17,8 @@ PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --maxprocesses=4 --dist workstea
 
 # A target's `## text` comment is its line in `make help`.
 help: ## list the targets
-	@grep -E '^[a-z0-9 -]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 24
+	@grep -E '^[a-z0-9 -]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk -F':.*## ' '{ name = $$1; sub(/ .* /, " .. ", name); printf "%-24s%s\n", name, $$2 }'
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,7 +39,7 @@ test-fast: install ## the test suite without the tests marked slow (pytest -m 'n
 lint: install ## ruff over the sources, tests and benchmarks
 	$(VENV)/bin/ruff check solo e2e_eval tests bench scripts hydra_plugins
 
-demo: install ## Solo Connection fine-tuned on the spot on real weights (SmolLM2-135M, CPU, ~3 min): real sentences
+demo: install ## Solo Connection fine-tuned on the spot on real weights (SmolLM2-135M, CPU, about 2 min): real sentences
 	$(PY) -m solo.demo
 
 # The learning check on real pretrained weights (SmolLM2-135M, CPU; about 52 CPU-minutes at one
@@ -47,9 +48,12 @@ demo: install ## Solo Connection fine-tuned on the spot on real weights (SmolLM2
 real: install ## the learning check on real weights: zero-shot, LoRA, Solo, peft anchor -> results/real/
 	$(PY) -m solo.experiments.real $(ARGS)
 
-# make score REFS=references.txt PREDS=predictions.txt [JSON=scores.json]
-score: install ## score predictions: make score REFS=refs.txt PREDS=preds.txt [JSON=out.json]
-	$(PY) -m e2e_eval $(REFS) $(PREDS) $(if $(JSON),--json $(JSON))
+# make score REFS=references.txt PREDS=predictions.txt [JSON=scores.json] [MTEVAL=python]
+# (MTEVAL: BLEU/NIST by the official perl script, the default here, or its python port, the
+# default of training runs: `score.mteval` in a run's config.yaml says which its scores.json used.)
+score: install ## score predictions: make score REFS=refs.txt PREDS=preds.txt [JSON=out.json] [MTEVAL=python]
+	@test -n "$(REFS)" -a -n "$(PREDS)" || { echo "error: make score needs REFS=<references file> PREDS=<predictions file>, e.g. make score REFS=runs/.../references.txt PREDS=runs/.../predictions.txt" >&2; exit 2; }
+	$(PY) -m e2e_eval $(REFS) $(PREDS) $(if $(JSON),--json $(JSON)) $(if $(MTEVAL),--mteval $(MTEVAL))
 
 # make train ARGS="experiment=table2/solo_r8_s0 profile=tiny"
 train: install ## one experiment: make train ARGS="experiment=table2/solo_r8_s0 profile=tiny"

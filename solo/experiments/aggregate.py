@@ -308,7 +308,11 @@ def plot_points(results: list[RowResult]) -> list[dict]:
 
 
 def render_outputs(table: int, run_root: Path, out_dir: Path, smoke: bool) -> dict[Path, bytes]:
+    """The table's files; none where no row has a finished run (a launch that failed whole would
+    otherwise leave an all-missing table, superseding a good one, as the newest results)."""
     results = aggregate_table(table, run_root, smoke)
+    if not any(res.runs for res in results):
+        return {}
     outputs = {
         out_dir / f"table{table}.md": render_markdown(table, results, run_root, smoke).encode(),
         out_dir / f"table{table}.csv": render_csv(table, results, smoke).encode(),
@@ -355,7 +359,11 @@ def default_out_dir(smoke: bool) -> Path:
 
 def aggregate(table: int, run_root: Path, out_dir: Path | None = None, smoke: bool = False) -> list[str]:
     out = out_dir if out_dir is not None else default_out_dir(smoke)
-    return publish(render_outputs(table, run_root, out, smoke))
+    outputs = render_outputs(table, run_root, out, smoke)
+    if not outputs:
+        return [f"table {table}: no finished run under {_display_path(run_root)}; nothing written "
+                f"(the files of {_display_path(out)}/table{table}.* are as they were)"]
+    return publish(outputs)
 
 
 @exit_on_solo_error

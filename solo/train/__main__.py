@@ -33,11 +33,12 @@ _OTHER_CONFIG = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir",
 
 @exit_on_solo_error
 def check_overrides(argv: list[str]) -> None:
-    """Compose the config the command line asks for (each value of a sweep) before Hydra does,
-    so a typo'd key or option is one line naming it and its nearest names, exit 2, before any
-    job has run."""
+    """Compose and check the config the command line asks for (each value of a sweep) before
+    Hydra does, so a typo'd key or option, or a value out of range, is one line naming it and
+    the fix, exit 2, before any job has run."""
     from solo.errors import SoloError
     from solo.train.compose import compose_train_config, sweep_jobs
+    from solo.train.pipeline import check_config
 
     if any(arg.split("=", 1)[0] in _OTHER_CONFIG for arg in argv):
         return
@@ -45,7 +46,7 @@ def check_overrides(argv: list[str]) -> None:
     jobs = sweep_jobs(overrides) or []
     for job in jobs:
         try:
-            compose_train_config(job)
+            check_config(compose_train_config(job))
         except SoloError as err:
             raise SoloError(f"{err} in the sweep's job {' '.join(job)}" if len(jobs) > 1
                             else str(err)) from None

@@ -133,6 +133,20 @@ def test_failure_leaves_results_untouched(tmp_path: Path, run_root: Path):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == snapshot
 
 
+def test_no_finished_run_writes_nothing_and_keeps_the_earlier_table(tmp_path: Path, run_root: Path):
+    """A launch that failed whole (no weights offline, a refused sbatch) must not leave an
+    all-missing table as the newest results, nor new untracked files in results/."""
+    out = tmp_path / "results"
+    (message,) = agg.aggregate(TABLE, run_root, out)
+    assert message.startswith(f"table {TABLE}: no finished run under ") and "nothing written" in message
+    assert not out.exists()
+    write_run(run_root, HOMOTOPY_ID, 1, scores(0.60))
+    agg.aggregate(TABLE, run_root, out)
+    snapshot = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert agg.aggregate(TABLE, tmp_path / "empty-runs", out)[0].startswith(f"table {TABLE}: no finished run")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == snapshot
+
+
 @pytest.mark.slow
 def test_plot_written_for_tables_2_and_3_only(tmp_path: Path, run_root: Path):
     write_run(run_root, "table2/solo_r8_s0", 1, scores(0.6), trainable=20000)
@@ -140,7 +154,9 @@ def test_plot_written_for_tables_2_and_3_only(tmp_path: Path, run_root: Path):
     png = outputs[tmp_path / "table2.png"]
     assert png.startswith(b"\x89PNG")
     assert agg.render_outputs(2, run_root, tmp_path, smoke=False)[tmp_path / "table2.png"] == png
-    assert not any(p.suffix == ".png" for p in agg.render_outputs(TABLE, run_root, tmp_path, smoke=False))
+    write_run(run_root, HOMOTOPY_ID, 1, scores(0.6))
+    others = agg.render_outputs(TABLE, run_root, tmp_path, smoke=False)
+    assert others and not any(p.suffix == ".png" for p in others)
 
 
 def test_cli_rejects_unknown_table(tmp_path: Path, capsys):

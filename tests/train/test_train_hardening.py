@@ -520,3 +520,18 @@ def test_cli_override_typos_fail_before_any_job_of_a_sweep(shared_data, tmp_path
         "python -m solo.train --cfg job lists every setting) in the sweep's job profile=tiny "
         f"method=full_ft method.rank=8 run_root={tmp_path / 'runs'}"]
     assert not (tmp_path / "runs").exists() and not (REPO_ROOT / "multirun").exists()
+
+
+def test_a_sweep_value_out_of_range_fails_before_any_job(tmp_path, capsys):
+    """Values are checked too, not only names: Hydra alone trained the first job of this sweep
+    to the end, then stopped at the second."""
+    from solo.train.__main__ import check_overrides
+
+    with pytest.raises(SystemExit) as stop:
+        check_overrides(["-m", "profile=tiny", "trainer.lr=1e-3,-1", f"run_root={tmp_path}"])
+    assert stop.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: trainer.lr") and "> 0" in line
+    assert line.endswith(f"in the sweep's job profile=tiny trainer.lr=-1 run_root={tmp_path}")
+    check_overrides(["-m", "profile=tiny", "trainer.lr=1e-3,2e-3", f"run_root={tmp_path}"])  # both fine
+    assert not any(tmp_path.iterdir())

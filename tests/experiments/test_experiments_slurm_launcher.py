@@ -1,0 +1,47 @@
+"""The Slurm launcher's failures as one line (no Slurm needed: sbatch is a stand-in on PATH)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from solo.paths import REPO_ROOT
+
+EXPERIMENT = ["experiment=table2/solo_r8_s0", "profile=tiny"]
+
+
+def test_a_refused_sbatch_is_one_line_naming_the_launcher_settings(tmp_path: Path):
+    """An sbatch that refuses the job (here a stand-in on PATH, as for a bad partition or GRES)
+    gave submitit's traceback through Hydra; it is one line naming what to check, exit 2."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "sbatch"
+    fake.write_text("#!/bin/sh\necho 'sbatch: error: invalid partition specified: gpu' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "solo.train", "-m", *EXPERIMENT, f"run_root={tmp_path / 'runs'}",
+         "launcher=slurm", "hydra.launcher.partition=gpu"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: Slurm refused the sweep (sbatch: error: invalid partition specified: gpu); check "
+        "hydra.launcher (partition, gpus_per_node, gres; configs/launcher/slurm.yaml) against "
+        "`sinfo`, then rerun the same command")
+
+
+def test_a_job_that_failed_on_the_cluster_is_one_line_with_its_logs():
+    from submitit.core.utils import FailedJobError
+
+    from hydra_plugins.solo_slurm_launcher.slurm_launcher import failure_line
+
+    err = FailedJobError("Job (task=0) failed during processing with trace:\n"
+                         "----------------------\nTraceback (most recent call last):\n"
+                         "  File \"x.py\", line 1\nRuntimeError: CUDA out of memory\n")
+    assert failure_line(err, Path("/runs/multirun/t")) == (
+        "a Slurm job failed (RuntimeError: CUDA out of memory); its logs are under "
+        "/runs/multirun/t/.submitit; rerun the same command to resume it (finished runs are skipped)")
