@@ -9,7 +9,8 @@ Finally results/tableN.{md,csv,png} are built (results/smoke/ for smoke profiles
 
 Other arguments are Hydra overrides handed to solo.train unchanged. seeds defaults to 1; give
 several (seeds=1,2,3) for mean ± std. A smoke profile (profile=tiny) puts its runs under
-runs/smoke unless run_root is given.
+runs/smoke unless run_root is given. --dry-run prints the plan (finished rows, the solo.train
+commands) and launches nothing. `make table2 ARGS=...` calls it.
 """
 
 from __future__ import annotations
@@ -139,6 +140,9 @@ def run_table(table: int, arguments: list[str]) -> int:
 @exit_on_solo_error
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        raise SystemExit(0)
     if not argv or not argv[0].isdigit():
         raise SoloError("usage: python -m solo.experiments.run_table TABLE [seeds=1,2,3] [profile=tiny] [--dry-run] [overrides...]")
     raise SystemExit(run_table(int(argv[0]), argv[1:]))

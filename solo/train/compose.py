@@ -41,6 +41,10 @@ def explain(err: Exception, overrides: Sequence[str]) -> str:
     if unknown:
         key = unknown.group(1)
         return f"{key}: no such setting ({_nearest_settings(key, overrides)}{LIST_SETTINGS})"
+    appended = re.match(r"Could not append to config\. An item is already at '([^']+)'", message)
+    if appended:
+        key = appended.group(1)
+        return f"+{key}: {key} is already set by the composed config; drop the `+` ({key}=...) to override it"
     missing = re.search(r"Could not find '([^']+)'", message)
     if missing:
         path = missing.group(1)

@@ -112,3 +112,13 @@ def test_every_solo_row_places_its_connections_in_the_smoke_model(experiment: st
     groups = connection_groups(int(cfg.model.overrides.n_layer), cfg.method.get("blocks"),
                                int(cfg.method.get("span", 1)))
     assert groups
+
+
+def test_help_prints_the_usage_and_no_table_is_one_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        rt.main(["--help"])
+    assert stop.value.code == 0 and "--dry-run prints the plan" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        rt.main([])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("error: usage: python -m solo.experiments.run_table TABLE")

@@ -492,6 +492,7 @@ def test_a_chosen_gpu_becomes_the_current_device(one_visible_gpu):
     (["methd=lora"], "methd: no such setting (did you mean method?"),
     (["method=full_ft", "method.rank=4"], "method.rank: no such setting (method has name;"),
     (["~trainer.nope"], "trainer.nope: no such setting ("),
+    (["+trainer.lr=1"], "+trainer.lr: trainer.lr is already set by the composed config; drop the `+`"),
     (["method=lorra"], "method=lorra: no such option in configs/method/ (available: full_ft, lora, solo)"),
     (["experiment=table2/solo_r8_s"],
      "experiment=table2/solo_r8_s: no such option in configs/experiment/table2/ (closest: solo_r8_s0,"),
