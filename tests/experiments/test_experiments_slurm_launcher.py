@@ -20,6 +20,9 @@ def test_a_refused_sbatch_is_one_line_naming_the_launcher_settings(tmp_path: Pat
     fake = bin_dir / "sbatch"
     fake.write_text("#!/bin/sh\necho 'sbatch: error: invalid partition specified: gpu' >&2\nexit 1\n")
     fake.chmod(0o755)
+    # submitit will not submit where there is no srun; this one is never run.
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "srun").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(
         [sys.executable, "-m", "solo.train", "-m", *EXPERIMENT, f"run_root={tmp_path / 'runs'}",
@@ -45,3 +48,41 @@ def test_a_job_that_failed_on_the_cluster_is_one_line_with_its_logs():
     assert failure_line(err, Path("/runs/multirun/t")) == (
         "a Slurm job failed (RuntimeError: CUDA out of memory); its logs are under "
         "/runs/multirun/t/.submitit; rerun the same command to resume it (finished runs are skipped)")
+
+
+def test_an_sbatch_that_refuses_without_saying_why_is_still_a_refusal():
+    """submitit raises the same FailedJobError for a refused submission as for a failed job; the
+    refusal is the one caused by sbatch's non-zero exit, and is not reported as a job failure."""
+    import subprocess as sp
+
+    from submitit.core.utils import FailedJobError
+
+    from hydra_plugins.solo_slurm_launcher.slurm_launcher import failure_line
+
+    try:
+        try:
+            raise sp.CalledProcessError(1, ["sbatch", "x.sh"], output="", stderr="")
+        except sp.CalledProcessError as cause:
+            raise FailedJobError("") from cause
+    except FailedJobError as err:
+        line = failure_line(err, Path("/runs/multirun/t"))
+    assert line.startswith("Slurm refused the sweep (sbatch exited 1); check hydra.launcher"), line
+
+
+def test_launcher_slurm_where_there_is_no_slurm_is_one_line(tmp_path: Path):
+    """Without srun submitit raised a RuntimeError through Hydra's traceback, and the sweep's
+    folder stayed behind holding only Hydra's multirun.yaml."""
+    from hydra_plugins.solo_slurm_launcher.slurm_launcher import NO_SLURM
+
+    empty_path = tmp_path / "bin"
+    empty_path.mkdir()
+    sweep_dir = tmp_path / "sweep"
+    done = subprocess.run(
+        [sys.executable, "-m", "solo.train", "-m", *EXPERIMENT, f"run_root={tmp_path / 'runs'}",
+         "launcher=slurm", f"hydra.sweep.dir={sweep_dir}"],
+        cwd=REPO_ROOT, env={**os.environ, "PATH": str(empty_path)}, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines() == [f"error: {NO_SLURM}"]
+    assert not sweep_dir.exists()
