@@ -32,6 +32,16 @@ class Method:
     def trainable_parameters(self) -> list[nn.Parameter]:
         raise NotImplementedError
 
+    def __repr__(self) -> str:
+        settings = self.settings.to_dict() if hasattr(self.settings, "to_dict") else {}
+        parts = [f"{key}={value!r}" for key, value in settings.items() if key != "name"]
+        parts += [f"{key}={value}" for key, value in self.summary().items()]
+        return f"{type(self).__name__}({', '.join(parts + [f'trainable={self.num_trainable():,}'])})"
+
+    def summary(self) -> dict[str, str]:
+        """What the method attached to, for its repr (e.g. which blocks); nothing by default."""
+        return {}
+
     def num_trainable(self) -> int:
         """Number of trainable scalars (entries a mask keeps at zero are not counted)."""
         return sum(p.numel() for p in self.trainable_parameters())

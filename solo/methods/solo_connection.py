@@ -218,6 +218,10 @@ class SoloConnection(Method):
             for index, (first, last) in enumerate(self.groups)
         ]
 
+    def summary(self) -> dict[str, str]:
+        spans = [f"D{first}" if first == last else f"D{first}-D{last}" for first, last in self.groups]
+        return {"connections": f"[{', '.join(spans)}]"}
+
     @property
     def n_connections(self) -> int:
         return len(self.groups)

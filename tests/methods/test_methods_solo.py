@@ -240,3 +240,14 @@ def test_gradient_checkpointing_gives_the_same_gradients(span, tokens):
         grads.append([p.grad.clone() for p in method.trainable_parameters()])
     for plain, checkpointed in zip(*grads, strict=True):
         torch.testing.assert_close(plain, checkpointed)
+
+
+def test_repr_names_the_settings_the_connections_and_the_trainable_count():
+    """Printing the method (a notebook's first look) says where it attached and how big it is."""
+    method = apply_method(make_gpt2(n_layer=12), {"name": "solo", "rank": 8, "sparsity": 0.5, "span": 3})
+    text = repr(method)
+    assert text.startswith("SoloConnection(rank=8, sparsity=0.5, span=3, ")
+    assert f"connections=[{', '.join(f'D{a}-D{b}' for a, b in method.groups)}]" in text
+    assert text.endswith(f"trainable={method.num_trainable():,})")
+    lora = apply_method(make_gpt2(), {"name": "lora"})
+    assert repr(lora) == f"LoRA(rank=4, alpha=32, dropout=0.1, targets=['q', 'v'], trainable={lora.num_trainable():,})"
