@@ -24,6 +24,7 @@ from solo.atomic import (
     write_text_atomic,
 )
 from solo.decode.recipe import RECIPE_FILE, recorded_mteval, run_recipe
+from solo.errors import SoloError
 from solo.train import meta as run_meta
 from solo.train.checkpoint import intact_copy
 from solo.train.interrupt import deferred, stop_on_signals
@@ -39,7 +40,7 @@ from solo.train.rundir import (
     run_dir_for,
     write_error,
 )
-from solo.train.tracking import logger_settings, start_tracking
+from solo.train.tracking import check_login, logger_settings, start_tracking
 
 if TYPE_CHECKING:
     from solo.data import MRGroup, TrainBatches
@@ -56,12 +57,26 @@ def check_config(cfg: DictConfig) -> None:
     from solo.decode.predict import settings_from_config
     from solo.methods import check_method_config
 
+    check_seed(cfg.get("seed"))
     check_trainer_config(cfg.trainer)
     data_settings(cfg.data)
-    settings_from_config(OmegaConf.to_container(cfg.decode, resolve=True))  # type: ignore[arg-type]
+    decode = settings_from_config(OmegaConf.to_container(cfg.decode, resolve=True))  # type: ignore[arg-type]
+    if decode.max_new_tokens == 0:  # the search allows it; a run would score empty sentences
+        raise SoloError("decode.max_new_tokens=0 would make every prediction empty; use an integer >= 1 "
+                        "(the paper's recipe: 64)")
     check_method_config(cfg.method)
     check_mteval(str(OmegaConf.select(cfg, "score.mteval", default="perl")))
     logger_settings(cfg.get("logger"))
+
+
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding, which seed_everything also seeds
+
+
+def check_seed(seed: Any) -> None:
+    """The run's `seed`: torch, numpy and Python's random take it, numpy only in 0 .. 2**32-1."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        shown = repr(seed) if isinstance(seed, str) else seed
+        raise SoloError(f"seed={shown} is not allowed; allowed: an integer in 0 .. {SEED_MAX} (default 1)")
 
 
 def check_scorer() -> None:
@@ -196,6 +211,7 @@ def experiment_steps(
     refuse_if_claimed(run_dir)
     inputs = load_inputs(cfg, run_dir, pack)
     check_scorer()  # after the inputs: a bad command line is named before the machine's Java
+    check_login(cfg.logger)
     try:
         with claimed(run_dir):
             if is_finished(run_dir):  # another process finished it between the check and the lock

@@ -9,6 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from solo.errors import SoloError
 from solo.schema import Choice, allowed, from_mapping
 
 MODES = ("online", "offline", "disabled")
@@ -28,6 +29,25 @@ class LoggerSettings:
 def logger_settings(logger_cfg: Mapping[str, Any] | None) -> LoggerSettings:
     """The `logger` group checked: SoloError naming logger.<key> for an unknown key or a bad mode."""
     return from_mapping(LoggerSettings, logger_cfg, "logger")
+
+
+OFFLINE_INSTEAD = "or use logger.mode=offline and `wandb sync <run dir>/wandb/offline-run-*` later"
+
+
+def check_login(logger_cfg: Mapping[str, Any] | None) -> None:
+    """logger.mode=online needs wandb credentials. Where none are stored and there is no terminal
+    to ask for them (a sweep's job, a redirected run), wandb.init fails with a traceback after the
+    run directory exists; this fails first, with one line. Checks nothing over the network."""
+    if logger_settings(logger_cfg).mode != "online":
+        return
+    import wandb
+
+    try:
+        wandb.login(verify=False)
+    except wandb.errors.Error as err:
+        why = "has no API key here" if isinstance(err, wandb.errors.UsageError) else f"cannot log in ({err})"
+        raise SoloError(f"logger.mode=online but wandb {why}: run `wandb login` or set WANDB_API_KEY, "
+                        f"{OFFLINE_INSTEAD}") from None
 
 
 class Tracker:
@@ -84,17 +104,22 @@ def start_tracking(
         return Tracker()
     import wandb  # imported here: a disabled run should not pay for it
 
-    run = wandb.init(
-        project=str(settings.project),
-        entity=settings.entity,
-        mode=settings.mode,
-        dir=str(run_dir),
-        id=run_id,
-        name=name,
-        resume="allow",
-        config=config,
-        tags=[*list(settings.tags or []), *(tags or [])],
-        # console="off": wandb must not wrap stdout/stderr (the tqdm bar, our one-line errors).
-        settings=wandb.Settings(console="off", silent=True),
-    )
+    try:
+        run = wandb.init(
+            project=str(settings.project),
+            entity=settings.entity,
+            mode=settings.mode,
+            dir=str(run_dir),
+            id=run_id,
+            name=name,
+            resume="allow",
+            config=config,
+            tags=[*list(settings.tags or []), *(tags or [])],
+            # console="off": wandb must not wrap stdout/stderr (the tqdm bar, our one-line errors).
+            settings=wandb.Settings(console="off", silent=True),
+        )
+    except wandb.errors.Error as err:  # e.g. the server unreachable, a project the key cannot write
+        said = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise SoloError(f"wandb could not start the run ({said}): check logger.project / "
+                        f"logger.entity and the network, {OFFLINE_INSTEAD}; rerun to resume") from None
     return WandbTracker(run)

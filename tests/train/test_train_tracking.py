@@ -48,3 +48,55 @@ def test_logger_settings_refuse_unknown_keys_and_bad_modes():
     with pytest.raises(SoloError, match=r"^logger\.mode='bogus' is not allowed; allowed: one of online"):
         logger_settings({"mode": "bogus"})
 
+
+
+@pytest.fixture()
+def no_wandb_credentials(tmp_path, monkeypatch):
+    """A machine where nobody ran `wandb login`: no key in the environment, netrc or settings."""
+    for name in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NETRC", str(tmp_path / "home" / ".netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "home" / "wandb"))
+
+
+def test_online_without_credentials_is_one_line_before_the_run_dir(
+    no_wandb_credentials, shared_data, tmp_path, capsys, fake_scorer
+):
+    """wandb.init raised UsageError through Hydra after config.yaml, recipe.json and meta.json
+    were written; now the run stops before its run directory, saying how to log in."""
+    from solo.errors import exit_on_solo_error
+    from solo.train.pipeline import run_experiment
+    from tests.train.test_train_pipeline import compose_cfg, tiny_overrides
+
+    cfg = compose_cfg(tiny_overrides(shared_data, tmp_path / "runs", "logger.mode=online"))
+    with pytest.raises(SystemExit) as exited:
+        exit_on_solo_error(run_experiment)(cfg)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: logger.mode=online but wandb has no API key here: run `wandb login` or set "
+        "WANDB_API_KEY, or use logger.mode=offline and `wandb sync <run dir>/wandb/offline-run-*` later")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_online_with_a_key_in_the_environment_passes_the_check(no_wandb_credentials, monkeypatch):
+    from solo.train.tracking import check_login
+
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    check_login(OmegaConf.create({"mode": "online"}))  # no network: the key is not verified
+    check_login(OmegaConf.create({"mode": "offline"}))
+
+
+def test_a_wandb_init_that_fails_is_one_line(tmp_path, monkeypatch):
+    import wandb
+
+    def init(**kwargs):
+        raise wandb.errors.CommError("Network error (ConnectionError), entering retry loop.\nmore")
+
+    monkeypatch.setattr(wandb, "init", init)
+    with pytest.raises(SoloError) as err:
+        start_tracking(OmegaConf.create({"mode": "online"}), run_dir=tmp_path, run_id="x", name="x",
+                       config={})
+    assert str(err.value).startswith(
+        "wandb could not start the run (Network error (ConnectionError), entering retry loop.): check "
+        "logger.project / logger.entity and the network, or use logger.mode=offline")
