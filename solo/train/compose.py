@@ -79,6 +79,8 @@ def _nearest_settings(key: str, overrides: Sequence[str]) -> str:
         close = difflib.get_close_matches(key, sorted(names), n=3, cutoff=0.75)
     if close:
         return f"did you mean {' or '.join(close)}? "
+    if parent and parent in names and not siblings:  # e.g. model.format, null in GPT-2's recipe
+        return f"{parent} is one value here (e.g. null), not a group of settings: set it whole, {parent}={{key: value, ...}}; "
     if parent and parent in names and len(siblings) <= 10:
         return f"{parent} has {', '.join(siblings)}; "
     return ""

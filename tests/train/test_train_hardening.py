@@ -495,6 +495,10 @@ def test_a_chosen_gpu_becomes_the_current_device(one_visible_gpu):
     (["methd=lora"], "methd: no such setting (did you mean method?"),
     (["method=full_ft", "method.rank=4"], "method.rank: no such setting (method has name;"),
     (["~trainer.nope"], "trainer.nope: no such setting ("),
+    # GPT-2's recipe has model.format null: there is nothing under it to set one by one.
+    (["model.format.separator=5"],
+     "model.format.separator: no such setting (model.format is one value here (e.g. null), not a "
+     "group of settings: set it whole, model.format={key: value, ...};"),
     (["+trainer.lr=1"], "+trainer.lr: trainer.lr is already set by the composed config; drop the `+`"),
     (["method=lorra"], "method=lorra: no such option in configs/method/ (available: full_ft, lora, solo)"),
     (["experiment=table2/solo_r8_s"],
