@@ -15,6 +15,7 @@ commands) and launches nothing. `make table2 ARGS=...` calls it.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -67,6 +68,9 @@ def _split_arguments(arguments: list[str]) -> tuple[list[int], list[str], bool]:
                 raise SoloError(f"{arg!r}: seeds must be comma-separated integers, e.g. seeds=1,2,3") from None
             if not seeds:
                 raise SoloError("seeds= is empty; give e.g. seeds=1 or seeds=1,2,3")
+            repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+            if repeated:  # one run dir per seed: a repeat would be counted twice in mean ± std
+                raise SoloError(f"{arg!r} repeats seed {repeated[0]}; give each seed once, e.g. seeds=1,2,3")
         elif arg.startswith(("experiment=", "seed=", "-m", "--multirun")):
             raise SoloError(f"{arg!r}: run_table chooses the experiments and seeds itself; use seeds=1,2,3")
         else:
@@ -124,7 +128,8 @@ def run_table(table: int, arguments: list[str]) -> int:
         print(f"  finished, skipped: {experiment} seed {seed} -> {run_dir}")
     failures = 0
     for command in plan.commands():
-        print("  $ " + " ".join(command[1:]), flush=True)
+        # As one would type it (the launch itself uses this interpreter, sys.executable).
+        print("  $ " + shlex.join(["python", *command[1:]]), flush=True)
         if not dry_run:
             failures += subprocess.run(command, cwd=REPO_ROOT).returncode != 0
     if dry_run:

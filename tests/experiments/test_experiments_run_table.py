@@ -88,7 +88,8 @@ def test_run_table_launches_then_aggregates_into_smoke_results(tmp_path: Path, m
     assert rt.run_table(6, [*overrides, "seeds=1,2"]) == 0 and len(launched) == 1
 
 
-@pytest.mark.parametrize("bad", [["seeds=a"], ["seed=3"], ["experiment=table2/lora_r8"], ["seeds="]])
+@pytest.mark.parametrize("bad", [["seeds=a"], ["seed=3"], ["experiment=table2/lora_r8"], ["seeds="],
+                                 ["seeds=1,2,1"]])
 def test_bad_arguments_are_one_line_errors(bad):
     with pytest.raises(SoloError):
         rt._split_arguments(bad)
@@ -122,3 +123,15 @@ def test_help_prints_the_usage_and_no_table_is_one_line(capsys):
         rt.main([])
     assert stop.value.code == 2
     assert capsys.readouterr().err.strip().startswith("error: usage: python -m solo.experiments.run_table TABLE")
+
+
+def test_dry_run_prints_a_command_one_can_paste(capsys):
+    """The plan's command was printed without its interpreter (`$ -m solo.train ...`), and an
+    override with shell characters unquoted."""
+    import shlex
+
+    assert rt.run_table(6, ["--dry-run", "profile=tiny", "trainer.betas=[0.9,0.99]"]) == 0
+    command = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  $ "))
+    words = shlex.split(command[4:])
+    assert words[:4] == ["python", "-m", "solo.train", "-m"]
+    assert "trainer.betas=[0.9,0.99]" in words and "'trainer.betas=[0.9,0.99]'" in command
