@@ -226,17 +226,47 @@ def _batch_order(batches, steps: int) -> list[list[int]]:
     return order[:steps]
 
 
+def _integer(low: int):
+    """An argparse type: an integer >= low (argparse names the flag in its one-line error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; give an integer >= {low}")
+        return value
+    return parse
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; give a number > 0")
+    return value
+
+
+def _run_name(text: str) -> str:
+    """One folder name under runs/real/: `../x` or `a/b` would put the lanes elsewhere."""
+    if not text or text in (".", "..") or "/" in text or "\\" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a single folder name (runs/real/<name>/), e.g. my-run")
+    return text
+
+
 def parse_args(argv: list[str] | None) -> tuple[Settings, list[str], bool]:
     parser = argparse.ArgumentParser(prog="python -m solo.experiments.real", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=Settings.steps)
-    parser.add_argument("--test-mrs", type=int, default=Settings.test_mrs, help="0: dev loss only, no decoding")
+    parser.add_argument("--steps", type=_integer(1), default=Settings.steps)
+    parser.add_argument("--test-mrs", type=_integer(0), default=Settings.test_mrs, help="0: dev loss only, no decoding")
     parser.add_argument("--lanes", default=",".join(ALL_LANES))
-    parser.add_argument("--lr-solo", type=float)
-    parser.add_argument("--lr-lora", type=float)
-    parser.add_argument("--batch-size", type=int, default=Settings.batch_size)
-    parser.add_argument("--dev-examples", type=int, default=Settings.dev_examples)
-    parser.add_argument("--eval-every", type=int, default=Settings.eval_every)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
+    parser.add_argument("--lr-solo", type=_positive)
+    parser.add_argument("--lr-lora", type=_positive)
+    parser.add_argument("--batch-size", type=_integer(1), default=Settings.batch_size)
+    parser.add_argument("--dev-examples", type=_integer(1), default=Settings.dev_examples)
+    parser.add_argument("--eval-every", type=_integer(1), default=Settings.eval_every)
+    parser.add_argument("--threads", type=_integer(1), help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
     parser.add_argument("--solo", action="append", default=[], metavar="KEY=VALUE",
                         help="change a Solo Connection setting, e.g. --solo lambda_init=0.01")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -244,7 +274,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, list[str], bool]:
     parser.add_argument("--no-report", action="store_true", help="print the figures only (experiments)")
     parser.add_argument("--results-stem", default=MODEL,
                         help="results/real/<stem>.{md,csv} (and <stem>-*.png unless the default)")
-    parser.add_argument("--run-name", default=None,
+    parser.add_argument("--run-name", type=_run_name, default=None,
                         help="runs/real/<name>/<lane>/ (default: the start time); a lane whose result.json "
                              "is there already is not rerun, so lanes may run as separate processes and a "
                              "last call with all lanes writes the report")

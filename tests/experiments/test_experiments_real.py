@@ -64,3 +64,23 @@ def test_audit_counts_lora_and_solo_on_the_llama_blocks():
     assert rows["lora"][0] == rows["lora"][1] == 30 * (8 * (576 + 576) + 8 * (576 + 192))
     assert rows["solo"][0] == rows["solo"][1] and rows["solo"][2].split(", ") == [f"D{i}" for i in range(2, 30, 2)]
     assert "MISMATCH" not in real_model_audit()
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["--steps", "0"], "argument --steps: 0 is not allowed; give an integer >= 1"),
+    (["--test-mrs", "-1"], "argument --test-mrs: -1 is not allowed; give an integer >= 0"),
+    (["--threads", "0"], "argument --threads: 0 is not allowed"),
+    (["--lr-solo", "0"], "argument --lr-solo: 0 is not allowed; give a number > 0"),
+    (["--batch-size", "x"], "argument --batch-size: 'x' is not an integer"),
+    # The lanes' folders are runs/real/<name>/<lane>: this one would have been runs/x/.
+    (["--run-name", "../x"], "argument --run-name: '../x' must be a single folder name"),
+])
+def test_bad_arguments_are_refused_before_anything_loads(argv, said, capsys):
+    """--steps 0 and --test-mrs -1 loaded the model and ran on; --threads 0 and --lr-solo 0 were
+    silently the defaults."""
+    from solo.experiments.real import parse_args
+
+    with pytest.raises(SystemExit) as exited:
+        parse_args(argv)
+    assert exited.value.code == 2
+    assert said in capsys.readouterr().err.strip().splitlines()[-1]
