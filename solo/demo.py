@@ -73,8 +73,22 @@ def _losses(run_dir: Path) -> tuple[float, float] | None:
     return (losses[0], losses[-1]) if losses else None
 
 
+def parse_args(argv: list[str] | None = None) -> None:
+    """The demo takes no options: --help prints what it does, anything else is refused (it would
+    otherwise start a run that ignores it)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m solo.demo",
+        description="Solo Connection fine-tuned on the spot on a real pretrained model (SmolLM2-135M, "
+                    f"{STEPS} steps on the CPU, about 2 minutes), then decoded and scored; not the paper's set-up.",
+        epilog="Its settings are DEMO_OVERRIDES in solo/demo.py; `make train ARGS=...` runs any other.")
+    parser.parse_args(argv)
+
+
 @exit_on_solo_error
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parse_args(argv)
     started = time.monotonic()
     from solo.data import group_by_mr, load_split
     from solo.train.compose import compose_train_config

@@ -21,6 +21,7 @@ version is kept as .bak), and each lane's run dir under runs/real/ (metrics.json
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import subprocess
@@ -69,6 +70,8 @@ class Settings:
     weight_decay: dict[str, float] = field(default_factory=lambda: {"lora": 0.01, "solo": 0.1})
     warmup_fraction: float = 0.1
     overrides: list[str] = field(default_factory=list)
+    # Each lane's method settings: METHODS as changed by --solo (a copy: the defaults stay).
+    methods: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(METHODS))
     run_name: str = ""
     results_stem: str = MODEL
 
@@ -148,9 +151,9 @@ def run_lane(lane: str, cfg: Any, settings: Settings, data: Data, run_dir: Path)
     torch.manual_seed(settings.seed)
     model, tokenizer = load_backbone(cfg.model)
     result = LaneResult(lane)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if lane in METHODS:
-        method = apply_method(model, METHODS[lane])
+    method = apply_method(model, settings.methods[lane]) if lane in settings.methods else None
+    run_dir.mkdir(parents=True, exist_ok=True)  # after the method is known good
+    if method is not None:
         result.trainable = method.num_trainable()
         started = time.perf_counter()
         train(model=model, params=list(method.trainable_parameters()),
@@ -192,7 +195,7 @@ def run_anchor(cfg: Any, settings: Settings, data: Data, run_dir: Path) -> LaneR
         "model_dir": str(converted_dir(str(cfg.model.pretrained))),
         "seed": settings.seed,
         "threads": torch.get_num_threads(),
-        "lora": {k: METHODS["lora"][k] for k in ("rank", "alpha", "dropout")},
+        "lora": {k: settings.methods["lora"][k] for k in ("rank", "alpha", "dropout")},
         "train_batches": [[list(map(list, data.train_examples[i])) for i in batch]
                           for batch in _batch_order(data.train, settings.steps)],
         "dev_examples": [list(map(list, e)) for e in data.dev_examples],
@@ -293,7 +296,10 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, list[str], bool]:
         raise SoloError(f"--lanes: unknown lane {bad[0]!r}; choose from {', '.join(ALL_LANES)}")
     for item in args.solo:
         key, _, value = item.partition("=")
-        METHODS["solo"][key] = yaml_value(value)
+        settings.methods["solo"][key] = yaml_value(value)
+    from solo.methods import check_method_config
+
+    check_method_config(settings.methods["solo"])  # a bad --solo fails here, not after loading the model
     settings.overrides = list(args.set)
     settings.run_name = args.run_name or time.strftime("%Y%m%d-%H%M%S")
     settings.results_stem = args.results_stem

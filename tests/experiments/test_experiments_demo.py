@@ -23,3 +23,19 @@ def test_demo_table_says_what_it_is_and_puts_fractions_on_the_paper_scale():
     assert "real pretrained weights (SmolLM2-135M, Q4_1)" in table and "not the paper's setup" in table
     assert "| BLEU | 12.34 |" in table and "| NIST | 1.50 |" in table
     assert "first 5 test MRs" in table and "runs/demo/x" in table and "4.200" in table
+
+
+def test_demo_help_and_unknown_options_start_no_run(capsys, monkeypatch):
+    """`python -m solo.demo --help` ran the whole demo (it read no arguments)."""
+    import pytest
+
+    def no_run(*args, **kwargs):
+        pytest.fail("the demo started a run")
+
+    monkeypatch.setattr(demo.subprocess, "run", no_run)
+    for argv, code in ((["--help"], 0), (["--steps", "3"], 2)):
+        with pytest.raises(SystemExit) as exited:
+            demo.main(argv)
+        assert exited.value.code == code
+    captured = capsys.readouterr()
+    assert "usage: python -m solo.demo" in captured.out and "unrecognized arguments: --steps 3" in captured.err

@@ -84,3 +84,16 @@ def test_bad_arguments_are_refused_before_anything_loads(argv, said, capsys):
         parse_args(argv)
     assert exited.value.code == 2
     assert said in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_solo_flags_change_this_run_only_and_are_checked_before_loading():
+    """--solo wrote into the module's METHODS (so into every later run in the process) and a bad
+    key failed only after the model had loaded, leaving an empty lane folder behind."""
+    from solo.experiments.real import METHODS, parse_args
+
+    defaults = {lane: dict(cfg) for lane, cfg in METHODS.items()}
+    settings, _, _ = parse_args(["--solo", "lambda_init=0.01"])
+    assert settings.methods["solo"] == {**defaults["solo"], "lambda_init": 0.01}
+    with pytest.raises(SoloError, match="unknown key.*method.bogus"):
+        parse_args(["--solo", "bogus=1"])
+    assert METHODS == defaults
