@@ -35,11 +35,15 @@ class Number:
         kind = "an integer" if self.integer else "a number"
         bounds = []
         if self.low is not None:
-            bounds.append(f"{'>' if self.open_low else '>='} {self.low:g}")
+            bounds.append(f"{'>' if self.open_low else '>='} {self._show_bound(self.low)}")
         if self.high is not None:
-            bounds.append(f"{'<' if self.open_high else '<='} {self.high:g}")
+            bounds.append(f"{'<' if self.open_high else '<='} {self._show_bound(self.high)}")
         text = f"{kind} {' and '.join(bounds)}".rstrip()
         return text + (" or null" if self.nullable else "")
+
+    def _show_bound(self, bound: float) -> str:
+        # An integer bound exactly: 2**32 - 1, not 4.29497e+09.
+        return str(int(bound)) if self.integer and float(bound).is_integer() else f"{bound:g}"
 
     def accepts(self, value: Any) -> bool:
         if value is None:

@@ -22,10 +22,6 @@ NO_SLURM = ("launcher=slurm needs Slurm (`srun`, `sbatch`) on PATH and this mach
             "run it on the cluster's login node, or drop launcher=slurm to run the jobs here")
 
 
-def _lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip() and set(line.strip()) != {"-"}]
-
-
 def failure_line(err: BaseException, sweep_dir: Path) -> str:
     """submitit's multi-line error as one line: what Slurm said and where to look.
 
@@ -35,7 +31,7 @@ def failure_line(err: BaseException, sweep_dir: Path) -> str:
     from submitit.core.utils import FailedSubmissionError
 
     refused = isinstance(err, FailedSubmissionError) or isinstance(err.__cause__, subprocess.CalledProcessError)
-    lines = _lines(str(err))
+    lines = [line.strip() for line in str(err).splitlines() if line.strip() and set(line.strip()) != {"-"}]
     if refused:
         said = next((line for line in lines if line.startswith("sbatch:")), lines[-1] if lines else None)
         if said is None and isinstance(err.__cause__, subprocess.CalledProcessError):

@@ -33,8 +33,7 @@ class Method:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        settings = self.settings.to_dict() if hasattr(self.settings, "to_dict") else {}
-        parts = [f"{key}={value!r}" for key, value in settings.items() if key != "name"]
+        parts = [f"{key}={value!r}" for key, value in self.settings.to_dict().items() if key != "name"]
         parts += [f"{key}={value}" for key, value in self.summary().items()]
         return f"{type(self).__name__}({', '.join(parts + [f'trainable={self.num_trainable():,}'])})"
 

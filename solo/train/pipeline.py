@@ -25,6 +25,7 @@ from solo.atomic import (
 )
 from solo.decode.recipe import RECIPE_FILE, recorded_mteval, run_recipe
 from solo.errors import SoloError
+from solo.schema import Number
 from solo.train import meta as run_meta
 from solo.train.checkpoint import intact_copy
 from solo.train.interrupt import deferred, stop_on_signals
@@ -69,14 +70,14 @@ def check_config(cfg: DictConfig) -> None:
     logger_settings(cfg.get("logger"))
 
 
-SEED_MAX = 2**32 - 1  # numpy's legacy seeding, which seed_everything also seeds
+# torch, numpy and Python's random take the run's seed; numpy's legacy seeding only up to 2**32 - 1.
+SEED = Number(integer=True, low=0, high=2**32 - 1)
 
 
 def check_seed(seed: Any) -> None:
-    """The run's `seed`: torch, numpy and Python's random take it, numpy only in 0 .. 2**32-1."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+    if not SEED.accepts(seed):
         shown = repr(seed) if isinstance(seed, str) else seed
-        raise SoloError(f"seed={shown} is not allowed; allowed: an integer in 0 .. {SEED_MAX} (default 1)")
+        raise SoloError(f"seed={shown} is not allowed; allowed: {SEED.describe()} (default 1)")
 
 
 def check_scorer() -> None:

@@ -59,8 +59,8 @@ def _snapshot(root: Path) -> dict[Path, bytes]:
     [
         ("decode.num_beams=0", "decode.num_beams=0 must be an integer >= 1"),
         ("decode.max_new_tokens=0", "decode.max_new_tokens=0 would make every prediction empty"),
-        ("seed=-1", "seed=-1 is not allowed; allowed: an integer in 0 .. 4294967295"),
-        ("seed=abc", "seed='abc' is not allowed; allowed: an integer in 0 .. 4294967295"),
+        ("seed=-1", "seed=-1 is not allowed; allowed: an integer >= 0 and <= 4294967295"),
+        ("seed=abc", "seed='abc' is not allowed; allowed: an integer >= 0 and <= 4294967295"),
         ("decode.engine=bogus", "decode.engine='bogus' must be one of"),
         ("score.mteval=bogus", "mteval='bogus' must be one of perl, python"),
         ("trainer.lr=-1", "trainer.lr=-1 is not allowed; allowed: a number > 0"),
