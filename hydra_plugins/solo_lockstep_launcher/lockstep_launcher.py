@@ -67,7 +67,8 @@ class LockstepLauncher(Launcher):
             # Hydra would re-raise only the first failure, with a traceback; solo's CLI prints
             # one `error:` line per problem and exits with status 2 (solo.errors).
             total = len(returns)
-            print(f"error: {len(failures)} of {total} lockstep runs failed:", file=sys.stderr)
+            kind = "packed" if self.pack else "lockstep"
+            print(f"error: {len(failures)} of {total} {kind} runs failed:", file=sys.stderr)
             for line in failures:
                 print(f"  {line}", file=sys.stderr)
             raise SystemExit(2)

@@ -374,6 +374,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: results, or results/smoke with --smoke)")
     parser.add_argument("--smoke", action="store_true", help="aggregate profile=tiny smoke runs instead of real ones")
     args = parser.parse_args(argv)
+    # A missing default run root is the normal "nothing run yet"; a --runs that names no folder
+    # is a typo, and reporting "no finished run" for it would hide that.
+    if args.runs is not None and not args.runs.is_dir():
+        parser.error(f"--runs {args.runs}: no such folder; give the run root that holds the run dirs (default: runs)")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out}: is a file; give a folder for table{args.table}.{{md,csv,png}}")
     run_root = args.runs or (REPO_ROOT / "runs" / ("smoke" if args.smoke else ""))
     for message in aggregate(args.table, run_root, args.out, args.smoke):
         print(message)

@@ -164,3 +164,18 @@ def test_cli_rejects_unknown_table(tmp_path: Path, capsys):
         agg.main(["9", "--runs", str(tmp_path), "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 2
     assert "table 9 does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--runs", "--out"])
+def test_cli_refuses_a_runs_folder_that_is_not_there_and_an_out_that_is_a_file(tmp_path: Path, capsys, flag):
+    """--runs runz (a typo) used to report 'no finished run' and exit 0, as if nothing had run yet."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine\n")
+    bad = {"--runs": tmp_path / "runz", "--out": a_file}[flag]
+    argv = ["2", "--runs", str(tmp_path), "--out", str(tmp_path / "o")]
+    argv[argv.index(flag) + 1] = str(bad)
+    with pytest.raises(SystemExit) as exit_info:
+        agg.main(argv)
+    assert exit_info.value.code == 2
+    assert f"{flag} {bad}" in capsys.readouterr().err
+    assert a_file.read_text() == "mine\n" and not (tmp_path / "o").exists()

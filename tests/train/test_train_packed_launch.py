@@ -124,3 +124,25 @@ def test_tables_pack_on_cuda_unless_a_launcher_is_chosen():
     assert with_default_launcher(["profile=tiny"], cuda=False) == ["profile=tiny"]
     chosen = ["launcher=slurm", "hydra.launcher.partition=gpu"]
     assert with_default_launcher(chosen, cuda=True) == chosen
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_the_launchers_failure_summary_names_its_own_launcher(tmp_path, capsys, monkeypatch, pack):
+    """launcher=packed used to report its diverged runs as 'lockstep runs failed'."""
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.solo_lockstep_launcher.lockstep_launcher import LockstepLauncher
+
+    launcher = LockstepLauncher(pack=pack)
+    launcher.config = OmegaConf.create(
+        {"hydra": {"hydra_logging": None, "verbose": False, "sweep": {"dir": str(tmp_path)}}})
+    launcher.hydra_context = object()
+    monkeypatch.setattr(launcher, "_compose", lambda index, overrides: overrides)
+    monkeypatch.setattr(launcher, "_run_groups",
+                        lambda jobs: ([None] * len(jobs), ["runs/a: loss is nan at optimiser step 3"]))
+    with pytest.raises(SystemExit) as exit_info:
+        launcher.launch([["seed=1"], ["seed=2"]], initial_job_idx=0)
+    assert exit_info.value.code == 2
+    kind = "packed" if pack else "lockstep"
+    assert (f"error: 1 of 2 {kind} runs failed:\n  runs/a: loss is nan at optimiser step 3\n"
+            in capsys.readouterr().err)
