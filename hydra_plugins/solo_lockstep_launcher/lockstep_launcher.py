@@ -62,27 +62,34 @@ class LockstepLauncher(Launcher):
         ]
         # An error for the whole launch (run_lockstep: no Java for the scorer, before any run
         # starts) is one line, as from the task function; Hydra would show a traceback.
-        returns, failures = exit_on_solo_error(self._run_groups)(jobs)
+        returns, failures, signal_exit = exit_on_solo_error(self._run_groups)(jobs)
         if failures:
             # Hydra would re-raise only the first failure, with a traceback; solo's CLI prints
-            # one `error:` line per problem and exits with status 2 (solo.errors).
-            total = len(returns)
+            # one `error:` line per problem and exits with status 2 (solo.errors), or as the
+            # signal that stopped the sweep asks (130/143), like a single run.
             kind = "packed" if self.pack else "lockstep"
-            print(f"error: {len(failures)} of {total} {kind} runs failed:", file=sys.stderr)
+            print(f"error: {len(failures)} of {len(jobs)} {kind} runs failed:", file=sys.stderr)
             for line in failures:
                 print(f"  {line}", file=sys.stderr)
-            raise SystemExit(2)
+            if len(returns) < len(jobs):
+                print(f"  {len(jobs) - len(returns)} later run(s) not started (the sweep was "
+                      "interrupted); rerun the same command to run them", file=sys.stderr)
+            raise SystemExit(signal_exit or 2)
         return returns
 
-    def _run_groups(self, jobs: list[DictConfig]) -> tuple[list[JobReturn], list[str]]:
+    def _run_groups(self, jobs: list[DictConfig]) -> tuple[list[JobReturn], list[str], int | None]:
+        """Every group's returns and failure lines, and the exit status of the signal that stopped
+        the sweep (None if none did): a Ctrl-C stops the runs of its group and starts no later one."""
         group = self.runs_at_once or max(len(jobs), 1)
         returns: list[JobReturn] = []
         failures: list[str] = []
         for start in range(0, len(jobs), group):
-            group_returns, group_failures = self._run_group(jobs[start : start + group])
+            group_returns, group_failures, signal_exit = self._run_group(jobs[start : start + group])
             returns += group_returns
             failures += group_failures
-        return returns, failures
+            if signal_exit is not None:
+                return returns, failures, signal_exit
+        return returns, failures, None
 
     def _compose(self, idx: int, overrides: Sequence[str]) -> DictConfig:
         assert self.config is not None and self.hydra_context is not None
@@ -95,8 +102,10 @@ class LockstepLauncher(Launcher):
             sweep_config.hydra.job.num = idx
         return sweep_config
 
-    def _run_group(self, configs: list[DictConfig]) -> tuple[list[JobReturn], list[str]]:
-        """The jobs' returns, and one line per failed job (its run dir and why)."""
+    def _run_group(self, configs: list[DictConfig]) -> tuple[list[JobReturn], list[str], int | None]:
+        """The jobs' returns, one line per failed job (its run dir and why), and the exit status
+        of the signal that stopped them (None if none did)."""
+        from solo.train.interrupt import Interrupted
         from solo.train.lockstep import run_lockstep
 
         assert self.hydra_context is not None
@@ -118,6 +127,7 @@ class LockstepLauncher(Launcher):
             overrides.append(ret.overrides)
         results = run_lockstep(task_cfgs, overrides, pack=self.pack)
         failures = []
+        signal_exit = None
         for config, ret, result in zip(configs, returns, results, strict=True):
             if result.error is None:
                 ret.status, ret.return_value = JobStatus.COMPLETED, result.run_dir
@@ -125,5 +135,7 @@ class LockstepLauncher(Launcher):
                 ret.status = JobStatus.FAILED
                 ret.return_value = result.exception or SoloError(result.error)
                 failures.append(f"{result.label}: {result.error}")
+                if isinstance(result.exception, Interrupted) and signal_exit is None:
+                    signal_exit = result.exception.exit_code
             callbacks.on_job_end(config=config, job_return=ret)
-        return returns, failures
+        return returns, failures, signal_exit

@@ -126,23 +126,47 @@ def test_tables_pack_on_cuda_unless_a_launcher_is_chosen():
     assert with_default_launcher(chosen, cuda=True) == chosen
 
 
-@pytest.mark.parametrize("pack", [True, False])
-def test_the_launchers_failure_summary_names_its_own_launcher(tmp_path, capsys, monkeypatch, pack):
-    """launcher=packed used to report its diverged runs as 'lockstep runs failed'."""
+def _launcher(tmp_path, **options):
     from omegaconf import OmegaConf
 
     from hydra_plugins.solo_lockstep_launcher.lockstep_launcher import LockstepLauncher
 
-    launcher = LockstepLauncher(pack=pack)
+    launcher = LockstepLauncher(**options)
     launcher.config = OmegaConf.create(
         {"hydra": {"hydra_logging": None, "verbose": False, "sweep": {"dir": str(tmp_path)}}})
     launcher.hydra_context = object()
-    monkeypatch.setattr(launcher, "_compose", lambda index, overrides: overrides)
-    monkeypatch.setattr(launcher, "_run_groups",
-                        lambda jobs: ([None] * len(jobs), ["runs/a: loss is nan at optimiser step 3"]))
+    launcher._compose = lambda index, overrides: overrides
+    return launcher
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_the_launchers_failure_summary_names_its_own_launcher(tmp_path, capsys, pack):
+    """launcher=packed used to report its diverged runs as 'lockstep runs failed'."""
+    launcher = _launcher(tmp_path, pack=pack)
+    launcher._run_group = lambda jobs: ([None] * len(jobs), ["runs/a: loss is nan at optimiser step 3"], None)
     with pytest.raises(SystemExit) as exit_info:
         launcher.launch([["seed=1"], ["seed=2"]], initial_job_idx=0)
     assert exit_info.value.code == 2
     kind = "packed" if pack else "lockstep"
     assert (f"error: 1 of 2 {kind} runs failed:\n  runs/a: loss is nan at optimiser step 3\n"
             in capsys.readouterr().err)
+
+
+def test_a_ctrl_c_stops_the_sweep_not_only_its_group(tmp_path, capsys):
+    """With runs_at_once, a Ctrl-C stopped the running group and the next group started, so a
+    sweep needed one Ctrl-C per group; and the sweep exited 2, where a single run exits 130."""
+    launched = []
+
+    def run_group(jobs):
+        launched.append(jobs)
+        return [None] * len(jobs), ["runs/a: interrupted at step 7; rerun the same command to resume from step 7"], 130
+
+    launcher = _launcher(tmp_path, runs_at_once=2)
+    launcher._run_group = run_group
+    with pytest.raises(SystemExit) as exit_info:
+        launcher.launch([[f"seed={seed}"] for seed in range(1, 6)], initial_job_idx=0)
+    assert exit_info.value.code == 130
+    assert launched == [[["seed=1"], ["seed=2"]]]
+    err = capsys.readouterr().err
+    assert "error: 1 of 5 lockstep runs failed:" in err
+    assert "  3 later run(s) not started (the sweep was interrupted); rerun the same command to run them" in err
