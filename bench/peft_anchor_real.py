@@ -125,4 +125,8 @@ def main(spec_path: str, out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    try:
+        main(*sys.argv[1:3])
+    except KeyboardInterrupt:  # make real's Ctrl-C reaches this process too; it says what stopped
+        print("peft anchor: interrupted", file=sys.stderr)
+        sys.exit(130)

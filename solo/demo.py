@@ -12,12 +12,12 @@ the chain learns, not the paper's numbers. `make real` is the longer learning ch
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from solo.errors import SoloError, exit_on_solo_error
+from solo.experiments.launch import STOP_CODES, launch
 from solo.experiments.tables import METRICS, PERCENT_METRICS
 from solo.paths import REPO_ROOT
 
@@ -99,7 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{BANNER}\n", flush=True)
     command = [sys.executable, "-m", "solo.train", *DEMO_OVERRIDES]
     print("demo: " + " ".join(["python", *command[1:]]), flush=True)
-    if subprocess.run(command, cwd=REPO_ROOT).returncode != 0:
+    code = launch(command)
+    if code in STOP_CODES:
+        print(f"demo: interrupted; `make demo` again resumes it ({run_dir})", file=sys.stderr)
+        raise SystemExit(code)
+    if code != 0:
         raise SoloError(f"the demo's training run failed; its run dir is {run_dir} (rerun `make demo` to resume)")
     scores_path = run_dir / "scores.json"
     if not scores_path.exists():

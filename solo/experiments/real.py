@@ -24,7 +24,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,9 @@ import torch
 from omegaconf import OmegaConf
 
 from solo.errors import SoloError, exit_on_solo_error
+from solo.experiments.launch import STOP_CODES, launch
 from solo.paths import REPO_ROOT
+from solo.train.interrupt import Interrupted, deferred, stop_on_signals
 
 BANNER = ("real pretrained weights (SmolLM2-135M, Q4_1), dev set as training data — "
           "not the paper's setup")
@@ -156,11 +157,12 @@ def run_lane(lane: str, cfg: Any, settings: Settings, data: Data, run_dir: Path)
     if method is not None:
         result.trainable = method.num_trainable()
         started = time.perf_counter()
-        train(model=model, params=list(method.trainable_parameters()),
-              after_optimizer_step=method.after_optimizer_step, train_batches=data.train,
-              dev_batches=data.dev, trainer_cfg=trainer_config(cfg, settings, lane),
-              run_dir=run_dir, tracker=Tracker(), device=torch.device("cpu"),
-              diagnostics=method.diagnostics)
+        with deferred():  # a Ctrl-C stops after the current step, with a checkpoint the rerun resumes
+            train(model=model, params=list(method.trainable_parameters()),
+                  after_optimizer_step=method.after_optimizer_step, train_batches=data.train,
+                  dev_batches=data.dev, trainer_cfg=trainer_config(cfg, settings, lane),
+                  run_dir=run_dir, tracker=Tracker(), device=torch.device("cpu"),
+                  diagnostics=method.diagnostics)
         result.train_seconds = time.perf_counter() - started
         records = MetricsFile(run_dir / "metrics.jsonl").records()
         result.dev_curve = [(r["step"], r["dev_loss"]) for r in records if "dev_loss" in r]
@@ -209,9 +211,12 @@ def run_anchor(cfg: Any, settings: Settings, data: Data, run_dir: Path) -> LaneR
         "decode": {k: cfg.decode[k] for k in ("num_beams", "length_penalty", "no_repeat_ngram_size", "max_new_tokens")},
     }
     (run_dir / "spec.json").write_text(json.dumps(spec))
-    done = subprocess.run([sys.executable, str(ANCHOR_SCRIPT), str(run_dir / "spec.json"), str(run_dir)])
-    if done.returncode != 0:
-        raise SoloError(f"the peft anchor failed (exit {done.returncode}); see its output above ({run_dir})")
+    code = launch([sys.executable, str(ANCHOR_SCRIPT), str(run_dir / "spec.json"), str(run_dir)])
+    if code in STOP_CODES:
+        raise Interrupted("interrupted in the peft lane; rerun the same command (finished lanes are kept)",
+                          code - 128)
+    if code != 0:
+        raise SoloError(f"the peft anchor failed (exit {code}); see its output above ({run_dir})")
     out = json.loads((run_dir / "anchor.json").read_text())
     result = LaneResult("peft", trainable=out["trainable"], dev_curve=[tuple(x) for x in out["dev_curve"]],
                         train_seconds=out["train_seconds"], decode_seconds=out["decode_seconds"])
@@ -314,6 +319,12 @@ def yaml_value(text: str) -> Any:
 @exit_on_solo_error
 def main(argv: list[str] | None = None) -> None:
     settings, lanes, no_report = parse_args(argv)
+    # Ctrl-C: a training lane checkpoints and stops (the rerun resumes it), elsewhere one line.
+    with stop_on_signals():
+        run_lanes(settings, lanes, no_report)
+
+
+def run_lanes(settings: Settings, lanes: list[str], no_report: bool) -> None:
     started = time.monotonic()
     cfg = base_config(settings)
     from solo.data import attach_format

@@ -16,13 +16,13 @@ commands) and launches nothing. `make table2 ARGS=...` calls it.
 from __future__ import annotations
 
 import shlex
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from solo.errors import SoloError, exit_on_solo_error
 from solo.experiments.aggregate import aggregate
+from solo.experiments.launch import STOP_CODES, launch
 from solo.experiments.tables import table_rows
 from solo.paths import REPO_ROOT
 from solo.train.compose import compose_train_config
@@ -130,8 +130,14 @@ def run_table(table: int, arguments: list[str]) -> int:
     for command in plan.commands():
         # As one would type it (the launch itself uses this interpreter, sys.executable).
         print("  $ " + shlex.join(["python", *command[1:]]), flush=True)
-        if not dry_run:
-            failures += subprocess.run(command, cwd=REPO_ROOT).returncode != 0
+        if dry_run:
+            continue
+        code = launch(command)
+        if code in STOP_CODES:
+            print(f"table {table}: interrupted; nothing aggregated; rerun the same command to go on "
+                  "(finished runs are skipped, stopped ones resume)", file=sys.stderr)
+            return code
+        failures += code != 0
     if dry_run:
         return 0
     for message in aggregate(table, plan.run_root, smoke=plan.smoke):

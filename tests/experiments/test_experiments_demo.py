@@ -32,10 +32,22 @@ def test_demo_help_and_unknown_options_start_no_run(capsys, monkeypatch):
     def no_run(*args, **kwargs):
         pytest.fail("the demo started a run")
 
-    monkeypatch.setattr(demo.subprocess, "run", no_run)
+    monkeypatch.setattr(demo, "launch", no_run)
     for argv, code in ((["--help"], 0), (["--steps", "3"], 2)):
         with pytest.raises(SystemExit) as exited:
             demo.main(argv)
         assert exited.value.code == code
     captured = capsys.readouterr()
     assert "usage: python -m solo.demo" in captured.out and "unrecognized arguments: --steps 3" in captured.err
+
+
+def test_a_ctrl_c_during_the_demo_says_how_to_resume(shared_data: Path, capsys, monkeypatch):
+    """The training child stops cleanly on Ctrl-C; the demo died of a KeyboardInterrupt traceback
+    (or called it a failed run)."""
+    import pytest
+
+    monkeypatch.setattr(demo, "launch", lambda command: 130)
+    with pytest.raises(SystemExit) as exited:
+        demo.main([])
+    assert exited.value.code == 130
+    assert "demo: interrupted; `make demo` again resumes it" in capsys.readouterr().err

@@ -97,3 +97,34 @@ def test_solo_flags_change_this_run_only_and_are_checked_before_loading():
     with pytest.raises(SoloError, match="unknown key.*method.bogus"):
         parse_args(["--solo", "bogus=1"])
     assert METHODS == defaults
+
+
+def test_a_ctrl_c_in_a_training_lane_stops_after_the_step_with_a_checkpoint(tmp_path, monkeypatch):
+    """make real's lanes trained outside `deferred()`, so a Ctrl-C broke off mid-step, wrote no
+    checkpoint, and the rerun trained the lane from the start."""
+    import os
+    import signal
+    from types import SimpleNamespace
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    import solo.models
+    import solo.train.loop
+    from solo.experiments import real
+    from solo.train import interrupt
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=4, n_head=4))
+    monkeypatch.setattr(solo.models, "load_backbone", lambda cfg: (model, None))
+    monkeypatch.setattr(real, "trainer_config", lambda cfg, settings, lane: None)
+    seen = {}
+
+    def train(**arguments):  # the loop polls after each step; here the signal comes mid-step
+        os.kill(os.getpid(), signal.SIGINT)
+        seen["flag only"] = interrupt.requested()
+        raise interrupt.stopped(3, 3)
+
+    monkeypatch.setattr(solo.train.loop, "train", train)
+    data = SimpleNamespace(train=None, dev=None)
+    with interrupt.stop_on_signals(), pytest.raises(interrupt.Interrupted, match="at step 3"):
+        real.run_lane("solo", SimpleNamespace(model=None), Settings(), data, tmp_path / "solo")
+    assert seen == {"flag only": True}

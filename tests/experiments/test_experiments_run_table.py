@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,7 +64,7 @@ def test_run_table_launches_then_aggregates_into_smoke_results(tmp_path: Path, m
     overrides = ["profile=tiny", f"run_root={tmp_path / 'runs'}"]
     launched: list[list[str]] = []
 
-    def fake_train(command, cwd):  # stands in for `python -m solo.train -m ...`
+    def fake_train(command):  # stands in for `python -m solo.train -m ...`
         launched.append(command)
         experiments = next(a for a in command if a.startswith("experiment=")).split("=", 1)[1].split(",")
         seeds = next(a for a in command if a.startswith("seed=")).split("=", 1)[1].split(",")
@@ -69,12 +72,9 @@ def test_run_table_launches_then_aggregates_into_smoke_results(tmp_path: Path, m
         for experiment in experiments:
             for seed in seeds:
                 _finish([f"experiment={experiment}", f"seed={seed}", *passed], bleu=0.1 * int(seed))
+        return 0
 
-        class Done:
-            returncode = 0
-        return Done()
-
-    monkeypatch.setattr(rt.subprocess, "run", fake_train)
+    monkeypatch.setattr(rt, "launch", fake_train)
     out = tmp_path / "results"
     monkeypatch.setattr(rt, "aggregate", lambda t, root, smoke: rt_aggregate(t, root, out, smoke))
     from solo.experiments.aggregate import aggregate as rt_aggregate
@@ -135,3 +135,42 @@ def test_dry_run_prints_a_command_one_can_paste(capsys):
     words = shlex.split(command[4:])
     assert words[:4] == ["python", "-m", "solo.train", "-m"]
     assert "trainer.betas=[0.9,0.99]" in words and "'trainer.betas=[0.9,0.99]'" in command
+
+
+def _child(code: str) -> list[str]:
+    return [sys.executable, "-c", "import os, signal, sys, time\n" + code]
+
+
+def test_a_ctrl_c_during_a_launch_waits_for_it_instead_of_a_traceback():
+    """The launch shares the terminal's process group, so it gets the Ctrl-C itself, checkpoints and
+    exits 130; run_table died of a KeyboardInterrupt traceback meanwhile."""
+    before = signal.getsignal(signal.SIGINT)
+    # The child's own Ctrl-C handling is not the point here: it signals its parent (this
+    # process) and then exits as an interrupted solo.train does.
+    assert rt.launch(_child("os.kill(os.getppid(), signal.SIGINT); time.sleep(0.5); sys.exit(130)")) == 130
+    assert signal.getsignal(signal.SIGINT) is before
+    # A launch that finished although the signal came: still a stop (no later launch starts).
+    assert rt.launch(_child("os.kill(os.getppid(), signal.SIGINT); time.sleep(0.5)")) == 130
+    assert rt.launch(_child("sys.exit(3)")) == 3
+
+
+def test_a_sigterm_for_run_table_alone_is_passed_on_to_the_launch():
+    started = time.monotonic()
+    assert rt.launch(_child("os.kill(os.getppid(), signal.SIGTERM); time.sleep(60)")) == 143
+    assert time.monotonic() - started < 30
+
+
+def test_an_interrupted_launch_stops_the_table_and_aggregates_nothing(monkeypatch, capsys):
+    class Plan:
+        smoke, run_root, finished, cited, todo = True, Path("runs/smoke"), [], [], [("a", 1, None)] * 2
+
+        def commands(self):
+            return [["python", "-m", "solo.train", "first"], ["python", "-m", "solo.train", "second"]]
+
+    launched = []
+    monkeypatch.setattr(rt, "plan_table", lambda table, seeds, overrides: Plan())
+    monkeypatch.setattr(rt, "launch", lambda command: launched.append(command[-1]) or 130)
+    monkeypatch.setattr(rt, "aggregate", lambda *a, **k: pytest.fail("aggregated after an interrupt"))
+    assert rt.run_table(2, ["profile=tiny"]) == 130
+    assert launched == ["first"]
+    assert "table 2: interrupted; nothing aggregated; rerun the same command" in capsys.readouterr().err
