@@ -39,6 +39,7 @@ from solo.train.rundir import (
     is_finished,
     refuse_if_claimed,
     run_dir_for,
+    seed_group,
     write_error,
 )
 from solo.train.tracking import check_login, logger_settings, start_tracking
@@ -263,6 +264,8 @@ def _run_stages(
         run_id=run_id,
         name=f"{cfg.name}/{run_id}",
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+        group=seed_group(cfg),
+        job_type=OmegaConf.select(cfg, "method.name"),
     )
     try:
         yield from _train_stage(cfg, run_dir, inputs, device, tracker, pack)

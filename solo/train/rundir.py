@@ -66,9 +66,18 @@ def semantic_config(cfg: DictConfig) -> dict:
     return _portable(container, str(shared_data_dir()))  # type: ignore[return-value]
 
 
-def config_hash(cfg: DictConfig) -> str:
-    canonical = json.dumps(semantic_config(cfg), sort_keys=True, separators=(",", ":"))
+def config_hash(cfg: DictConfig, without: tuple[str, ...] = ()) -> str:
+    """The run's identity: a hash of its semantic config (less the dotted keys in `without`)."""
+    container = semantic_config(cfg)
+    for dotted in without:
+        _drop(container, dotted)
+    canonical = json.dumps(container, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:HASH_LENGTH]
+
+
+def seed_group(cfg: DictConfig) -> str:
+    """The runs that differ from this one in the seed only, by name: the mean ± std a table reports."""
+    return f"{cfg.name}/{cfg.data.setup}-{config_hash(cfg, without=('seed',))}"
 
 
 def run_dir_for(cfg: DictConfig) -> Path:

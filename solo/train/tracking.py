@@ -24,6 +24,9 @@ class LoggerSettings:
     entity: Any = None
     mode: str = field(default="offline", metadata=allowed(Choice(MODES)))
     tags: Any = ()
+    # null: the runs that differ in the seed only (rundir.seed_group), so wandb charts a seed
+    # sweep as one line with its spread; a name groups whatever runs you give it.
+    group: Any = None
 
 
 def logger_settings(logger_cfg: Mapping[str, Any] | None) -> LoggerSettings:
@@ -96,6 +99,8 @@ def start_tracking(
     run_id: str,
     name: str,
     config: dict,
+    group: str | None = None,
+    job_type: str | None = None,
     tags: list[str] | None = None,
 ) -> Tracker:
     """Start (or, for a resumed run dir, continue) the wandb run `run_id` writing under `run_dir/wandb`."""
@@ -112,6 +117,8 @@ def start_tracking(
             dir=str(run_dir),
             id=run_id,
             name=name,
+            group=str(settings.group) if settings.group is not None else group,
+            job_type=job_type,
             resume="allow",
             config=config,
             tags=[*list(settings.tags or []), *(tags or [])],

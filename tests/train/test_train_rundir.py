@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 import solo.config  # noqa: F401
 from solo.errors import SoloError
 from solo.paths import REPO_ROOT, shared_data_dir
-from solo.train.rundir import claimed, config_hash, run_dir_for
+from solo.train.rundir import claimed, config_hash, run_dir_for, seed_group
 
 
 def _cfg(*overrides: str):
@@ -33,6 +33,14 @@ def test_non_semantic_keys_do_not_change_the_hash(tmp_path) -> None:
     assert config_hash(_cfg("trainer.lr=0.1")) != base
     assert config_hash(_cfg("seed=2")) != base
     assert config_hash(_cfg("decode.num_beams=3")) != base
+
+
+def test_runs_that_differ_in_the_seed_only_share_a_seed_group() -> None:
+    one, two = _cfg("name=table2/x", "seed=1"), _cfg("name=table2/x", "seed=2")
+    assert run_dir_for(one) != run_dir_for(two)
+    assert seed_group(one) == seed_group(two) and seed_group(one).startswith("table2/x/lora-")
+    assert seed_group(_cfg("name=table2/x", "trainer.lr=0.1")) != seed_group(one)
+    assert seed_group(_cfg("name=table2/x", "logger.mode=disabled")) == seed_group(one)
 
 
 def test_layout_is_root_name_setup_hash(tmp_path) -> None:

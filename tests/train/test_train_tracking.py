@@ -43,8 +43,8 @@ def test_disabled_and_bad_modes(tmp_path):
 def test_logger_settings_refuse_unknown_keys_and_bad_modes():
     assert logger_settings(OmegaConf.create({"mode": "disabled", "project": 7})).mode == "disabled"
     assert logger_settings(None).mode == "offline"
-    with pytest.raises(SoloError, match=r"^logger\.group is not a logger setting; known: entity, mode"):
-        logger_settings({"group": "x"})
+    with pytest.raises(SoloError, match=r"^logger\.grup is not a logger setting; known: entity, group, mode"):
+        logger_settings({"grup": "x"})
     with pytest.raises(SoloError, match=r"^logger\.mode='bogus' is not allowed; allowed: one of online"):
         logger_settings({"mode": "bogus"})
 
@@ -100,3 +100,23 @@ def test_a_wandb_init_that_fails_is_one_line(tmp_path, monkeypatch):
     assert str(err.value).startswith(
         "wandb could not start the run (Network error (ConnectionError), entering retry loop.): check "
         "logger.project / logger.entity and the network, or use logger.mode=offline")
+
+
+@pytest.mark.parametrize("chosen", [None, "my-sweep"])
+def test_a_run_joins_its_seed_group_unless_logger_group_names_one(tmp_path, monkeypatch, chosen):
+    """wandb had no group: a seed sweep's runs charted as unrelated lines, no mean ± std."""
+    import wandb
+
+    seen = {}
+
+    class Run(RecordingRun):
+        summary: dict = {}
+
+    def init(**kwargs):
+        seen.update(kwargs)
+        return Run()
+
+    monkeypatch.setattr(wandb, "init", init)
+    start_tracking(OmegaConf.create({"mode": "offline", "group": chosen}), run_dir=tmp_path, run_id="x",
+                   name="x", config={}, group="table2/solo_r8_s0/lora-0123456789", job_type="solo")
+    assert seen["group"] == (chosen or "table2/solo_r8_s0/lora-0123456789") and seen["job_type"] == "solo"
