@@ -74,7 +74,7 @@ def _snapshot(root: Path) -> dict[Path, bytes]:
         ("method.rank=0", "method.rank must be a positive integer, got 0"),
         ("method.blocks=5", "method.blocks must be a list (e.g. [5]) or null, got 5"),
         ("logger.mode=bogus", "logger.mode='bogus' is not allowed; allowed: one of online, offline, disabled"),
-        ("+logger.group=x", "logger.group is not a logger setting; known: entity, mode, project, tags"),
+        ("+logger.grup=x", "logger.grup is not a logger setting; known: entity, group, mode, project, tags"),
         # Fits a Python float, not the float32 AdamW's first step turns it into.
         ("trainer.lr=1e300", "trainer.lr=1e+300 is too large: AdamW's first step"),
     ],
