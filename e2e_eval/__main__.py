@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     except E2EEvalError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:  # the Java helpers are children: the same Ctrl-C stops them
+        print("e2e_eval: interrupted; no scores written", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

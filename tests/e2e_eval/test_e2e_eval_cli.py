@@ -69,3 +69,17 @@ def test_missing_java_exits_2_from_the_cli(no_java, tmp_path, capsys):
 def test_score_rejects_malformed_arguments_before_starting_java(predictions, references, message, no_java):
     with pytest.raises(E2EEvalError, match=message):
         e2e_eval.score(predictions, references)
+
+
+def test_a_ctrl_c_is_one_line_and_writes_no_scores(tmp_path, capsys, monkeypatch):
+    """A Ctrl-C while METEOR ran was a KeyboardInterrupt traceback through concurrent.futures."""
+    import e2e_eval.__main__ as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "score", interrupted)
+    refs, preds = _files(tmp_path, "a\n", "a\n")
+    code, err = _run([refs, preds, "--json", str(tmp_path / "scores.json")], capsys)
+    assert code == 130 and err == "e2e_eval: interrupted; no scores written\n"
+    assert not (tmp_path / "scores.json").exists()
