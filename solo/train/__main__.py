@@ -52,6 +52,19 @@ def check_overrides(argv: list[str]) -> None:
                             else str(err)) from None
 
 
+def cli(argv: list[str]) -> None:
+    """What `python -m solo.train` runs (Hydra reads the command line itself)."""
+    check_overrides(argv)
+    try:
+        main()
+    except KeyboardInterrupt:
+        # A run stops itself on Ctrl-C (checkpoint, one line: solo.train.interrupt); what gets
+        # here is a launcher's own wait for its workers (launcher=joblib), which Hydra would
+        # show as a traceback.
+        print("interrupted; rerun the same command to resume (finished runs are skipped, the "
+              "others go on from their last checkpoint)", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
 if __name__ == "__main__":
-    check_overrides(sys.argv[1:])
-    main()
+    cli(sys.argv[1:])

@@ -543,3 +543,18 @@ def test_a_sweep_value_out_of_range_fails_before_any_job(tmp_path, capsys):
     assert line.endswith(f"in the sweep's job profile=tiny trainer.lr=-1 run_root={tmp_path}")
     check_overrides(["-m", "profile=tiny", "trainer.lr=1e-3,2e-3", f"run_root={tmp_path}"])  # both fine
     assert not any(tmp_path.iterdir())
+
+
+def test_a_ctrl_c_that_reaches_the_launcher_is_one_line(monkeypatch, capsys):
+    """launcher=joblib's parent waits for its workers in joblib's loop: a Ctrl-C there was
+    Hydra's KeyboardInterrupt traceback (the workers stop themselves with a checkpoint)."""
+    import solo.train.__main__ as entry
+
+    def waiting_for_workers():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(entry, "main", waiting_for_workers)
+    with pytest.raises(SystemExit) as stop:
+        entry.cli(["profile=tiny"])
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.startswith("interrupted; rerun the same command to resume")
