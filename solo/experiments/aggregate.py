@@ -7,7 +7,10 @@ names the run dirs it came from. A row with no finished run is shown as missing,
 in; rows the paper cites from the LoRA paper are shown as cited.
 
 When several finished run dirs share an experiment and seed (a rerun after the config changed),
-the one finished last is used and the others are listed as superseded in the sources.
+the one finished last is used and the others are listed as superseded in the sources. Given the
+rows' configs (`make tableN` passes the ones it composed), only the runs of exactly those configs,
+any seed, are used; other runs of the same experiment (a sweep's, say `hparams_search=solo_lr`)
+are listed as not used instead of standing in for the row.
 
 Results are never overwritten silently: every output is rendered first, then each file is
 swapped in atomically; an existing file whose content differs is first kept beside it as
@@ -27,8 +30,10 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -79,6 +84,7 @@ class RowResult:
     runs: list[RunRecord] = field(default_factory=list)  # one per seed, the ones averaged
     superseded: list[RunRecord] = field(default_factory=list)
     unscored: list[RunRecord] = field(default_factory=list)  # DONE but no scores.json
+    other_configs: list[RunRecord] = field(default_factory=list)  # the experiment, not the row's config
 
     @property
     def status(self) -> str:
@@ -161,14 +167,25 @@ def find_runs(run_root: Path) -> list[RunRecord]:
     return [r for r in records if r is not None]
 
 
-def match_row(row: PaperRow, runs: list[RunRecord], smoke: bool) -> RowResult:
+def _of_config(run: RunRecord, config: Any) -> bool:
+    """Whether `run` is `config`'s run for its seed (the run dir solo.train would give it)."""
+    from solo.train.rundir import run_dir_for
+
+    return run.run_dir.name == run_dir_for(OmegaConf.merge(config, {"seed": run.seed})).name
+
+
+def match_row(row: PaperRow, runs: list[RunRecord], smoke: bool, config: Any = None) -> RowResult:
+    """The row's runs: those of its experiment_id, or with `config` (the row's composed config)
+    those of exactly that config, any seed."""
     result = RowResult(row=row, experiment_id=experiment_id_of(row.experiment))
     if row.cited:
         return result
     by_seed: dict[int, list[RunRecord]] = {}
     for run in runs:
         if run.experiment_id == result.experiment_id and run.smoke == smoke:
-            if run.scores is None:
+            if config is not None and not _of_config(run, config):
+                result.other_configs.append(run)
+            elif run.scores is None:
                 result.unscored.append(run)
             else:
                 by_seed.setdefault(run.seed, []).append(run)
@@ -179,18 +196,22 @@ def match_row(row: PaperRow, runs: list[RunRecord], smoke: bool) -> RowResult:
     return result
 
 
-def aggregate_table(table: int, run_root: Path, smoke: bool) -> list[RowResult]:
+def aggregate_table(table: int, run_root: Path, smoke: bool,
+                    configs: Mapping[str, Any] | None = None) -> list[RowResult]:
+    """Every row's result; `configs`: each experiment_id's composed config (see match_row)."""
     runs = find_runs(run_root)
-    return [match_row(row, runs, smoke) for row in table_rows(table)]
+    configs = configs or {}
+    return [match_row(row, runs, smoke, configs.get(experiment_id_of(row.experiment)))
+            for row in table_rows(table)]
 
 
-def _fmt(metric: str, value: float | None) -> str:
+def format_metric(metric: str, value: float | None) -> str:
     if value is None:
         return ""
     return f"{value:.2f}" if metric in PERCENT_METRICS else f"{value:.3f}"
 
 
-def _display_path(path: Path) -> str:
+def display_path(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(REPO_ROOT))
     except ValueError:
@@ -206,9 +227,9 @@ def _metric_cell(result: RowResult, metric: str) -> str:
     if mean is None:
         return f"missing / {printed}"
     std = result.std(metric)
-    ours = _fmt(metric, mean) + (f" ± {_fmt(metric, std)}" if std is not None else "")
+    ours = format_metric(metric, mean) + (f" ± {format_metric(metric, std)}" if std is not None else "")
     diff = mean - paper
-    return f"{ours} / {printed} ({'+' if diff >= 0 else '−'}{_fmt(metric, abs(diff))})"
+    return f"{ours} / {printed} ({'+' if diff >= 0 else '−'}{format_metric(metric, abs(diff))})"
 
 
 def render_markdown(table: int, results: list[RowResult], run_root: Path, smoke: bool) -> str:
@@ -217,7 +238,7 @@ def render_markdown(table: int, results: list[RowResult], run_root: Path, smoke:
         lines += [SMOKE_BANNER, ""]
     lines += [
         f"Built by `python -m solo.experiments.aggregate {table}` from the finished run dirs under "
-        f"`{_display_path(run_root)}`. Each metric cell is **ours / paper (ours − paper)**; ours is "
+        f"`{display_path(run_root)}`. Each metric cell is **ours / paper (ours − paper)**; ours is "
         "the mean ± sample std over seeds (no ± with one seed). BLEU, METEOR and ROUGE-L are in "
         "percent, NIST and CIDEr raw, as the paper prints them. *missing*: no finished run, nothing "
         "is filled in. *cited*: the paper copies the row from the LoRA paper; it is not re-run.",
@@ -244,11 +265,14 @@ def render_markdown(table: int, results: list[RowResult], run_root: Path, smoke:
         if not res.runs:
             lines.append(head + "missing — no finished run dir")
         else:
-            lines.append(head + ", ".join(f"`{_display_path(r.run_dir)}` (seed {r.seed})" for r in res.runs))
+            lines.append(head + ", ".join(f"`{display_path(r.run_dir)}` (seed {r.seed})" for r in res.runs))
         for run in res.superseded:
-            lines.append(f"   - superseded (same seed, finished earlier): `{_display_path(run.run_dir)}`")
+            lines.append(f"   - superseded (same seed, finished earlier): `{display_path(run.run_dir)}`")
         for run in res.unscored:
-            lines.append(f"   - finished without scores.json, not used: `{_display_path(run.run_dir)}`")
+            lines.append(f"   - finished without scores.json, not used: `{display_path(run.run_dir)}`")
+        for run in res.other_configs:
+            lines.append(f"   - another config of this experiment (a sweep's?), not used: "
+                         f"`{display_path(run.run_dir)}` (seed {run.seed})")
     return "\n".join(lines) + "\n"
 
 
@@ -287,7 +311,7 @@ def render_csv(table: int, results: list[RowResult], smoke: bool) -> str:
                     "" if mean is None else round(mean - paper, 4)]
         row += ["; ".join(sorted({r.setup for r in res.runs})),
                 " | ".join(sorted({r.recipe for r in res.runs})),
-                " ".join(_display_path(r.run_dir) for r in res.runs)]
+                " ".join(display_path(r.run_dir) for r in res.runs)]
         writer.writerow(row)
     return buffer.getvalue()
 
@@ -307,10 +331,11 @@ def plot_points(results: list[RowResult]) -> list[dict]:
     return points
 
 
-def render_outputs(table: int, run_root: Path, out_dir: Path, smoke: bool) -> dict[Path, bytes]:
+def render_outputs(table: int, run_root: Path, out_dir: Path, smoke: bool,
+                   configs: Mapping[str, Any] | None = None) -> dict[Path, bytes]:
     """The table's files; none where no row has a finished run (a launch that failed whole would
     otherwise leave an all-missing table, superseding a good one, as the newest results)."""
-    results = aggregate_table(table, run_root, smoke)
+    results = aggregate_table(table, run_root, smoke, configs)
     if not any(res.runs for res in results):
         return {}
     outputs = {
@@ -337,7 +362,7 @@ def publish(outputs: dict[Path, bytes]) -> list[str]:
     """Write every output atomically; keep differing earlier files as .bak. Returns one message per file."""
     changed = {path: data for path, data in outputs.items()
                if not (path.exists() and path.read_bytes() == data)}
-    messages = {path: f"unchanged {_display_path(path)}" for path in outputs if path not in changed}
+    messages = {path: f"unchanged {display_path(path)}" for path in outputs if path not in changed}
     # Stage every changed file first: a failure while writing leaves results/ untouched; the
     # renames happen together when the block ends.
     with contextlib.ExitStack() as stack:
@@ -347,9 +372,9 @@ def publish(outputs: dict[Path, bytes]) -> list[str]:
             if path.exists():
                 kept = backup_path(path)
                 os.link(path, kept)  # the old bytes stay reachable before the new file replaces them
-                messages[path] = f"wrote {_display_path(path)} (earlier version kept as {_display_path(kept)})"
+                messages[path] = f"wrote {display_path(path)} (earlier version kept as {display_path(kept)})"
             else:
-                messages[path] = f"wrote {_display_path(path)}"
+                messages[path] = f"wrote {display_path(path)}"
     return [messages[path] for path in outputs]
 
 
@@ -357,12 +382,13 @@ def default_out_dir(smoke: bool) -> Path:
     return REPO_ROOT / "results" / ("smoke" if smoke else "")
 
 
-def aggregate(table: int, run_root: Path, out_dir: Path | None = None, smoke: bool = False) -> list[str]:
+def aggregate(table: int, run_root: Path, out_dir: Path | None = None, smoke: bool = False,
+              configs: Mapping[str, Any] | None = None) -> list[str]:
     out = out_dir if out_dir is not None else default_out_dir(smoke)
-    outputs = render_outputs(table, run_root, out, smoke)
+    outputs = render_outputs(table, run_root, out, smoke, configs)
     if not outputs:
-        return [f"table {table}: no finished run under {_display_path(run_root)}; nothing written "
-                f"(the files of {_display_path(out)}/table{table}.* are as they were)"]
+        return [f"table {table}: no finished run under {display_path(run_root)}; nothing written "
+                f"(the files of {display_path(out)}/table{table}.* are as they were)"]
     return publish(outputs)
 
 

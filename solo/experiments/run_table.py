@@ -19,6 +19,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from solo.errors import SoloError, exit_on_solo_error
 from solo.experiments.aggregate import aggregate
@@ -40,6 +41,7 @@ class TablePlan:
     finished: list[tuple[str, int, Path]] = field(default_factory=list)
     todo: list[tuple[str, int, Path]] = field(default_factory=list)  # (experiment, seed, run dir to be)
     cited: list[str] = field(default_factory=list)
+    configs: dict[str, Any] = field(default_factory=dict)  # experiment_id -> its composed config
 
     def commands(self) -> list[list[str]]:
         """solo.train multiruns covering `todo`: one in all when it is a full grid, else one per seed."""
@@ -99,6 +101,7 @@ def plan_table(table: int, seeds: list[int], overrides: list[str]) -> TablePlan:
             if (cfg.experiment_id, seed) in seen_ids:
                 continue  # an alias of a row already planned
             seen_ids.add((cfg.experiment_id, seed))
+            plan.configs.setdefault(str(cfg.experiment_id), cfg)
             run_dir = REPO_ROOT / run_dir_for(cfg)
             if is_finished(run_dir):
                 plan.finished.append((row.experiment, seed, run_dir))
@@ -140,7 +143,7 @@ def run_table(table: int, arguments: list[str]) -> int:
         failures += code != 0
     if dry_run:
         return 0
-    for message in aggregate(table, plan.run_root, smoke=plan.smoke):
+    for message in aggregate(table, plan.run_root, smoke=plan.smoke, configs=plan.configs):
         print(message)
     if failures:
         print(f"table {table}: {failures} launch(es) failed; their rows show as missing", file=sys.stderr)

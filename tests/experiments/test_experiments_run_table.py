@@ -76,7 +76,7 @@ def test_run_table_launches_then_aggregates_into_smoke_results(tmp_path: Path, m
 
     monkeypatch.setattr(rt, "launch", fake_train)
     out = tmp_path / "results"
-    monkeypatch.setattr(rt, "aggregate", lambda t, root, smoke: rt_aggregate(t, root, out, smoke))
+    monkeypatch.setattr(rt, "aggregate", lambda t, root, smoke, configs: rt_aggregate(t, root, out, smoke, configs))
     from solo.experiments.aggregate import aggregate as rt_aggregate
 
     assert rt.run_table(6, [*overrides, "seeds=1,2"]) == 0
@@ -174,3 +174,24 @@ def test_an_interrupted_launch_stops_the_table_and_aggregates_nothing(monkeypatc
     assert rt.run_table(2, ["profile=tiny"]) == 130
     assert launched == ["first"]
     assert "table 2: interrupted; nothing aggregated; rerun the same command" in capsys.readouterr().err
+
+
+def test_a_sweep_over_a_row_never_stands_in_for_it(tmp_path: Path):
+    """`hparams_search=solo_lr` on a table's experiment writes runs with the row's experiment_id;
+    the one finished last (lr 1e-3 here) used to become the table's number, the row's own run
+    listed as 'superseded'."""
+    from solo.experiments.aggregate import aggregate
+
+    overrides = ["profile=tiny", f"run_root={tmp_path / 'runs'}"]
+    row = _finish(["experiment=table2/solo_r128_s0.6", "seed=1", *overrides], bleu=0.60)
+    sweep = _finish(["experiment=table2/solo_r128_s0.6", "seed=1", "trainer.lr=0.001", *overrides], bleu=0.10)
+    for run_dir, finished in ((row, "2026-12-01T10:00:00Z"), (sweep, "2026-12-02T10:00:00Z")):
+        (run_dir / "meta.json").write_text(json.dumps({"finished": finished}))
+    second_seed = _finish(["experiment=table2/solo_r128_s0.6", "seed=2", *overrides], bleu=0.70)
+    plan = rt.plan_table(6, [1], overrides)
+    out = tmp_path / "results"
+    aggregate(6, plan.run_root, out, smoke=True, configs=plan.configs)
+    md = (out / "table6.md").read_text()
+    assert "65.00 ± 7.07" in md  # the row's seeds 1 and 2 (BLEU 60 and 70), not the sweep's 10
+    assert f"another config of this experiment (a sweep's?), not used: `{sweep}` (seed 1)" in md
+    assert str(second_seed) in md and "superseded" not in md
