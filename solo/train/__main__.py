@@ -54,13 +54,13 @@ def check_overrides(argv: list[str]) -> None:
 
 def cli(argv: list[str]) -> None:
     """What `python -m solo.train` runs (Hydra reads the command line itself)."""
-    check_overrides(argv)
     try:
+        check_overrides(argv)
         main()
     except KeyboardInterrupt:
         # A run stops itself on Ctrl-C (checkpoint, one line: solo.train.interrupt); what gets
-        # here is a launcher's own wait for its workers (launcher=joblib), which Hydra would
-        # show as a traceback.
+        # here is the checking of a sweep's jobs or a launcher's own wait for its workers
+        # (launcher=joblib), which Hydra would show as a traceback.
         print("interrupted; rerun the same command to resume (finished runs are skipped, the "
               "others go on from their last checkpoint)", file=sys.stderr)
         raise SystemExit(130) from None
