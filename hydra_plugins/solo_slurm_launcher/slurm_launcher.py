@@ -18,6 +18,9 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
 )
 
 FIX = "check hydra.launcher (partition, gpus_per_node, gres; configs/launcher/slurm.yaml) against `sinfo`"
+WAIT_INTERRUPTED = ("interrupted while waiting for the Slurm jobs; they go on running on the cluster "
+                    "(`squeue --me`; `scancel` stops them); once they end, rerun the same command: "
+                    "finished runs are skipped")
 NO_SLURM = ("launcher=slurm needs Slurm (`srun`, `sbatch`) on PATH and this machine has no `srun`; "
             "run it on the cluster's login node, or drop launcher=slurm to run the jobs here")
 
@@ -57,6 +60,11 @@ class SlurmLauncher(SubmititSlurmLauncher):
             assert self.config is not None
             print(f"error: {failure_line(err, Path(str(self.config.hydra.sweep.dir)))}", file=sys.stderr)
             raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            # submitit only waits here; the jobs are the cluster's, and a rerun while they run
+            # would find their run dirs taken.
+            print(f"error: {WAIT_INTERRUPTED}", file=sys.stderr)
+            raise SystemExit(130) from None
 
     def _drop_unlaunched_sweep_dir(self) -> None:
         """Hydra writes the sweep's multirun.yaml before it launches; a sweep that never started

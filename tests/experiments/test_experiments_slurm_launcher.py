@@ -86,3 +86,25 @@ def test_launcher_slurm_where_there_is_no_slurm_is_one_line(tmp_path: Path):
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.strip().splitlines() == [f"error: {NO_SLURM}"]
     assert not sweep_dir.exists()
+
+
+def test_a_ctrl_c_while_waiting_for_the_jobs_says_they_go_on(monkeypatch, capsys):
+    """A Ctrl-C while submitit waited was a traceback (and, later, solo.train's 'rerun the same
+    command', which would race the jobs still running on the cluster)."""
+    import shutil
+
+    import pytest
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as Submitit
+
+    from hydra_plugins.solo_slurm_launcher.slurm_launcher import WAIT_INTERRUPTED, SlurmLauncher
+
+    def waiting(self, job_overrides, initial_job_idx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(Submitit, "launch", waiting)
+    launcher = SlurmLauncher.__new__(SlurmLauncher)
+    with pytest.raises(SystemExit) as stop:
+        launcher.launch([["seed=1"]], initial_job_idx=0)
+    assert stop.value.code == 130
+    assert capsys.readouterr().err == f"error: {WAIT_INTERRUPTED}\n"
