@@ -90,7 +90,7 @@ def render_markdown(root: Path, points: list[SweepPoint]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Run dirs", ""]
     for index, point in enumerate(ranked, start=1):
-        label = ", ".join(f"{k}={point.settings.get(k)}" for k in keys) or "the only config"
+        label = ", ".join(f"{k}={point.settings[k]}" for k in keys if k in point.settings) or "the only config"
         dirs = ", ".join(f"`{display_path(r.run_dir)}` (seed {r.seed})" for r in sorted(point.runs, key=lambda r: r.seed))
         lines.append(f"{index}. {label}: {dirs}")
     return "\n".join(lines) + "\n"
