@@ -53,6 +53,7 @@ from solo.paper import parse_printed_count
 from solo.paths import REPO_ROOT
 
 PLOTTED_TABLES = frozenset({2, 3})
+NO_FINISHED_RUN = "no finished run under"  # aggregate's message when it wrote nothing
 DONE_FILE = "DONE"  # docs/DESIGN.md run-dir contract: written last by solo.train
 SMOKE_BANNER = (
     "> **SMOKE RUN — NOT RESULTS.** Built from `profile=tiny` runs: a tiny random GPT-2, the dev "
@@ -387,7 +388,7 @@ def aggregate(table: int, run_root: Path, out_dir: Path | None = None, smoke: bo
     out = out_dir if out_dir is not None else default_out_dir(smoke)
     outputs = render_outputs(table, run_root, out, smoke, configs)
     if not outputs:
-        return [f"table {table}: no finished run under {display_path(run_root)}; nothing written "
+        return [f"table {table}: {NO_FINISHED_RUN} {display_path(run_root)}; nothing written "
                 f"(the files of {display_path(out)}/table{table}.* are as they were)"]
     return publish(outputs)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from solo.errors import SoloError, exit_on_solo_error
-from solo.experiments.aggregate import aggregate
+from solo.experiments.aggregate import NO_FINISHED_RUN, aggregate
 from solo.experiments.launch import STOP_CODES, launch
 from solo.experiments.tables import table_rows
 from solo.paths import REPO_ROOT
@@ -143,10 +143,14 @@ def run_table(table: int, arguments: list[str]) -> int:
         failures += code != 0
     if dry_run:
         return 0
-    for message in aggregate(table, plan.run_root, smoke=plan.smoke, configs=plan.configs):
+    messages = aggregate(table, plan.run_root, smoke=plan.smoke, configs=plan.configs)
+    for message in messages:
         print(message)
     if failures:
-        print(f"table {table}: {failures} launch(es) failed; their rows show as missing", file=sys.stderr)
+        written = NO_FINISHED_RUN not in messages[0]
+        shown = "their rows show as missing" if written else "so no table was written"
+        print(f"table {table}: {failures} launch(es) failed (the error is above); {shown}; fix it and "
+              "rerun the same command (finished runs are skipped)", file=sys.stderr)
         return 1
     return 0
 

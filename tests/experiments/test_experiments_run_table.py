@@ -195,3 +195,25 @@ def test_a_sweep_over_a_row_never_stands_in_for_it(tmp_path: Path):
     assert "65.00 ± 7.07" in md  # the row's seeds 1 and 2 (BLEU 60 and 70), not the sweep's 10
     assert f"another config of this experiment (a sweep's?), not used: `{sweep}` (seed 1)" in md
     assert str(second_seed) in md and "superseded" not in md
+
+
+@pytest.mark.parametrize("wrote", [True, False])
+def test_a_failed_launch_says_whether_a_table_was_written(monkeypatch, capsys, wrote):
+    """With no weights every launch fails and nothing is aggregated; the last line said the
+    failed rows 'show as missing' in a table that was never written."""
+    from solo.experiments.aggregate import NO_FINISHED_RUN
+
+    class Plan:
+        smoke, run_root, finished, cited, todo, configs = True, Path("runs/smoke"), [], [], [("a", 1, None)], {}
+
+        def commands(self):
+            return [["python", "-m", "solo.train", "row"]]
+
+    monkeypatch.setattr(rt, "plan_table", lambda table, seeds, overrides: Plan())
+    monkeypatch.setattr(rt, "launch", lambda command: 2)
+    said = "wrote results/smoke/table2.md" if wrote else f"table 2: {NO_FINISHED_RUN} runs/smoke; nothing written"
+    monkeypatch.setattr(rt, "aggregate", lambda *a, **k: [said])
+    assert rt.run_table(2, ["profile=tiny"]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("table 2: 1 launch(es) failed (the error is above); ")
+    assert ("their rows show as missing" in last) == wrote and ("no table was written" in last) != wrote
