@@ -233,13 +233,16 @@ def _metric_cell(result: RowResult, metric: str) -> str:
     return f"{ours} / {printed} ({'+' if diff >= 0 else '−'}{format_metric(metric, abs(diff))})"
 
 
-def render_markdown(table: int, results: list[RowResult], run_root: Path, smoke: bool) -> str:
+def render_markdown(table: int, results: list[RowResult], run_root: Path, smoke: bool,
+                    exact: bool = False) -> str:
+    """`exact`: the rows were matched by their composed configs (make tableN), not by experiment_id."""
     lines = [f"# {TABLE_TITLES[table]}" + (" — SMOKE RUN" if smoke else ""), ""]
     if smoke:
         lines += [SMOKE_BANNER, ""]
     lines += [
-        f"Built by `python -m solo.experiments.aggregate {table}` from the finished run dirs under "
-        f"`{display_path(run_root)}`. Each metric cell is **ours / paper (ours − paper)**; ours is "
+        (f"Built by `make table{table}` from the finished runs of the rows' own configs under "
+         if exact else f"Built by `python -m solo.experiments.aggregate {table}` from the finished run dirs under ")
+        + f"`{display_path(run_root)}`. Each metric cell is **ours / paper (ours − paper)**; ours is "
         "the mean ± sample std over seeds (no ± with one seed). BLEU, METEOR and ROUGE-L are in "
         "percent, NIST and CIDEr raw, as the paper prints them. *missing*: no finished run, nothing "
         "is filled in. *cited*: the paper copies the row from the LoRA paper; it is not re-run.",
@@ -340,7 +343,7 @@ def render_outputs(table: int, run_root: Path, out_dir: Path, smoke: bool,
     if not any(res.runs for res in results):
         return {}
     outputs = {
-        out_dir / f"table{table}.md": render_markdown(table, results, run_root, smoke).encode(),
+        out_dir / f"table{table}.md": render_markdown(table, results, run_root, smoke, exact=configs is not None).encode(),
         out_dir / f"table{table}.csv": render_csv(table, results, smoke).encode(),
     }
     if table in PLOTTED_TABLES:

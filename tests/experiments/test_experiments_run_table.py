@@ -195,6 +195,7 @@ def test_a_sweep_over_a_row_never_stands_in_for_it(tmp_path: Path):
     assert "65.00 ± 7.07" in md  # the row's seeds 1 and 2 (BLEU 60 and 70), not the sweep's 10
     assert f"another config of this experiment (a sweep's?), not used: `{sweep}` (seed 1)" in md
     assert str(second_seed) in md and "superseded" not in md
+    assert "Built by `make table6` from the finished runs of the rows' own configs" in md
 
 
 @pytest.mark.parametrize("wrote", [True, False])
