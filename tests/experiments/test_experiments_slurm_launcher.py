@@ -94,7 +94,6 @@ def test_a_ctrl_c_while_waiting_for_the_jobs_says_they_go_on(monkeypatch, capsys
     import shutil
 
     import pytest
-    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as Submitit
 
     from hydra_plugins.solo_slurm_launcher.slurm_launcher import WAIT_INTERRUPTED, SlurmLauncher
 
@@ -102,7 +101,8 @@ def test_a_ctrl_c_while_waiting_for_the_jobs_says_they_go_on(monkeypatch, capsys
         raise KeyboardInterrupt
 
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(Submitit, "launch", waiting)
+    # The base class itself: Hydra's plugin discovery may have imported submitit's module again.
+    monkeypatch.setattr(SlurmLauncher.__bases__[0], "launch", waiting)
     launcher = SlurmLauncher.__new__(SlurmLauncher)
     with pytest.raises(SystemExit) as stop:
         launcher.launch([["seed=1"]], initial_job_idx=0)
