@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from solo.errors import SoloError, exit_on_solo_error
 from solo.experiments.aggregate import RunRecord, display_path, find_runs, format_metric, publish
 from solo.experiments.tables import METRICS
-from solo.train.rundir import semantic_config
+from solo.train.rundir import config_hash, semantic_config
 
 
 @dataclass
@@ -57,10 +57,10 @@ def sweep_points(runs: list[RunRecord]) -> list[SweepPoint]:
     """The runs grouped by config without the seed (one run dir per config and seed)."""
     points: dict[str, SweepPoint] = {}
     for run in sorted(runs, key=lambda r: str(r.run_dir)):
-        settings = _flatten(semantic_config(OmegaConf.load(run.run_dir / "config.yaml")))
+        cfg = OmegaConf.load(run.run_dir / "config.yaml")
+        settings = _flatten(semantic_config(cfg))
         settings.pop("seed", None)
-        key = json.dumps(settings, sort_keys=True, default=str)
-        points.setdefault(key, SweepPoint(settings)).runs.append(run)
+        points.setdefault(config_hash(cfg, without=("seed",)), SweepPoint(settings)).runs.append(run)
     return list(points.values())
 
 
