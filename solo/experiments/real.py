@@ -38,6 +38,8 @@ from solo.experiments.launch import STOP_CODES, launch
 from solo.paths import REPO_ROOT
 from solo.train.interrupt import Interrupted, deferred, stop_on_signals
 
+# make real scores BLEU/NIST as the official scorer does by default (its Perl mteval, in Python).
+MTEVAL = "perl"
 BANNER = ("real pretrained weights (SmolLM2-135M, Q4_1), dev set as training data — "
           "not the paper's setup")
 MODEL = "smollm2-135m"
@@ -88,6 +90,7 @@ class LaneResult:
     predictions: list[str] = field(default_factory=list)
     diagnostics: list[dict[str, float]] = field(default_factory=list)
     wall_seconds: float = 0.0
+    resumed_from: int | None = None  # the step an interrupted lane went on from: its times are partial
 
 
 def base_config(settings: Settings, extra: list[str] = ()) -> Any:
@@ -158,12 +161,14 @@ def run_lane(lane: str, cfg: Any, settings: Settings, data: Data, run_dir: Path)
         result.trainable = method.num_trainable()
         started = time.perf_counter()
         with deferred():  # a Ctrl-C stops after the current step, with a checkpoint the rerun resumes
-            train(model=model, params=list(method.trainable_parameters()),
-                  after_optimizer_step=method.after_optimizer_step, train_batches=data.train,
-                  dev_batches=data.dev, trainer_cfg=trainer_config(cfg, settings, lane),
-                  run_dir=run_dir, tracker=Tracker(), device=torch.device("cpu"),
-                  diagnostics=method.diagnostics)
+            outcome = train(
+                model=model, params=list(method.trainable_parameters()),
+                after_optimizer_step=method.after_optimizer_step, train_batches=data.train,
+                dev_batches=data.dev, trainer_cfg=trainer_config(cfg, settings, lane),
+                run_dir=run_dir, tracker=Tracker(), device=torch.device("cpu"),
+                diagnostics=method.diagnostics)
         result.train_seconds = time.perf_counter() - started
+        result.resumed_from = outcome.resumed_from
         records = MetricsFile(run_dir / "metrics.jsonl").records()
         result.dev_curve = [(r["step"], r["dev_loss"]) for r in records if "dev_loss" in r]
         result.diagnostics = [r for r in records if any(k.startswith("solo/") for k in r)]
@@ -178,7 +183,7 @@ def run_lane(lane: str, cfg: Any, settings: Settings, data: Data, run_dir: Path)
     texts, _ = decode_mrs_with_stats(model, tokenizer, [g.mr for g in data.groups], decode_cfg, progress=True)
     result.decode_seconds = time.perf_counter() - started
     result.predictions = texts
-    result.scores = score(texts, [list(g.refs) for g in data.groups])
+    result.scores = score(texts, [list(g.refs) for g in data.groups], mteval=MTEVAL)
     (run_dir / "predictions.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     (run_dir / "scores.json").write_text(json.dumps(result.scores, indent=2) + "\n")
     return result
@@ -221,7 +226,7 @@ def run_anchor(cfg: Any, settings: Settings, data: Data, run_dir: Path) -> LaneR
     result = LaneResult("peft", trainable=out["trainable"], dev_curve=[tuple(x) for x in out["dev_curve"]],
                         train_seconds=out["train_seconds"], decode_seconds=out["decode_seconds"])
     result.predictions = out["predictions"]
-    result.scores = score(result.predictions, [list(g.refs) for g in data.groups])
+    result.scores = score(result.predictions, [list(g.refs) for g in data.groups], mteval=MTEVAL)
     (run_dir / "predictions.txt").write_text("\n".join(result.predictions) + "\n", encoding="utf-8")
     return result
 
@@ -356,14 +361,22 @@ def run_lanes(settings: Settings, lanes: list[str], no_report: bool) -> None:
     wall = max(wall, lanes_wall)
     if no_report or settings.test_mrs == 0:
         return
-    write_report(results, settings, data, wall)
+    write_report(results, settings, data, wall, cfg)
 
 
 def findings() -> str:
     return FINDINGS_FILE.read_text(encoding="utf-8") if FINDINGS_FILE.is_file() else "(none written yet)"
 
 
-def write_report(results: list[LaneResult], settings: Settings, data: Data, wall: float) -> None:
+def report_recipe(cfg: Any) -> str:
+    """The decoding and scoring recipe the lanes ran with, as the results tables print it."""
+    from solo.decode.recipe import recipe_line, run_recipe
+
+    recipe = run_recipe(cfg)
+    return recipe_line({**recipe, "score": {**recipe["score"], "mteval": MTEVAL}}).split(" | train:")[0]
+
+
+def write_report(results: list[LaneResult], settings: Settings, data: Data, wall: float, cfg: Any) -> None:
     from solo.experiments.aggregate import publish
     from solo.experiments.real_report import (
         diagnostics_png,
@@ -380,7 +393,8 @@ def write_report(results: list[LaneResult], settings: Settings, data: Data, wall
             results, settings, BANNER, notes=findings(), n_train=len(data.train_examples),
             n_dev=len(data.dev_examples), n_test=len(data.groups), wall_seconds=wall,
             references=[g.refs for g in data.groups], mrs=[g.mr for g in data.groups],
-            images=(curves, lambdas)),
+            images=(curves, lambdas), recipe=report_recipe(cfg),
+            label_smoothing=float(cfg.trainer.label_smoothing)),
         RESULTS_DIR / f"{stem}.csv": results_csv(results),
         RESULTS_DIR / curves: loss_curves_png(results, BANNER),
     }
@@ -399,7 +413,8 @@ def summary_line(result: LaneResult) -> str:
         last = result.diagnostics[-1]
         lams = [v for k, v in last.items() if k.endswith("/lambda")]
         lam = f" λ min/mean/max {min(lams):.4f}/{sum(lams) / len(lams):.4f}/{max(lams):.4f}" if lams else ""
-    return (f"{result.lane}: dev loss {curve}; train {result.train_seconds:.0f} s, decode "
+    resumed = f" (after the resume at step {result.resumed_from})" if result.resumed_from is not None else ""
+    return (f"{result.lane}: dev loss {curve}; train {result.train_seconds:.0f} s{resumed}, decode "
             f"{result.decode_seconds:.0f} s{lam}{'; ' + scores if scores else ''}")
 
 

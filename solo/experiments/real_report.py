@@ -21,6 +21,11 @@ def _scaled(metric: str, value: float) -> float:
     return value * 100.0 if metric in PERCENT_METRICS else value
 
 
+def _train_time(result: Any) -> str:
+    resumed = result.resumed_from
+    return f"{result.train_seconds:.0f}" + (f" (from step {resumed}: resumed)" if resumed is not None else "")
+
+
 def results_csv(results: Sequence[Any]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -36,7 +41,8 @@ def results_csv(results: Sequence[Any]) -> bytes:
 
 
 def results_markdown(results: Sequence[Any], settings: Any, banner: str, *, notes: str,
-                     n_train: int, n_dev: int, n_test: int, wall_seconds: float,
+                     n_train: int, n_dev: int, n_test: int, wall_seconds: float, recipe: str,
+                     label_smoothing: float,
                      references: Sequence[Sequence[str]], mrs: Sequence[str],
                      images: tuple[str, str] = ("loss_curves.png", "solo_lambda.png")) -> bytes:
     lines = [
@@ -46,8 +52,8 @@ def results_markdown(results: Sequence[Any], settings: Any, banner: str, *, note
         "",
         f"Training: {n_train} dev-set pairs (the last {settings.holdout_mrs} dev MRs held out; dev loss on "
         f"{n_dev} of their pairs), {settings.steps} steps of batch {settings.batch_size}, linear warm-up "
-        f"({settings.warmup_fraction:.0%}) and decay, label smoothing 0.1, CPU. Test: the first {n_test} test "
-        "MRs, beam 10, length penalty 0.9, no-repeat 4-grams, ≤ 64 new tokens, official E2E metrics. "
+        f"({settings.warmup_fraction:.0%}) and decay, label smoothing {label_smoothing:g}, CPU. Test: the first "
+        f"{n_test} test MRs (the peft anchor decodes with transformers' `generate`); {recipe}. "
         f"Learning rates: LoRA {settings.lr['lora']:g}, Solo {settings.lr['solo']:g}. "
         f"Wall time, the lanes summed: {wall_seconds / 60:.1f} min.",
         "",
@@ -58,7 +64,7 @@ def results_markdown(results: Sequence[Any], settings: Any, banner: str, *, note
         curve = f"{r.dev_curve[0][1]:.3f} → {r.dev_curve[-1][1]:.3f}" if r.dev_curve else ""
         cells = [f"{_scaled(m, r.scores[m]):.2f}" if m in r.scores else "" for m in METRICS]
         lines.append(f"| {LANE_TITLES.get(r.lane, r.lane)} | {r.trainable:,} | {curve} | "
-                     f"{r.train_seconds:.0f} | {r.decode_seconds:.0f} | " + " | ".join(cells) + " |")
+                     f"{_train_time(r)} | {r.decode_seconds:.0f} | " + " | ".join(cells) + " |")
     lines += ["", "Dev-loss curves (held-out pairs, per target token, no smoothing):", ""]
     for r in results:
         if len(r.dev_curve) > 1:

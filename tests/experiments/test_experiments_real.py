@@ -48,9 +48,15 @@ def _results():
 def test_report_is_bannered_and_scaled():
     results = _results()
     md = results_markdown(results, Settings(), BANNER, notes="found this", n_train=10, n_dev=4, n_test=1,
-                          wall_seconds=120, references=[["A pub ."]], mrs=["name : A"]).decode()
+                          wall_seconds=120, references=[["A pub ."]], mrs=["name : A"], recipe="RECIPE",
+                          label_smoothing=0.1).decode()
     assert BANNER in md and "not the paper's setup" in md and "found this" in md
     assert "| 68,852 | 2.600 → 1.900 |" in md and "| 55.00 | 7.10 | 40.00 | 60.00 | 1.90 |" in md
+    results[1].resumed_from = 30  # an interrupted lane's time counts from its resume only
+    resumed = results_markdown(results, Settings(), BANNER, notes="", n_train=10, n_dev=4, n_test=1,
+                               wall_seconds=120, references=[["A pub ."]], mrs=["name : A"], recipe="R",
+                               label_smoothing=0.1).decode()
+    assert "(from step 30: resumed)" in resumed and "resumed)" not in md
     rows = list(csv.DictReader(io.StringIO(results_csv(results).decode())))
     assert rows[1]["lane"] == "solo" and rows[1]["BLEU"] == "55.00" and rows[0]["BLEU"] == "10.00"
     assert loss_curves_png(results, BANNER).startswith(b"\x89PNG")
@@ -128,3 +134,12 @@ def test_a_ctrl_c_in_a_training_lane_stops_after_the_step_with_a_checkpoint(tmp_
     with interrupt.stop_on_signals(), pytest.raises(interrupt.Interrupted, match="at step 3"):
         real.run_lane("solo", SimpleNamespace(model=None), Settings(), data, tmp_path / "solo")
     assert seen == {"flag only": True}
+
+
+def test_the_report_states_the_recipe_the_lanes_ran_with():
+    """The report said 'length penalty 0.9' while the lanes decoded with the config's 0.8."""
+    from solo.experiments.real import base_config, report_recipe
+
+    recipe = report_recipe(base_config(Settings(), ["decode.length_penalty=0.7"]))
+    assert "beam 10, length penalty 0.7, no-repeat 4-gram, <= 64 new tokens" in recipe
+    assert recipe.endswith("BLEU/NIST by mteval perl (the scorer's default)")
