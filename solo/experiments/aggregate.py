@@ -10,7 +10,9 @@ When several finished run dirs share an experiment and seed (a rerun after the c
 the one finished last is used and the others are listed as superseded in the sources. Given the
 rows' configs (`make tableN` passes the ones it composed), only the runs of exactly those configs,
 any seed, are used; other runs of the same experiment (a sweep's, say `hparams_search=solo_lr`)
-are listed as not used instead of standing in for the row.
+are listed as not used instead of standing in for the row. Without them (this module's CLI), a row
+whose averaged runs are of several configs carries a warning, and a superseded run of another
+config says so.
 
 Results are never overwritten silently: every output is rendered first, then each file is
 swapped in atomically; an existing file whose content differs is first kept beside it as
@@ -51,6 +53,7 @@ from solo.experiments.tables import (
 )
 from solo.paper import parse_printed_count
 from solo.paths import REPO_ROOT
+from solo.train.rundir import config_hash, run_dir_for
 
 PLOTTED_TABLES = frozenset({2, 3})
 NO_FINISHED_RUN = "no finished run under"  # aggregate's message when it wrote nothing
@@ -76,6 +79,7 @@ class RunRecord:
     scores: dict[str, float] | None  # paper scale (percent for BLEU/METEOR/ROUGE_L); None if absent
     finished: str
     recipe: str = "not recorded"  # decoding/scoring recipe (solo.decode.recipe), one line
+    config_key: str = ""  # rundir.config_hash without the seed: equal for the seeds of one config
 
 
 @dataclass
@@ -86,6 +90,11 @@ class RowResult:
     superseded: list[RunRecord] = field(default_factory=list)
     unscored: list[RunRecord] = field(default_factory=list)  # DONE but no scores.json
     other_configs: list[RunRecord] = field(default_factory=list)  # the experiment, not the row's config
+
+    @property
+    def mixed_configs(self) -> int:
+        """How many configs the averaged runs are of (more than one: the mean mixes them)."""
+        return len({r.config_key for r in self.runs})
 
     @property
     def status(self) -> str:
@@ -148,6 +157,7 @@ def read_run(run_dir: Path) -> RunRecord | None:
         scores=scores,
         finished=str(finished or ""),
         recipe=_recipe_of(run_dir, scores_path),
+        config_key=config_hash(cfg, without=("seed",)),
     )
 
 
@@ -170,8 +180,6 @@ def find_runs(run_root: Path) -> list[RunRecord]:
 
 def _of_config(run: RunRecord, config: Any) -> bool:
     """Whether `run` is `config`'s run for its seed (the run dir solo.train would give it)."""
-    from solo.train.rundir import run_dir_for
-
     return run.run_dir.name == run_dir_for(OmegaConf.merge(config, {"seed": run.seed})).name
 
 
@@ -270,8 +278,14 @@ def render_markdown(table: int, results: list[RowResult], run_root: Path, smoke:
             lines.append(head + "missing — no finished run dir")
         else:
             lines.append(head + ", ".join(f"`{display_path(r.run_dir)}` (seed {r.seed})" for r in res.runs))
+        if res.mixed_configs > 1:
+            lines.append(f"   - **warning: these runs are of {res.mixed_configs} different configs** (a sweep "
+                         f"over this experiment?): the mean mixes them; `make table{table}` uses only the "
+                         "row's own config")
+        used = {r.config_key for r in res.runs}
         for run in res.superseded:
-            lines.append(f"   - superseded (same seed, finished earlier): `{display_path(run.run_dir)}`")
+            other = "" if run.config_key in used else "; another config: a rerun after a change, or a sweep's run"
+            lines.append(f"   - superseded (same seed, finished earlier{other}): `{display_path(run.run_dir)}`")
         for run in res.unscored:
             lines.append(f"   - finished without scores.json, not used: `{display_path(run.run_dir)}`")
         for run in res.other_configs:

@@ -11,7 +11,7 @@ import yaml
 def write_run(
     root: Path, experiment_id: str, seed: int, scores: dict[str, float] | None, *,
     trainable: int = 1234, smoke: bool = False, done: bool = True, train_split: str = "train",
-    finished: str = "2026-01-01T00:00:00", tag: str = "",
+    finished: str = "2026-01-01T00:00:00", tag: str = "", settings: dict | None = None,
 ) -> Path:
     """A run dir as solo.train leaves it; `scores` are fractions like the official scorer's."""
     run_dir = root / experiment_id / f"lora-{seed}{tag}{'s' if smoke else ''}"
@@ -20,6 +20,7 @@ def write_run(
         "experiment_id": experiment_id, "seed": seed, "smoke": smoke, "name": experiment_id,
         "model": {"name": "tiny" if smoke else "gpt2"},
         "data": {"setup": "lora", "train_split": train_split},
+        **(settings or {}),  # e.g. {"trainer": {"lr": 1e-3}}: a sweep's other config
     }
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     (run_dir / "params.json").write_text(json.dumps({"trainable": trainable, "total": 10 * trainable}))

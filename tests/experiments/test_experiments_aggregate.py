@@ -179,3 +179,25 @@ def test_cli_refuses_a_runs_folder_that_is_not_there_and_an_out_that_is_a_file(t
     assert exit_info.value.code == 2
     assert f"{flag} {bad}" in capsys.readouterr().err
     assert a_file.read_text() == "mine\n" and not (tmp_path / "o").exists()
+
+
+def test_the_cli_warns_when_a_rows_runs_are_of_different_configs(run_root: Path):
+    """Matching by experiment_id alone (the standalone CLI), a sweep over a row's experiment mixed
+    into its mean or superseded its run without a word."""
+    write_run(run_root, HOMOTOPY_ID, 1, scores(0.60), finished="2026-01-01T00:00:00")
+    write_run(run_root, HOMOTOPY_ID, 2, scores(0.10), finished="2026-01-02T00:00:00", settings={"trainer": {"lr": 1e-3}})
+    row = agg.aggregate_table(TABLE, run_root, smoke=False)[0]
+    assert row.mixed_configs == 2
+    md = agg.render_markdown(TABLE, [row], run_root, smoke=False)
+    assert "**warning: these runs are of 2 different configs**" in md and f"`make table{TABLE}`" in md
+    older = write_run(run_root, HOMOTOPY_ID, 1, scores(0.50), finished="2025-12-01T00:00:00",
+                      tag="x", settings={"trainer": {"lr": 5e-4}})
+    md = agg.render_markdown(TABLE, agg.aggregate_table(TABLE, run_root, smoke=False)[:1], run_root, smoke=False)
+    assert f"superseded (same seed, finished earlier; another config: a rerun after a change, or a sweep's run): `{older}`" in md
+
+
+def test_one_config_over_seeds_is_no_warning(run_root: Path):
+    write_run(run_root, HOMOTOPY_ID, 1, scores(0.60))
+    write_run(run_root, HOMOTOPY_ID, 2, scores(0.62))
+    row = agg.aggregate_table(TABLE, run_root, smoke=False)[0]
+    assert row.mixed_configs == 1 and "warning" not in agg.render_markdown(TABLE, [row], run_root, smoke=False)
