@@ -1,4 +1,4 @@
-"""`python -m solo.experiments.run_table TABLE [seeds=1,2,3] [profile=tiny] [--dry-run] [overrides...]`
+"""`python -m solo.experiments.run_table TABLE [seeds=1,2,3] [profile=tiny] [--dry-run | --no-launch] [overrides...]`
 
 Runs what one paper table needs, then aggregates it. Each non-cited row's experiment is composed
 for every seed exactly as `python -m solo.train` would compose it; rows whose run dir is already
@@ -10,7 +10,8 @@ Finally results/tableN.{md,csv,png} are built (results/smoke/ for smoke profiles
 Other arguments are Hydra overrides handed to solo.train unchanged. seeds defaults to 1; give
 several (seeds=1,2,3) for mean ± std. A smoke profile (profile=tiny) puts its runs under
 runs/smoke unless run_root is given. --dry-run prints the plan (finished rows, the solo.train
-commands) and launches nothing. `make table2 ARGS=...` calls it.
+commands) and launches nothing; --no-launch builds the table from what has finished, with the
+rows' own configs, and launches nothing. `make table2 ARGS=...` calls it.
 """
 
 from __future__ import annotations
@@ -58,11 +59,17 @@ class TablePlan:
         ]
 
 
-def _split_arguments(arguments: list[str]) -> tuple[list[int], list[str], bool]:
-    seeds, overrides, dry_run = [1], [], False
+MODES = {"--dry-run": "dry-run", "--no-launch": "no-launch"}
+
+
+def _split_arguments(arguments: list[str]) -> tuple[list[int], list[str], str]:
+    """seeds, the overrides for solo.train, and the mode: run, dry-run or no-launch."""
+    seeds, overrides, mode = [1], [], "run"
     for arg in arguments:
-        if arg == "--dry-run":
-            dry_run = True
+        if arg in MODES:
+            if mode != "run":
+                raise SoloError(f"{arg} with --{mode}: give one of --dry-run and --no-launch")
+            mode = MODES[arg]
         elif arg.startswith("seeds="):
             try:
                 seeds = [int(s) for s in arg.split("=", 1)[1].split(",") if s.strip()]
@@ -77,7 +84,7 @@ def _split_arguments(arguments: list[str]) -> tuple[list[int], list[str], bool]:
             raise SoloError(f"{arg!r}: run_table chooses the experiments and seeds itself; use seeds=1,2,3")
         else:
             overrides.append(arg)
-    return seeds, overrides, dry_run
+    return seeds, overrides, mode
 
 
 def plan_table(table: int, seeds: list[int], overrides: list[str]) -> TablePlan:
@@ -121,7 +128,7 @@ def with_default_launcher(overrides: list[str], cuda: bool) -> list[str]:
 def run_table(table: int, arguments: list[str]) -> int:
     import torch
 
-    seeds, overrides, dry_run = _split_arguments(arguments)
+    seeds, overrides, mode = _split_arguments(arguments)
     overrides = with_default_launcher(overrides, torch.cuda.is_available())
     plan = plan_table(table, seeds, overrides)
     label = "SMOKE run (profile is not for results)" if plan.smoke else "run"
@@ -132,8 +139,9 @@ def run_table(table: int, arguments: list[str]) -> int:
     failures = 0
     for command in plan.commands():
         # As one would type it (the launch itself uses this interpreter, sys.executable).
-        print("  $ " + shlex.join(["python", *command[1:]]), flush=True)
-        if dry_run:
+        prefix = "  not launched (--no-launch): " if mode == "no-launch" else "  $ "
+        print(prefix + shlex.join(["python", *command[1:]]), flush=True)
+        if mode != "run":
             continue
         code = launch(command)
         if code in STOP_CODES:
@@ -141,7 +149,7 @@ def run_table(table: int, arguments: list[str]) -> int:
                   "(finished runs are skipped, stopped ones resume)", file=sys.stderr)
             return code
         failures += code != 0
-    if dry_run:
+    if mode == "dry-run":
         return 0
     messages = aggregate(table, plan.run_root, smoke=plan.smoke, configs=plan.configs)
     for message in messages:
@@ -162,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         print(__doc__.strip())
         raise SystemExit(0)
     if not argv or not argv[0].isdigit():
-        raise SoloError("usage: python -m solo.experiments.run_table TABLE [seeds=1,2,3] [profile=tiny] [--dry-run] [overrides...]")
+        raise SoloError("usage: python -m solo.experiments.run_table TABLE [seeds=1,2,3] [profile=tiny] [--dry-run | --no-launch] [overrides...]")
     raise SystemExit(run_table(int(argv[0]), argv[1:]))
 
 

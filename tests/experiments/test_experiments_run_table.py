@@ -218,3 +218,22 @@ def test_a_failed_launch_says_whether_a_table_was_written(monkeypatch, capsys, w
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("table 2: 1 launch(es) failed (the error is above); ")
     assert ("their rows show as missing" in last) == wrote and ("no table was written" in last) != wrote
+
+
+def test_no_launch_builds_the_table_from_what_finished_with_the_rows_own_configs(tmp_path: Path, monkeypatch, capsys):
+    """The standalone aggregate CLI matches runs by experiment_id (it cannot know the launch's
+    overrides); --no-launch gives the exact table without starting the missing rows."""
+    overrides = ["profile=tiny", f"run_root={tmp_path / 'runs'}"]
+    row = _finish(["experiment=table2/solo_r128_s0.6", "seed=1", *overrides], bleu=0.60)
+    _finish(["experiment=table2/solo_r128_s0.6", "seed=1", "trainer.lr=0.001", *overrides], bleu=0.10)
+    monkeypatch.setattr(rt, "launch", lambda command: pytest.fail("--no-launch launched"))
+    out = tmp_path / "results"
+    from solo.experiments.aggregate import aggregate as real_aggregate
+
+    monkeypatch.setattr(rt, "aggregate", lambda t, root, smoke, configs: real_aggregate(t, root, out, smoke, configs))
+    assert rt.run_table(6, [*overrides, "--no-launch"]) == 0
+    assert "not launched (--no-launch): python -m solo.train" in capsys.readouterr().out
+    md = (out / "table6.md").read_text()
+    assert f"`{row}` (seed 1)" in md and "60.00 / " in md and "not used" in md
+    with pytest.raises(SoloError, match="give one of --dry-run and --no-launch"):
+        rt._split_arguments(["--dry-run", "--no-launch"])
