@@ -280,8 +280,8 @@ def render_markdown(table: int, results: list[RowResult], run_root: Path, smoke:
             lines.append(head + ", ".join(f"`{display_path(r.run_dir)}` (seed {r.seed})" for r in res.runs))
         if res.mixed_configs > 1:
             lines.append(f"   - **warning: these runs are of {res.mixed_configs} different configs** (a sweep "
-                         f"over this experiment?): the mean mixes them; `make table{table}` uses only the "
-                         "row's own config")
+                         f"over this experiment?): the mean mixes them; `make table{table} ARGS=--no-launch` "
+                         "rebuilds the table from each row's own config")
         used = {r.config_key for r in res.runs}
         for run in res.superseded:
             other = "" if run.config_key in used else "; another config: a rerun after a change, or a sweep's run"

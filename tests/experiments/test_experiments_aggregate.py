@@ -189,7 +189,7 @@ def test_the_cli_warns_when_a_rows_runs_are_of_different_configs(run_root: Path)
     row = agg.aggregate_table(TABLE, run_root, smoke=False)[0]
     assert row.mixed_configs == 2
     md = agg.render_markdown(TABLE, [row], run_root, smoke=False)
-    assert "**warning: these runs are of 2 different configs**" in md and f"`make table{TABLE}`" in md
+    assert "**warning: these runs are of 2 different configs**" in md and f"`make table{TABLE} ARGS=--no-launch`" in md
     older = write_run(run_root, HOMOTOPY_ID, 1, scores(0.50), finished="2025-12-01T00:00:00",
                       tag="x", settings={"trainer": {"lr": 5e-4}})
     md = agg.render_markdown(TABLE, agg.aggregate_table(TABLE, run_root, smoke=False)[:1], run_root, smoke=False)
