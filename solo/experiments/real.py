@@ -36,6 +36,7 @@ from omegaconf import OmegaConf
 from solo.errors import SoloError, exit_on_solo_error
 from solo.experiments.launch import STOP_CODES, launch
 from solo.paths import REPO_ROOT
+from solo.schema import Number
 from solo.train.interrupt import Interrupted, deferred, stop_on_signals
 
 # make real scores BLEU/NIST as the official scorer does by default (its Perl mteval, in Python).
@@ -239,27 +240,23 @@ def _batch_order(batches, steps: int) -> list[list[int]]:
     return order[:steps]
 
 
-def _integer(low: int):
-    """An argparse type: an integer >= low (argparse names the flag in its one-line error)."""
-    def parse(text: str) -> int:
+def _argument(spec: Number):
+    """An argparse type checked by the schema's `spec` (argparse names the flag in its one-line error)."""
+    kind = "an integer" if spec.integer else "a number"
+
+    def parse(text: str) -> int | float:
         try:
-            value = int(text)
+            value = int(text) if spec.integer else float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is not allowed; give an integer >= {low}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not spec.accepts(value):
+            raise argparse.ArgumentTypeError(f"{text} is not allowed; give {spec.describe()}")
         return value
     return parse
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not allowed; give a number > 0")
-    return value
+_AT_LEAST_1 = _argument(Number(integer=True, low=1))
+_POSITIVE = _argument(Number(low=0, open_low=True))
 
 
 def _run_name(text: str) -> str:
@@ -271,15 +268,15 @@ def _run_name(text: str) -> str:
 
 def parse_args(argv: list[str] | None) -> tuple[Settings, list[str], bool]:
     parser = argparse.ArgumentParser(prog="python -m solo.experiments.real", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=_integer(1), default=Settings.steps)
-    parser.add_argument("--test-mrs", type=_integer(0), default=Settings.test_mrs, help="0: dev loss only, no decoding")
+    parser.add_argument("--steps", type=_AT_LEAST_1, default=Settings.steps)
+    parser.add_argument("--test-mrs", type=_argument(Number(integer=True, low=0)), default=Settings.test_mrs, help="0: dev loss only, no decoding")
     parser.add_argument("--lanes", default=",".join(ALL_LANES))
-    parser.add_argument("--lr-solo", type=_positive)
-    parser.add_argument("--lr-lora", type=_positive)
-    parser.add_argument("--batch-size", type=_integer(1), default=Settings.batch_size)
-    parser.add_argument("--dev-examples", type=_integer(1), default=Settings.dev_examples)
-    parser.add_argument("--eval-every", type=_integer(1), default=Settings.eval_every)
-    parser.add_argument("--threads", type=_integer(1), help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
+    parser.add_argument("--lr-solo", type=_POSITIVE)
+    parser.add_argument("--lr-lora", type=_POSITIVE)
+    parser.add_argument("--batch-size", type=_AT_LEAST_1, default=Settings.batch_size)
+    parser.add_argument("--dev-examples", type=_AT_LEAST_1, default=Settings.dev_examples)
+    parser.add_argument("--eval-every", type=_AT_LEAST_1, default=Settings.eval_every)
+    parser.add_argument("--threads", type=_AT_LEAST_1, help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
     parser.add_argument("--solo", action="append", default=[], metavar="KEY=VALUE",
                         help="change a Solo Connection setting, e.g. --solo lambda_init=0.01")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
