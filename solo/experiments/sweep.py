@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from solo.errors import SoloError, exit_on_solo_error
 from solo.experiments.aggregate import RunRecord, display_path, find_runs, format_metric, publish
 from solo.experiments.tables import METRICS
-from solo.train.rundir import config_hash, semantic_config
+from solo.train.rundir import semantic_config
 
 
 @dataclass
@@ -54,13 +54,15 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def sweep_points(runs: list[RunRecord]) -> list[SweepPoint]:
-    """The runs grouped by config without the seed (one run dir per config and seed)."""
+    """The runs grouped by config without the seed (RunRecord.config_key; one run dir per config
+    and seed). A group's settings are read from its first run's config.yaml."""
     points: dict[str, SweepPoint] = {}
     for run in sorted(runs, key=lambda r: str(r.run_dir)):
-        cfg = OmegaConf.load(run.run_dir / "config.yaml")
-        settings = _flatten(semantic_config(cfg))
-        settings.pop("seed", None)
-        points.setdefault(config_hash(cfg, without=("seed",)), SweepPoint(settings)).runs.append(run)
+        if run.config_key not in points:
+            settings = _flatten(semantic_config(OmegaConf.load(run.run_dir / "config.yaml")))
+            settings.pop("seed", None)
+            points[run.config_key] = SweepPoint(settings)
+        points[run.config_key].runs.append(run)
     return list(points.values())
 
 
