@@ -9,7 +9,11 @@ starts exactly at the backbone. Bias stays frozen (loralib's `mark_only_lora_as_
 'none').
 
 Llama-style models have separate `q_proj`/`k_proj`/`v_proj` `nn.Linear`s; each target gets a
-plain LoRA pair there. Trainable count, GPT-2: n_layer · 2 · (2·r·d) → S r=4: 147,456; M r=4: 393,216.
+plain LoRA pair there. Models that fuse Q, K and V into one `nn.Linear` (GPT-NeoX/Pythia, Bloom,
+Falcon, GPT-BigCode, Phi-3) get loralib's merged form on it as on GPT-2, on the output rows their
+attention reads as Q, K or V: those rows are interleaved per head (or per key/value group) in most
+of them, so the slices are index sets read from the model's config (`fused_qkv_layout`), not
+thirds. Trainable count, GPT-2: n_layer · 2 · (2·r·d) → S r=4: 147,456; M r=4: 393,216.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from solo.methods.packing import PackedTerm
 
 _SLICES = ("q", "k", "v")
 _LINEAR_NAMES = {"q": "q_proj", "k": "k_proj", "v": "v_proj"}
+# Names of one nn.Linear computing Q, K and V together: GPT-NeoX, Bloom, Falcon / Phi-3 /
+# GPT-BigCode / MPT, Qwen (v1), ChatGLM... Which rows are which is the model type's business.
+_FUSED_LINEAR_NAMES = ("query_key_value", "qkv_proj", "c_attn", "Wqkv")
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,50 @@ class LoRAConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": "lora", **dataclasses.asdict(self), "targets": list(self.targets)}
+
+
+@dataclass(frozen=True)
+class FusedQKV:
+    """Where Q, K and V sit in a fused projection's output: `groups` repeats of the slots `roles`
+    (each "q", "k" or "v"), each slot `head_dim` rows wide."""
+
+    groups: int
+    roles: tuple[str, ...]
+    head_dim: int
+
+    @property
+    def width(self) -> int:
+        return self.groups * len(self.roles) * self.head_dim
+
+    def rows(self, role: str) -> torch.Tensor:
+        """The output rows of `role`, in output order."""
+        slots = torch.arange(self.width).view(self.groups, len(self.roles), self.head_dim)
+        return slots[:, [i for i, r in enumerate(self.roles) if r == role]].reshape(-1)
+
+
+def _concatenated(heads: int, kv_heads: int, head_dim: int) -> FusedQKV:
+    return FusedQKV(1, ("q",) * heads + ("k",) * kv_heads + ("v",) * kv_heads, head_dim)
+
+
+def fused_qkv_layout(config: Any) -> FusedQKV | None:
+    """The Q/K/V row layout of a fused QKV `nn.Linear` in a model of this config, as its attention
+    splits the output (transformers' modeling_<type>.py); None for a model type not known here."""
+    kind = getattr(config, "model_type", None)
+    if kind not in ("gpt_neox", "bloom", "falcon", "gpt_bigcode", "phi3"):
+        return None
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    per_head = FusedQKV(heads, _SLICES, head_dim)  # [heads, 3, head_dim]
+    if kind == "phi3":
+        return _concatenated(heads, config.num_key_value_heads, head_dim)
+    if kind == "gpt_bigcode":
+        return _concatenated(heads, 1, head_dim) if config.multi_query else per_head
+    if kind == "falcon":
+        if config.new_decoder_architecture:  # [kv groups, the group's queries + its key + its value, head_dim]
+            groups = config.num_kv_heads
+            return FusedQKV(groups, ("q",) * (heads // groups) + ("k", "v"), head_dim)
+        return _concatenated(heads, 1, head_dim) if config.multi_query else per_head
+    return per_head
 
 
 class LoRAFusedConv1D(nn.Module):
@@ -156,6 +207,55 @@ class LoRALinear(nn.Module):
             self.merged = True
 
 
+class LoRAFusedLinear(nn.Module):
+    """A fused QKV `nn.Linear` plus LoRA on the enabled slices (loralib's `MergedLinear`), each slice
+    being the rows `layout` gives it: A is [n·r, in], B is [Σ slice widths, r] (the widths differ
+    under grouped-query attention)."""
+
+    def __init__(self, base: nn.Linear, layout: FusedQKV, cfg: LoRAConfig) -> None:
+        super().__init__()
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight, self.bias = base.weight, base.bias
+        roles = [s for s in _SLICES if s in cfg.targets]
+        rows = [layout.rows(role) for role in roles]
+        self.widths = [len(r) for r in rows]
+        self.rank, self.scaling = cfg.rank, cfg.scaling
+        self.lora_dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
+        self.lora_A = nn.Parameter(self.weight.new_empty(len(roles) * cfg.rank, self.in_features))
+        self.lora_B = nn.Parameter(self.weight.new_zeros(sum(self.widths), cfg.rank))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        # For each output row, its row among the adapted ones, or sum(widths): a zero row appended.
+        source = torch.full((self.out_features,), sum(self.widths), dtype=torch.long)
+        source[torch.cat(rows)] = torch.arange(sum(self.widths))
+        self.register_buffer("_source", source.to(self.weight.device), persistent=False)
+        self.merged = False
+
+    def _spread(self, adapted: torch.Tensor, dim: int) -> torch.Tensor:
+        """Adapted rows (along `dim`) placed at their output rows, zeros at the others."""
+        shape = list(adapted.shape)
+        shape[dim] = 1
+        return torch.cat([adapted, adapted.new_zeros(shape)], dim).index_select(dim, self._source)
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        after_a = F.linear(self.lora_dropout(x), self.lora_A).split(self.rank, dim=-1)
+        pieces = [F.linear(a, b) for a, b in zip(after_a, self.lora_B.split(self.widths), strict=True)]
+        return self._spread(torch.cat(pieces, dim=-1), -1) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(x, self.weight, self.bias)
+        if self.merged:
+            return out
+        return out + self.delta(x)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if not self.merged:
+            a = self.lora_A.split(self.rank)
+            per_slice = [b @ a_s for a_s, b in zip(a, self.lora_B.split(self.widths), strict=True)]
+            self.weight += self._spread(torch.cat(per_slice), 0) * self.scaling
+            self.merged = True
+
+
 class LoRA(Method):
     name = "lora"
 
@@ -164,7 +264,7 @@ class LoRA(Method):
         freeze(model)
         # (parent module, attribute, original module): what detach() puts back.
         self._replaced: list[tuple[nn.Module, str, nn.Module]] = []
-        self.layers: list[LoRAFusedConv1D | LoRALinear] = []
+        self.layers: list[LoRAFusedConv1D | LoRALinear | LoRAFusedLinear] = []
         targets = {_LINEAR_NAMES[t] for t in cfg.targets}
         for parent in list(model.modules()):
             for attr, child in list(parent.named_children()):
@@ -172,6 +272,8 @@ class LoRA(Method):
                     wrapped: nn.Module = LoRAFusedConv1D(child, cfg)
                 elif attr in targets and isinstance(child, nn.Linear):
                     wrapped = LoRALinear(child, cfg)
+                elif attr in _FUSED_LINEAR_NAMES and isinstance(child, nn.Linear):
+                    wrapped = LoRAFusedLinear(child, _fused_layout(model, attr, child), cfg)
                 else:
                     continue
                 wrapped.train(child.training)
@@ -181,7 +283,8 @@ class LoRA(Method):
         if not self.layers:
             raise SoloError(
                 f"LoRA found no attention projection in {type(model).__name__} (looked for GPT-2 "
-                f"`c_attn` Conv1D and Llama-style {sorted(targets)} Linear layers)"
+                f"`c_attn` Conv1D, Llama-style {sorted(targets)} Linear layers and fused QKV Linear "
+                f"layers named {', '.join(_FUSED_LINEAR_NAMES)})"
             )
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -204,6 +307,23 @@ class LoRA(Method):
         for parent, attr, original in self._replaced:
             setattr(parent, attr, original)
         self._replaced.clear()
+
+
+def _fused_layout(model: nn.Module, attr: str, layer: nn.Linear) -> FusedQKV:
+    config = getattr(model, "config", None)
+    layout = fused_qkv_layout(config)
+    kind = getattr(config, "model_type", type(model).__name__)
+    if layout is None:
+        raise SoloError(
+            f"LoRA does not know which rows of {kind}'s fused `{attr}` are Q, K and V (it knows "
+            f"gpt_neox, bloom, falcon, gpt_bigcode, phi3); method=solo trains on this model"
+        )
+    if layout.width != layer.out_features:
+        raise SoloError(
+            f"{kind}'s fused `{attr}` has {layer.out_features} outputs but its config gives "
+            f"{layout.width} Q/K/V rows; LoRA cannot tell the slices apart"
+        )
+    return layout
 
 
 def apply_lora(model: nn.Module, cfg: dict[str, Any]) -> LoRA:

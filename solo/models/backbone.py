@@ -150,7 +150,8 @@ def _check_overrides(model: torch.nn.Module, overrides: Mapping[str, Any]) -> to
 def _bad_overrides(overrides: Mapping[str, Any], err: Exception | None) -> SoloError:
     why = f" ({str(err).splitlines()[0]})" if err else ""
     return SoloError(f"model.overrides {dict(overrides)} are not all fields of the pretrained model's "
-                     f"config{why}; check the spelling")
+                     f"config{why}; check the spelling, or, for a model other than GPT-2 (whose "
+                     f"dropout keys configs/model/gpt2.yaml sets), use model=hf model.pretrained=...")
 
 
 def load_tokenizer(spec: str | None) -> Any:

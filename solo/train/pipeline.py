@@ -34,6 +34,7 @@ from solo.train.precision import apply_precision
 from solo.train.rng import seed_everything
 from solo.train.rundir import (
     DONE_FILE,
+    check_complete,
     claimed,
     config_hash,
     is_finished,
@@ -59,6 +60,7 @@ def check_config(cfg: DictConfig) -> None:
     from solo.decode.predict import settings_from_config
     from solo.methods import check_method_config
 
+    check_complete(cfg)
     check_seed(cfg.get("seed"))
     check_trainer_config(cfg.trainer)
     data_settings(cfg.data)

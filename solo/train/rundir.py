@@ -56,8 +56,28 @@ def _portable(value: object, shared_prefix: str) -> object:
     return value
 
 
+# What a `???` key of a config group wants, for the line that asks for it.
+_WANTED = {"model.pretrained": "a Hugging Face hub name such as EleutherAI/pythia-160m, or a local folder"}
+
+
+def check_complete(cfg: DictConfig) -> None:
+    """A key the config leaves `???` (configs/model/hf.yaml's model.pretrained) must be given."""
+    def missing(node: object, prefix: str) -> Iterator[str]:
+        # Unresolved, so that a key interpolating the missing one (tokenizer: ${.pretrained}) is no error here.
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            if value == "???":
+                yield f"{prefix}{key}"
+            yield from missing(value, f"{prefix}{key}.")
+
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    for key in missing({k: v for k, v in plain.items() if k != "hydra"}, ""):  # type: ignore[union-attr]
+        raise SoloError(f"{key} is not set; give it on the command line: {key}=<{_WANTED.get(key, 'a value')}>")
+
+
 def semantic_config(cfg: DictConfig) -> dict:
     """The resolved config as plain data, without the keys that do not change results."""
+    check_complete(cfg)
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     container.pop("hydra", None)

@@ -90,3 +90,37 @@ def test_vocabulary_mismatch_rejected(shared_data):
     cfg["overrides"]["vocab_size"] = 100
     with pytest.raises(SoloError, match="vocabulary"):
         load_backbone(cfg)
+
+
+def _neox_folder(shared_data, folder):
+    """A tiny GPT-NeoX (random weights) saved with its tokenizer, as a hub snapshot holds them."""
+    from transformers import AutoModelForCausalLM, GPTNeoXConfig
+
+    tokenizer = load_tokenizer(str(shared_data / "gpt2-tokenizer"))
+    config = GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, num_attention_heads=4,
+                           num_hidden_layers=2, intermediate_size=64)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _model_group(name: str, *overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from solo.paths import REPO_ROOT
+
+    with initialize_config_dir(str(REPO_ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=[f"model={name}", *overrides]).model
+
+
+def test_model_hf_loads_any_causal_lm_with_its_own_tokenizer(shared_data, tmp_path):
+    folder = _neox_folder(shared_data, tmp_path / "neox")
+    model, tokenizer = load_backbone(_model_group("hf", f"model.pretrained={folder}"))
+    assert model.config.model_type == "gpt_neox"
+    assert tokenizer.name_or_path == str(folder)
+
+
+def test_gpt2_dropout_overrides_on_another_model_point_to_model_hf(shared_data, tmp_path):
+    folder = _neox_folder(shared_data, tmp_path / "neox")
+    with pytest.raises(SoloError, match=r"resid_pdrop.*use model=hf model\.pretrained="):
+        load_backbone(_model_group("gpt2", f"model.pretrained={folder}"))

@@ -104,6 +104,19 @@ def test_cli_bad_lr_is_one_line_and_exit_2(shared_data, tmp_path):
     assert sorted(os.listdir(tmp_path)) == []
 
 
+def test_a_key_the_config_leaves_unset_is_one_line_before_anything(shared_data, tmp_path, capsys, monkeypatch):
+    from solo.train.pipeline import check_config
+
+    _fail_if_loaded(monkeypatch)
+    overrides = [o if o != "model=tiny" else "model=hf" for o in tiny_overrides(shared_data, tmp_path / "runs")]
+    cfg = compose_cfg(overrides)
+    code, printed = _exit_line(capsys, cfg)
+    assert code == 2 and printed.startswith("error: model.pretrained is not set; give it on the command line")
+    with pytest.raises(SoloError, match=r"model\.pretrained is not set"):  # a sweep's jobs are checked so
+        check_config(cfg)
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("case", ["bad-data", "dead-adapter", "missing-weights", "stop-token"])
 def test_bad_inputs_leave_no_stub_run_dir(case, shared_data, tmp_path, capsys):
     empty = tmp_path / "empty"
