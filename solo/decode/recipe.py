@@ -43,8 +43,8 @@ def run_recipe(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def recipe_line(recipe: Mapping[str, Any]) -> str:
-    """One line for a table header."""
+def recipe_line(recipe: Mapping[str, Any], parts: tuple[str, ...] = ("decode", "score", "train")) -> str:
+    """One line for a table header: the recipe's `parts`, in that order."""
     d, s, t = recipe["decode"], recipe["score"], recipe["train"]
     stops = " + ".join(repr(x) if x != "<eos>" else "eos" for x in d["stop_tokens"])
     mteval = {"python": "python (the scorer's -p)", "perl": "perl (the scorer's default)"}.get(
@@ -52,10 +52,14 @@ def recipe_line(recipe: Mapping[str, Any]) -> str:
     dropout = t["backbone_dropout"]
     if isinstance(dropout, Mapping):
         dropout = "off" if not any(dropout.values()) else ", ".join(f"{k} {v}" for k, v in dropout.items())
-    return (f"decode {d['style']} rule, beam {d['num_beams']}, length penalty {d['length_penalty']:g}, "
-            f"no-repeat {d['no_repeat_ngram_size']}-gram, <= {d['max_new_tokens']} new tokens, stops "
-            f"{stops}; text {d['text']} | score: official E2E metrics, BLEU/NIST by mteval {mteval} "
-            f"| train: batch order {t['batch_order']}, backbone dropout {dropout}")
+    text = {
+        "decode": (f"decode {d['style']} rule, beam {d['num_beams']}, length penalty {d['length_penalty']:g}, "
+                   f"no-repeat {d['no_repeat_ngram_size']}-gram, <= {d['max_new_tokens']} new tokens, stops "
+                   f"{stops}; text {d['text']}"),
+        "score": f"score: official E2E metrics, BLEU/NIST by mteval {mteval}",
+        "train": f"train: batch order {t['batch_order']}, backbone dropout {dropout}",
+    }
+    return " | ".join(text[part] for part in parts)
 
 
 def read_recipe(run_dir: Path) -> dict[str, Any] | None:

@@ -370,7 +370,7 @@ def report_recipe(cfg: Any) -> str:
     from solo.decode.recipe import recipe_line, run_recipe
 
     recipe = run_recipe(cfg)
-    return recipe_line({**recipe, "score": {**recipe["score"], "mteval": MTEVAL}}).split(" | train:")[0]
+    return recipe_line({**recipe, "score": {**recipe["score"], "mteval": MTEVAL}}, parts=("decode", "score"))
 
 
 def write_report(results: list[LaneResult], settings: Settings, data: Data, wall: float, cfg: Any) -> None:
