@@ -349,15 +349,14 @@ def plot_points(results: list[RowResult]) -> list[dict]:
     return points
 
 
-def render_outputs(table: int, run_root: Path, out_dir: Path, smoke: bool,
-                   configs: Mapping[str, Any] | None = None) -> dict[Path, bytes]:
+def render_outputs(table: int, results: list[RowResult], run_root: Path, out_dir: Path, smoke: bool,
+                   exact: bool = False) -> dict[Path, bytes]:
     """The table's files; none where no row has a finished run (a launch that failed whole would
     otherwise leave an all-missing table, superseding a good one, as the newest results)."""
-    results = aggregate_table(table, run_root, smoke, configs)
     if not any(res.runs for res in results):
         return {}
     outputs = {
-        out_dir / f"table{table}.md": render_markdown(table, results, run_root, smoke, exact=configs is not None).encode(),
+        out_dir / f"table{table}.md": render_markdown(table, results, run_root, smoke, exact=exact).encode(),
         out_dir / f"table{table}.csv": render_csv(table, results, smoke).encode(),
     }
     if table in PLOTTED_TABLES:
@@ -403,11 +402,17 @@ def default_out_dir(smoke: bool) -> Path:
 def aggregate(table: int, run_root: Path, out_dir: Path | None = None, smoke: bool = False,
               configs: Mapping[str, Any] | None = None) -> list[str]:
     out = out_dir if out_dir is not None else default_out_dir(smoke)
-    outputs = render_outputs(table, run_root, out, smoke, configs)
+    results = aggregate_table(table, run_root, smoke, configs)
+    outputs = render_outputs(table, results, run_root, out, smoke, exact=configs is not None)
     if not outputs:
         return [f"table {table}: {NO_FINISHED_RUN} {display_path(run_root)}; nothing written "
                 f"(the files of {display_path(out)}/table{table}.* are as they were)"]
-    return publish(outputs)
+    # Said here too, not only in the table: the mean of such a row is not the row's number.
+    mixed = [f"warning: table {table}, row `{res.row.experiment}`: its runs are of {res.mixed_configs} "
+             f"different configs (a sweep over this experiment?) and the mean mixes them; "
+             f"`make table{table} ARGS=--no-launch` rebuilds the table from each row's own config"
+             for res in results if res.mixed_configs > 1]
+    return publish(outputs) + mixed
 
 
 @exit_on_solo_error

@@ -150,12 +150,15 @@ def test_no_finished_run_writes_nothing_and_keeps_the_earlier_table(tmp_path: Pa
 @pytest.mark.slow
 def test_plot_written_for_tables_2_and_3_only(tmp_path: Path, run_root: Path):
     write_run(run_root, "table2/solo_r8_s0", 1, scores(0.6), trainable=20000)
-    outputs = agg.render_outputs(2, run_root, tmp_path, smoke=False)
+    def render(table: int) -> dict[Path, bytes]:
+        return agg.render_outputs(table, agg.aggregate_table(table, run_root, smoke=False), run_root, tmp_path, smoke=False)
+
+    outputs = render(2)
     png = outputs[tmp_path / "table2.png"]
     assert png.startswith(b"\x89PNG")
-    assert agg.render_outputs(2, run_root, tmp_path, smoke=False)[tmp_path / "table2.png"] == png
+    assert render(2)[tmp_path / "table2.png"] == png
     write_run(run_root, HOMOTOPY_ID, 1, scores(0.6))
-    others = agg.render_outputs(TABLE, run_root, tmp_path, smoke=False)
+    others = render(TABLE)
     assert others and not any(p.suffix == ".png" for p in others)
 
 
@@ -190,6 +193,12 @@ def test_the_cli_warns_when_a_rows_runs_are_of_different_configs(run_root: Path)
     assert row.mixed_configs == 2
     md = agg.render_markdown(TABLE, [row], run_root, smoke=False)
     assert "**warning: these runs are of 2 different configs**" in md and f"`make table{TABLE} ARGS=--no-launch`" in md
+    # ... and says so where it is run, not only inside the table
+    printed = agg.aggregate(TABLE, run_root, run_root.parent / "out")
+    assert [m for m in printed if m.startswith("warning:")] == [
+        f"warning: table {TABLE}, row `{row.row.experiment}`: its runs are of 2 different configs (a sweep over "
+        f"this experiment?) and the mean mixes them; `make table{TABLE} ARGS=--no-launch` rebuilds the table "
+        "from each row's own config"]
     older = write_run(run_root, HOMOTOPY_ID, 1, scores(0.50), finished="2025-12-01T00:00:00",
                       tag="x", settings={"trainer": {"lr": 5e-4}})
     md = agg.render_markdown(TABLE, agg.aggregate_table(TABLE, run_root, smoke=False)[:1], run_root, smoke=False)
@@ -201,3 +210,4 @@ def test_one_config_over_seeds_is_no_warning(run_root: Path):
     write_run(run_root, HOMOTOPY_ID, 2, scores(0.62))
     row = agg.aggregate_table(TABLE, run_root, smoke=False)[0]
     assert row.mixed_configs == 1 and "warning" not in agg.render_markdown(TABLE, [row], run_root, smoke=False)
+    assert not any(m.startswith("warning:") for m in agg.aggregate(TABLE, run_root, run_root.parent / "out"))
