@@ -44,6 +44,7 @@ DEMO_OVERRIDES: tuple[str, ...] = (
     "decode.num_beams=4",
     "decode.max_new_tokens=48",
 )
+OWN_MR = "name[The Golden Goose], eatType[pub], food[Italian], area[riverside], familyFriendly[yes]"
 BANNER = ("DEMO — real pretrained weights (SmolLM2-135M, Q4_1), Solo Connection trained "
           f"{STEPS} steps on dev-set pairs on the CPU; not the paper's setup")
 
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n  MR:         {group.mr}\n  prediction: {prediction}\n  reference:  {group.refs[0]}")
     print(f"\nfinished in {time.monotonic() - started:.0f} s; run dir: {run_dir}")
     print(
+        "\nYour own MR, with the adapter just trained:\n"
+        f'  make generate RUN={run_dir.relative_to(REPO_ROOT)} MR="{OWN_MR}"\n'
         "\nNext: `make real` (about 42 min on 2 CPU cores) trains LoRA and Solo Connection for longer on\n"
         "the same model beside zero-shot and an independent peft anchor -> results/real/smollm2-135m.md.\n"
         "The paper's tables need pretrained GPT-2 weights (model.pretrained=...) and the E2E training set:\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -59,6 +59,23 @@ class Number:
         if self.high is not None and (value > self.high or (self.open_high and value == self.high)):
             return False
         return True
+
+
+def argparse_type(spec: Number) -> Callable[[str], int | float]:
+    """An argparse `type=` checked by `spec` (argparse names the flag in its one-line error)."""
+    import argparse
+
+    kind = "an integer" if spec.integer else "a number"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = int(text) if spec.integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not spec.accepts(value):
+            raise argparse.ArgumentTypeError(f"{text} is not allowed; give {spec.describe()}")
+        return value
+    return parse
 
 
 @dataclass(frozen=True)

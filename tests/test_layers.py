@@ -20,7 +20,7 @@ LAYERS = {
     "solo.models": 2.5,  # load_backbone gives the tokenizer its model's prompt format (solo.data)
     "solo.methods": 3, "solo.decode": 3,
     "solo.train": 4,
-    "solo.experiments": 5,
+    "solo.experiments": 5, "solo.generate": 5,
     "solo.demo": 6,
 }
 # Modules the GPU image imports (no Hydra, no OmegaConf there), at least at module level.

@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from solo.errors import SoloError, exit_on_solo_error
 from solo.experiments.launch import STOP_CODES, launch
 from solo.paths import REPO_ROOT
-from solo.schema import Number
+from solo.schema import Number, argparse_type
 from solo.train.interrupt import Interrupted, deferred, stop_on_signals
 
 # make real scores BLEU/NIST as the official scorer does by default (its Perl mteval, in Python).
@@ -240,23 +240,8 @@ def _batch_order(batches, steps: int) -> list[list[int]]:
     return order[:steps]
 
 
-def _argument(spec: Number):
-    """An argparse type checked by the schema's `spec` (argparse names the flag in its one-line error)."""
-    kind = "an integer" if spec.integer else "a number"
-
-    def parse(text: str) -> int | float:
-        try:
-            value = int(text) if spec.integer else float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
-        if not spec.accepts(value):
-            raise argparse.ArgumentTypeError(f"{text} is not allowed; give {spec.describe()}")
-        return value
-    return parse
-
-
-_AT_LEAST_1 = _argument(Number(integer=True, low=1))
-_POSITIVE = _argument(Number(low=0, open_low=True))
+_AT_LEAST_1 = argparse_type(Number(integer=True, low=1))
+_POSITIVE = argparse_type(Number(low=0, open_low=True))
 
 
 def _run_name(text: str) -> str:
@@ -269,7 +254,7 @@ def _run_name(text: str) -> str:
 def parse_args(argv: list[str] | None) -> tuple[Settings, list[str], bool]:
     parser = argparse.ArgumentParser(prog="python -m solo.experiments.real", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=_AT_LEAST_1, default=Settings.steps)
-    parser.add_argument("--test-mrs", type=_argument(Number(integer=True, low=0)), default=Settings.test_mrs, help="0: dev loss only, no decoding")
+    parser.add_argument("--test-mrs", type=argparse_type(Number(integer=True, low=0)), default=Settings.test_mrs, help="0: dev loss only, no decoding")
     parser.add_argument("--lanes", default=",".join(ALL_LANES))
     parser.add_argument("--lr-solo", type=_POSITIVE)
     parser.add_argument("--lr-lora", type=_POSITIVE)

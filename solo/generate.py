@@ -1,0 +1,125 @@
+"""`python -m solo.generate RUN_DIR "MR" ...`: sentences for your own meaning representations from
+a trained run (`make generate RUN=... MR="..."`).
+
+It rebuilds the run's backbone from the run's own config.yaml (a random backbone from the run's
+seed, as the run built it), loads its trained adapter (adapter/) and decodes with the run's
+decoding settings, so an MR of the test set gets the run's own predictions.txt line. An MR may
+be written as the E2E release does (`name[The Eagle], eatType[pub]`) or as microsoft/LoRA's files
+do (`name : The Eagle | Type : pub`): it is given to the model in the notation of the run's data
+setup (solo.data.mr_notation). MRs come from the command line, or one per line from `--file` (`-` for stdin); one sentence per MR is
+printed per line, in order (`--tsv`: the MR, a tab, the sentence).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from solo.errors import SoloError, exit_on_solo_error
+
+
+def read_run_config(run_dir: Path) -> Any:
+    """The run's resolved config, as it trained."""
+    from omegaconf import OmegaConf
+
+    if not run_dir.is_dir():
+        raise SoloError(f"{run_dir}: no such run dir; give a folder under runs/ that holds config.yaml and adapter/")
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        raise SoloError(f"{path} is missing: {run_dir} is not a run dir (give the folder that holds config.yaml)")
+    try:
+        return OmegaConf.load(path)
+    except Exception as err:  # noqa: BLE001  (yaml and OmegaConf raise several kinds)
+        raise SoloError(f"{path}: unreadable ({str(err).splitlines()[0]}); the run dir is damaged") from None
+
+
+def trained_model(run_dir: Path, device: str = "auto") -> tuple[Any, Any, Any]:
+    """(model with the run's trained adapter, tokenizer, config) in eval mode on `device`."""
+    from transformers.utils import logging as hf_logging
+
+    from solo.atomic import readable_directory
+    from solo.methods import load_adapter
+    from solo.models import load_backbone
+    from solo.train.loop import resolve_device
+    from solo.train.rng import seed_everything
+
+    cfg = read_run_config(run_dir)
+    adapter = readable_directory(run_dir / "adapter")
+    if adapter is None:
+        raise SoloError(f"{run_dir} has no trained adapter yet (adapter/ is written when training ends); "
+                        f"rerun the run's command to finish it")
+    seed_everything(int(cfg.seed))  # a random backbone is rebuilt from the run's seed, as it trained
+    hf_logging.disable_progress_bar()  # the sentences are the output; no loading bar beside them
+    model, tokenizer = load_backbone(cfg.model)
+    load_adapter(model, adapter)
+    return model.to(resolve_device(device)).eval(), tokenizer, cfg
+
+
+def generate(run_dir: Path, mrs: list[str], *, device: str = "auto",
+             decode_overrides: dict[str, Any] | None = None) -> list[str]:
+    """One sentence per MR, decoded as the run decodes its test set (`decode_overrides` changes
+    decode.* settings, e.g. {"num_beams": 4})."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from solo.data.mr_notation import in_notation
+    from solo.decode import decode_mrs_with_stats
+    from solo.train.precision import apply_precision
+
+    model, tokenizer, cfg = trained_model(run_dir, device)
+    # The prompt the run was trained on: its setup's MR notation, whichever the user wrote.
+    target = "lora" if str(cfg.data.setup) == "lora" else "official"
+    prompts = [in_notation(mr, target) for mr in mrs]
+    decode_cfg = {**OmegaConf.to_container(cfg.decode, resolve=True), **(decode_overrides or {})}  # type: ignore[dict-item]
+    apply_precision(str(cfg.trainer.precision), next(model.parameters()).device)
+    with torch.no_grad():
+        texts, _ = decode_mrs_with_stats(model, tokenizer, prompts, decode_cfg)
+    return texts
+
+
+def _read_mrs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    if args.file is not None and args.mrs:
+        parser.error("give MRs on the command line or with --file, not both")
+    if args.file is None:
+        mrs = list(args.mrs)
+    elif args.file == "-":
+        mrs = sys.stdin.read().splitlines()
+    else:
+        try:
+            mrs = Path(args.file).read_text(encoding="utf-8").splitlines()
+        except OSError as err:
+            parser.error(f"--file {args.file}: {err.strerror or err}")
+    mrs = [mr.strip() for mr in mrs if mr.strip()]
+    if not mrs:
+        parser.error('no MR given: e.g. "name[The Eagle], eatType[coffee shop], food[French]"')
+    return mrs
+
+
+@exit_on_solo_error
+def main(argv: list[str] | None = None) -> None:
+    from solo.schema import Number, argparse_type
+
+    parser = argparse.ArgumentParser(
+        prog="python -m solo.generate",
+        description="Sentences for your own MRs from a trained run (its backbone, adapter and decoding settings).")
+    parser.add_argument("run_dir", type=Path, help="a run dir (runs/<name>/<setup>-<hash>) whose training finished")
+    parser.add_argument("mrs", nargs="*", metavar="MR", help='e.g. "name[The Eagle], eatType[coffee shop], food[French]"')
+    parser.add_argument("--file", default=None, help="read MRs from this file, one per line (- for stdin)")
+    parser.add_argument("--tsv", action="store_true", help="print MR<TAB>sentence instead of the sentence alone")
+    parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    parser.add_argument("--num-beams", type=argparse_type(Number(integer=True, low=1)), default=None,
+                        help="beam size (default: the run's decode.num_beams)")
+    parser.add_argument("--max-new-tokens", type=argparse_type(Number(integer=True, low=1)), default=None,
+                        help="longest sentence in tokens (default: the run's decode.max_new_tokens)")
+    args = parser.parse_args(argv)
+    mrs = _read_mrs(args, parser)
+    overrides = {key: value for key, value in
+                 (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if value is not None}
+    for mr, text in zip(mrs, generate(args.run_dir, mrs, device=args.device, decode_overrides=overrides), strict=True):
+        print(f"{mr}\t{text}" if args.tsv else text, flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,43 @@
+"""MR notation: the E2E release's `attr[value], ...` and microsoft/LoRA's `attr : value | ...`."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from solo.data.mr_notation import in_notation, notation
+from solo.errors import SoloError
+
+
+def _unique(values):
+    return list(dict.fromkeys(values))
+
+
+@pytest.mark.parametrize(("csv_name", "lora_name"), [("testset.csv", "test.txt"), ("devset.csv", "valid.txt")])
+def test_every_release_mr_is_the_lora_files_mr_and_back(shared_data, csv_name, lora_name):
+    with open(shared_data / "e2e" / csv_name, newline="", encoding="utf-8") as handle:
+        official = _unique((row.get("MR") or row["mr"]).strip() for row in csv.DictReader(handle))
+    lora_lines = (shared_data / "lora-format" / lora_name).read_text(encoding="utf-8").splitlines()
+    lora = _unique(line.split("||")[0].strip() for line in lora_lines if line.strip())
+    assert len(official) == len(lora) > 500
+    assert [in_notation(mr, "lora") for mr in official] == lora
+    assert [in_notation(mr, "official") for mr in lora] == official
+    assert all(in_notation(mr, "official") == mr for mr in official)  # already in the target's notation
+
+
+def test_prices_are_tokenised_as_the_lora_files_write_them():
+    assert in_notation("name[Zizzi], priceRange[£20-25], eatType[pub]", "lora") == \
+        "name : Zizzi | price : £ 20 - 25 | Type : pub"
+    assert in_notation("name : Zizzi | price : less than £ 20", "official") == "name[Zizzi], priceRange[less than £20]"
+
+
+def test_free_text_is_passed_on_and_bad_mrs_are_named():
+    assert notation("Tell me about The Eagle") is None
+    assert in_notation("  Tell me about The Eagle ", "lora") == "Tell me about The Eagle"
+    with pytest.raises(SoloError, match=r"'foood' is not an E2E attribute; known: name, eatType"):
+        in_notation("name[The Eagle], foood[French]", "lora")
+    with pytest.raises(SoloError, match=r"cannot read it from ' food French' on"):
+        in_notation("name[The Eagle], food French", "lora")
+    with pytest.raises(SoloError, match=r"'Typ' is not an E2E attribute"):
+        in_notation("name : The Eagle | Typ : pub", "official")

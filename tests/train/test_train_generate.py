@@ -1,0 +1,72 @@
+"""`python -m solo.generate`: a finished run's sentences for new MRs, as the run decodes them."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from types import SimpleNamespace
+
+import pytest
+
+from solo.data.mr_notation import in_notation
+from solo.generate import generate, main
+from tests.train.test_train_pipeline import compose_cfg, tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def finished_run(shared_data, tmp_path_factory):
+    import e2e_eval
+    from solo.train.pipeline import run_experiment
+
+    # fake_scorer is function-scoped; the run is trained once for the module, scored the same way.
+    scores = {"BLEU": 0.5, "NIST": 1.0, "METEOR": 0.25, "ROUGE_L": 0.5, "CIDEr": 0.1}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(e2e_eval, "shared_scorer", lambda: SimpleNamespace(score=lambda *a, **k: scores))
+        run_dir = run_experiment(compose_cfg(tiny_overrides(shared_data, tmp_path_factory.mktemp("runs"))))
+    return run_dir
+
+
+def _test_mrs(run_dir):
+    from omegaconf import OmegaConf
+
+    from solo.data import group_by_mr, load_split
+
+    return [g.mr for g in group_by_mr(load_split(OmegaConf.load(run_dir / "config.yaml").data, "test"))]
+
+
+def test_the_test_mrs_give_the_runs_own_predictions_in_either_notation(finished_run):
+    mrs = _test_mrs(finished_run)
+    expected = (finished_run / "predictions.txt").read_text(encoding="utf-8").splitlines()
+    assert generate(finished_run, mrs, device="cpu") == expected
+    # A user writes the E2E release's notation; the lora-setup run gets LoRA's, as it trained.
+    official = [in_notation(mr, "official") for mr in mrs]
+    assert official != mrs and generate(finished_run, official, device="cpu") == expected
+
+
+def test_cli_prints_one_sentence_per_mr_from_args_or_stdin(finished_run, capsys, monkeypatch):
+    mrs = _test_mrs(finished_run)
+    expected = (finished_run / "predictions.txt").read_text(encoding="utf-8").splitlines()
+    main([str(finished_run), *mrs, "--device", "cpu"])
+    assert capsys.readouterr().out.splitlines() == expected
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(mrs) + "\n\n"))
+    main([str(finished_run), "--file", "-", "--tsv", "--device", "cpu", "--num-beams", "2"])
+    assert capsys.readouterr().out.splitlines() == [f"{m}\t{p}" for m, p in zip(mrs, expected, strict=True)]
+
+
+def test_bad_input_is_one_line_and_exit_2(finished_run, tmp_path, capsys):
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    shutil.copy(finished_run / "config.yaml", unfinished / "config.yaml")
+    cases = [
+        ([str(tmp_path / "nope"), "name[X]"], "no such run dir"),
+        ([str(tmp_path), "name[X]"], "config.yaml is missing"),
+        ([str(unfinished), "name[X]"], "has no trained adapter yet"),
+        ([str(finished_run), "name[X], foood[Y]"], "'foood' is not an E2E attribute"),
+        ([str(finished_run)], "no MR given"),
+        ([str(finished_run), "name[X]", "--num-beams", "0"], "--num-beams: 0 is not allowed; give an integer >= 1"),
+    ]
+    for argv, line in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--device", "cpu"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and line in err[-1], (argv, err)
