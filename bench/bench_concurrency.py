@@ -33,6 +33,7 @@ import torch
 
 from bench.common import (
     REPO_ROOT,
+    SECONDS,
     Row,
     device_name,
     e2e_like_batches,
@@ -175,8 +176,8 @@ def main() -> None:
                         help="comma list of processes, lockstep, batch")
     parser.add_argument("--size", default=None)
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--setup-timeout", type=float, default=180)
+    parser.add_argument("--seconds", type=SECONDS, default=None)
+    parser.add_argument("--setup-timeout", type=SECONDS, default=180)
     parser.add_argument("--json", default=None)
     # worker mode
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -34,6 +34,8 @@ from functools import partial
 import torch
 
 from bench.common import (
+    AT_LEAST_0,
+    COUNT,
     EOS,
     Row,
     device_name,
@@ -217,22 +219,22 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sizes", default=None, help="comma list of S, M, tiny (default: S,M on CUDA, tiny on CPU)")
     parser.add_argument("--config-dir", default=None)
-    parser.add_argument("--mrs", type=int, default=None, help="prompts decoded by the fast path (630 on CUDA)")
-    parser.add_argument("--subset", type=int, default=None, help="prompts for the anchor, the exact search and the check")
-    parser.add_argument("--max-new-tokens", type=int, default=None)
-    parser.add_argument("--batch", type=int, default=None, help="fast-path prompts per batch (default: fit memory)")
+    parser.add_argument("--mrs", type=COUNT, default=None, help="prompts decoded by the fast path (630 on CUDA)")
+    parser.add_argument("--subset", type=COUNT, default=None, help="prompts for the anchor, the exact search and the check")
+    parser.add_argument("--max-new-tokens", type=COUNT, default=None)
+    parser.add_argument("--batch", type=COUNT, default=None, help="fast-path prompts per batch (default: fit memory)")
     parser.add_argument("--precisions", default="tf32,fp32,bf16",
                         help="fp32 | tf32 (tensor-core fp32 matmuls) | bf16 (bf16 weights and cache)")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="fast-path variants: graph (CUDA only), eager, per-step (module doc)")
-    parser.add_argument("--sync-every", type=int, default=8, help="decode.sync_every of graph and eager")
-    parser.add_argument("--slow-mrs", type=int, default=None,
+    parser.add_argument("--sync-every", type=COUNT, default=8, help="decode.sync_every of graph and eager")
+    parser.add_argument("--slow-mrs", type=COUNT, default=None,
                         help="prompts for the eager and per-step variants (default: one batch)")
     parser.add_argument("--plain-state", action="store_true",
                         help="also time the exact search (HF cache) on all prompts at the fast batch size")
     parser.add_argument("--sharpen", type=float, default=8.0,
                         help="logit scale of the fp32 token check on a sharpened copy (0: skip)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=AT_LEAST_0, default=0)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     device = pick_device(args.device)

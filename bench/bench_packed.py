@@ -26,6 +26,7 @@ import torch
 
 from bench.bench_train_step import make_optimizer
 from bench.common import (
+    COUNT,
     EOS,
     Row,
     add_sweep_arguments,
@@ -121,8 +122,8 @@ def packed_seconds(base, methods, batches, device, precision, steps: int, warmup
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sweep_arguments(parser, counts_cuda="1,2,4,8,11")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch", type=COUNT, default=4)
+    parser.add_argument("--steps", type=COUNT, default=None)
     args = parser.parse_args()
 
     sweep = sweep_setup(args)

@@ -27,6 +27,7 @@ import torch
 
 from bench.bench_packed import table2_methods
 from bench.common import (
+    COUNT,
     EOS,
     Row,
     add_sweep_arguments,
@@ -65,8 +66,8 @@ def graph_note(report: StaticSearchReport) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sweep_arguments(parser, counts_cuda="1,4,11")
-    parser.add_argument("--mrs", type=int, default=None, help="prompts per run (210 on CUDA, 8 on the CPU)")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="64 on CUDA, 16 on the CPU")
+    parser.add_argument("--mrs", type=COUNT, default=None, help="prompts per run (210 on CUDA, 8 on the CPU)")
+    parser.add_argument("--max-new-tokens", type=COUNT, default=None, help="64 on CUDA, 16 on the CPU")
     args = parser.parse_args()
 
     sweep = sweep_setup(args)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from bench.common import REPO_ROOT
+from bench.common import AT_LEAST_0, COUNT, REPO_ROOT
 
 SMOOTHING, LR = 0.1, 2e-4
 
@@ -60,9 +60,9 @@ def ours_step(model, method):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int)
+    parser.add_argument("--steps", type=COUNT, default=6)
+    parser.add_argument("--warmup", type=AT_LEAST_0, default=2)
+    parser.add_argument("--threads", type=COUNT)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

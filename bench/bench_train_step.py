@@ -25,6 +25,8 @@ import traceback
 import torch
 
 from bench.common import (
+    AT_LEAST_0,
+    COUNT,
     EOS,
     Row,
     device_name,
@@ -234,12 +236,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sizes", default=None, help="comma list of S, M, tiny (default: S,M on CUDA, tiny on CPU)")
     parser.add_argument("--config-dir", default=None, help="folder with gpt2.json / gpt2-medium.json (optional)")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--batch", type=COUNT, default=8)
+    parser.add_argument("--steps", type=COUNT, default=None)
+    parser.add_argument("--warmup", type=AT_LEAST_0, default=None)
     parser.add_argument("--precisions", default="fp32,tf32,bf16")
-    parser.add_argument("--pad-length", type=int, default=512)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pad-length", type=COUNT, default=512)
+    parser.add_argument("--seed", type=AT_LEAST_0, default=0)
     parser.add_argument("--compile", action="store_true",
                         help="add fast-step variants run through torch.compile (ids fast-<method>-<precision>-compile)")
     parser.add_argument("--variants", default=None,

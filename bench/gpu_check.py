@@ -23,6 +23,7 @@ import traceback
 import torch
 
 from bench.common import (
+    COUNT,
     EOS,
     Row,
     device_name,
@@ -116,7 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--size", default=None)
-    parser.add_argument("--steps", type=int, default=None, help="default 20 on CUDA, 6 on CPU")
+    parser.add_argument("--steps", type=COUNT, default=None, help="default 20 on CUDA, 6 on CPU")
     parser.add_argument("--precisions", default="fp32,tf32,bf16")
     parser.add_argument("--compile", default="", help="precisions of compiled variants, e.g. fp32,bf16")
     parser.add_argument("--json", default=None)
