@@ -13,17 +13,26 @@ from solo.generate import generate, main
 from tests.train.test_train_pipeline import compose_cfg, tiny_overrides
 
 
-@pytest.fixture(scope="module")
-def finished_run(shared_data, tmp_path_factory):
+def _train(shared_data, run_root, *extra: str):
     import e2e_eval
     from solo.train.pipeline import run_experiment
 
-    # fake_scorer is function-scoped; the run is trained once for the module, scored the same way.
+    # fake_scorer is function-scoped; these runs are trained once for the module, scored the same way.
     scores = {"BLEU": 0.5, "NIST": 1.0, "METEOR": 0.25, "ROUGE_L": 0.5, "CIDEr": 0.1}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(e2e_eval, "shared_scorer", lambda: SimpleNamespace(score=lambda *a, **k: scores))
-        run_dir = run_experiment(compose_cfg(tiny_overrides(shared_data, tmp_path_factory.mktemp("runs"))))
-    return run_dir
+        return run_experiment(compose_cfg(tiny_overrides(shared_data, run_root, *extra)))
+
+
+@pytest.fixture(scope="module")
+def finished_run(shared_data, tmp_path_factory):
+    return _train(shared_data, tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def official_run(shared_data, tmp_path_factory):
+    return _train(shared_data, tmp_path_factory.mktemp("runs"), "data.setup=official",
+                  f"data.official_dir={shared_data / 'e2e'}")
 
 
 def _test_mrs(run_dir):
@@ -41,6 +50,13 @@ def test_the_test_mrs_give_the_runs_own_predictions_in_either_notation(finished_
     # A user writes the E2E release's notation; the lora-setup run gets LoRA's, as it trained.
     official = [in_notation(mr, "official") for mr in mrs]
     assert official != mrs and generate(finished_run, official, device="cpu") == expected
+
+
+def test_an_official_setup_run_gets_the_release_notation(official_run):
+    mrs = _test_mrs(official_run)
+    expected = (official_run / "predictions.txt").read_text(encoding="utf-8").splitlines()
+    lora = [in_notation(mr, "lora") for mr in mrs]
+    assert lora != mrs and generate(official_run, lora, device="cpu") == expected
 
 
 def test_cli_prints_one_sentence_per_mr_from_args_or_stdin(finished_run, capsys, monkeypatch):
