@@ -130,18 +130,17 @@ def search(model: nn.Module, prompts: Sequence[Sequence[int]], *, engine: str,
 def use_sdpa(model: torch.nn.Module) -> str:
     """Switch a Hugging Face model to PyTorch's fused scaled-dot-product attention if it can.
 
-    Returns the attention implementation in effect afterwards ("sdpa" or what the model had).
+    Returns the attention implementation in effect afterwards ("sdpa" or what the model had). A
+    model class that does not declare sdpa support keeps its own attention: forcing it breaks
+    some (Gemma2's logit soft-capping raises in the first step) and makes transformers warn for
+    others (Bloom, MPT, which compute attention themselves).
     """
+    config = getattr(model, "config", None)
+    current = getattr(config, "_attn_implementation", None)
     setter = getattr(model, "set_attn_implementation", None)
-    if callable(setter):
+    if current != "sdpa" and getattr(model, "_supports_sdpa", False) and callable(setter):
         try:
             setter("sdpa")
         except (ValueError, ImportError, NotImplementedError):
-            pass
-    config = getattr(model, "config", None)
-    if config is not None and getattr(config, "_attn_implementation", None) != "sdpa":
-        try:
-            config._attn_implementation = "sdpa"
-        except (ValueError, AttributeError):
             pass
     return str(getattr(config, "_attn_implementation", "unknown"))
