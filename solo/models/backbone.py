@@ -109,52 +109,89 @@ def build_random_model(config: PretrainedConfig, device: str | torch.device | No
         return AutoModelForCausalLM.from_config(config)
 
 
-def _load_pretrained(pretrained: str, overrides: Mapping[str, Any] | None = None) -> torch.nn.Module:
+def _load_pretrained(pretrained: str, overrides: Mapping[str, Any] | None = None, group: str = "model",
+                     random_fallback: bool = True) -> torch.nn.Module:
+    """`group`: the model config's name (configs/model/<group>.yaml), for the messages;
+    `random_fallback`: whether model.config_file could build random weights instead."""
     # Overrides go to from_pretrained, so fields read at construction (dropout rates) take effect.
     overrides = dict(overrides or {})
-    load = partial(AutoModelForCausalLM.from_pretrained, **overrides)
+    load = partial(AutoModelForCausalLM.from_pretrained, output_loading_info=True, **overrides)
     if is_gguf_spec(pretrained):
         pretrained = str(ensure_converted(pretrained))
     local = Path(pretrained).expanduser()
     if local.is_dir():
         try:
-            return _check_overrides(load(str(local)), overrides)
+            return _complete(*load(str(local)), str(local), overrides)
         except TypeError as err:
-            raise _bad_overrides(overrides, err) from None
+            raise _bad_overrides(overrides, err, group) from None
+        except RuntimeError as err:  # a weight of another shape than the overridden config's
+            raise _shape_error(err, str(local), overrides) from None
         except (OSError, ValueError) as err:
             raise SoloError(f"model.pretrained folder {local} has no loadable weights ({str(err).splitlines()[0]}); fix the folder or set model.pretrained") from None
     try:
-        model = _from_hub_or_cache(load, pretrained, "config.json")
+        loaded = _from_hub_or_cache(load, pretrained, "config.json")
     except TypeError as err:
-        raise _bad_overrides(overrides, err) from None
+        raise _bad_overrides(overrides, err, group) from None
+    except RuntimeError as err:
+        raise _shape_error(err, pretrained, overrides) from None
     except (OSError, ValueError) as err:
-        model, reason = None, str(err).splitlines()[0]
+        loaded, reason = None, str(err).splitlines()[0]
     else:
         reason = "not in the local Hugging Face cache and huggingface.co is unreachable"
-    if model is None:
+    if loaded is None:
+        instead = ", or to null for random weights from model.config_file" if random_fallback else ""
         raise SoloError(
             f"cannot load pretrained weights {pretrained!r}: tried local folder {local} (absent) and the "
             f"Hugging Face hub/cache ({reason}); set model.pretrained to a local folder holding the "
-            f"weights, or to null for random weights from model.config_file"
+            f"weights{instead}"
         )
-    return _check_overrides(model, overrides)
+    return _complete(*loaded, pretrained, overrides)
 
 
-def _check_overrides(model: torch.nn.Module, overrides: Mapping[str, Any]) -> torch.nn.Module:
-    for key, value in overrides.items():
-        if getattr(model.config, key, object()) != value:
-            raise _bad_overrides({key: value}, None)
+def _complete(model: torch.nn.Module, info: Mapping[str, Any], where: str, overrides: Mapping[str, Any]) -> torch.nn.Module:
+    """The loaded model, if the weights filled all of it: an override of the architecture (the
+    tiny profile's n_layer: 8 on a 4-block checkpoint) would otherwise leave blocks random."""
+    missing = list(info.get("missing_keys") or ()) + [str(k[0]) if isinstance(k, tuple) else str(k)
+                                                      for k in info.get("mismatched_keys") or ()]
+    if missing:
+        raise _not_this_architecture(where, overrides, f"{len(missing)} tensors of the model are not in "
+                                                       f"the weights, e.g. {sorted(missing)[0]}")
     return model
 
 
-def _bad_overrides(overrides: Mapping[str, Any], err: Exception | None) -> SoloError:
+def _shape_error(err: RuntimeError, where: str, overrides: Mapping[str, Any]) -> Exception:
+    if "mismatched_sizes" in str(err) or "size mismatch" in str(err):
+        return _not_this_architecture(where, overrides, "weights of other shapes")
+    return err
+
+
+def _not_this_architecture(where: str, overrides: Mapping[str, Any], why: str) -> SoloError:
+    return SoloError(f"model.pretrained {where}: its weights do not fit the architecture model.overrides "
+                     f"{dict(overrides)} ask for ({why}); overrides may change settings such as dropout, "
+                     f"not the architecture (profile=tiny's model=tiny sets n_layer, n_embd, ...: with your "
+                     f"own weights use model=hf)")
+
+
+def _bad_overrides(overrides: Mapping[str, Any], err: Exception | None, group: str) -> SoloError:
     why = f" ({str(err).splitlines()[0]})" if err else ""
-    return SoloError(f"model.overrides {dict(overrides)} are not all fields of the pretrained model's "
-                     f"config{why}; check the spelling, or, for a model other than GPT-2 (whose "
-                     f"dropout keys configs/model/gpt2.yaml sets), use model=hf model.pretrained=...")
+    return SoloError(f"model.overrides {dict(overrides)} (from configs/model/{group}.yaml and the command line) "
+                     f"are not all fields of the pretrained model's config{why}: for weights of another "
+                     f"architecture use model=hf model.pretrained=... (its own tokenizer, no overrides); "
+                     f"else check the keys' spelling")
 
 
 def load_tokenizer(spec: str | None) -> Any:
+    tokenizer = _load_tokenizer(spec)
+    # transformers builds an empty tokenizer from a folder holding weights but no tokenizer files
+    # (one token; all text encodes to nothing): a run would train on end tokens alone.
+    if not tokenizer("The Eagle is a pub.", add_special_tokens=False)["input_ids"]:
+        raise SoloError(f"model.tokenizer {spec}: no tokenizer there (it encodes every text to nothing; a "
+                        f"folder of weights without tokenizer.json / vocab files?); set model.tokenizer to "
+                        f"the model's tokenizer (a hub name or a folder holding its files)")
+    return tokenizer
+
+
+def _load_tokenizer(spec: str | None) -> Any:
     if not spec:
         raise SoloError("model.tokenizer is not set; give a hub name or a local tokenizer folder")
     if is_gguf_spec(spec):
@@ -180,7 +217,9 @@ def load_backbone(model_cfg: Any) -> tuple[torch.nn.Module, Any]:
     """(model, tokenizer) for `model_cfg` (DictConfig or mapping); see the module docstring."""
     pretrained = config_value(model_cfg, "pretrained")
     if pretrained:
-        model = _load_pretrained(str(pretrained), config_value(model_cfg, "overrides"))
+        model = _load_pretrained(str(pretrained), config_value(model_cfg, "overrides"),
+                                 str(config_value(model_cfg, "name", "model")),
+                                 random_fallback=bool(config_value(model_cfg, "config_file")))
     else:
         config = random_config(config_value(model_cfg, "config_file"), config_value(model_cfg, "overrides"))
         model = build_random_model(config)

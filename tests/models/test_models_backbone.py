@@ -107,6 +107,7 @@ def _neox_folder(shared_data, folder):
 def _model_group(name: str, *overrides: str):
     from hydra import compose, initialize_config_dir
 
+    import solo.config  # noqa: F401  (the ${shared:...} resolver of configs/model/*.yaml)
     from solo.paths import REPO_ROOT
 
     with initialize_config_dir(str(REPO_ROOT / "configs"), version_base="1.3"):
@@ -124,3 +125,34 @@ def test_gpt2_dropout_overrides_on_another_model_point_to_model_hf(shared_data, 
     folder = _neox_folder(shared_data, tmp_path / "neox")
     with pytest.raises(SoloError, match=r"resid_pdrop.*use model=hf model\.pretrained="):
         load_backbone(_model_group("gpt2", f"model.pretrained={folder}"))
+
+
+def test_a_folder_of_weights_without_tokenizer_files_is_no_tokenizer(shared_data, tmp_path):
+    """transformers makes a one-token tokenizer of it that encodes all text to nothing."""
+    folder = _neox_folder(shared_data, tmp_path / "neox")
+    for name in folder.iterdir():
+        if "token" in name.name or name.name in ("vocab.json", "merges.txt", "special_tokens_map.json"):
+            name.unlink()
+    with pytest.raises(SoloError, match=r"model\.tokenizer .*neox: no tokenizer there"):
+        load_backbone(_model_group("hf", f"model.pretrained={folder}"))
+
+
+@pytest.mark.parametrize(("change", "why"), [({"n_layer": 4}, r"\d+ tensors of the model are not in the weights, e\.g\. transformer\.h\.2\."),
+                                             ({"n_positions": 32}, "weights of other shapes")])
+def test_architecture_overrides_on_pretrained_weights_are_refused(shared_data, tmp_path, change, why):
+    """profile=tiny's n_layer: 8 on a 4-block checkpoint trained 4 random blocks without a word."""
+    model = build_random_model(random_config(shared_data / "gpt2-configs" / "gpt2.json", TINY))
+    model.save_pretrained(tmp_path / "weights")
+    cfg = tiny_cfg(shared_data, pretrained=str(tmp_path / "weights"))
+    cfg["overrides"] = {"resid_pdrop": 0.0, **change}
+    with pytest.raises(SoloError, match=rf"weights do not fit the architecture model\.overrides .*\({why}"):
+        load_backbone(cfg)
+    cfg["overrides"] = {"resid_pdrop": 0.0}  # a setting, not the architecture: fine
+    assert load_backbone(cfg)[0].config.resid_pdrop == 0.0
+
+
+def test_model_hf_offline_names_no_random_fallback(shared_data, monkeypatch):
+    monkeypatch.setattr(backbone, "_hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(SoloError, match=r"cannot load pretrained weights 'some-org/some-model'") as err:
+        load_backbone(_model_group("hf", "model.pretrained=some-org/some-model"))
+    assert "config_file" not in str(err.value)  # model=hf has none to fall back on
