@@ -82,7 +82,8 @@ def connection_groups(n_blocks: int, blocks: Sequence[int] | None, span: int) ->
         if not starts:
             raise SoloError(
                 f"method.span={span} leaves no room for a connection in a {n_blocks}-block model "
-                f"(groups start at D2 and may not end on the final block); lower method.span or set method.blocks"
+                f"(groups start at D2 and may not end on the final block); "
+                + ("lower method.span or " if span > 1 else "") + "set method.blocks (e.g. [1])"
             )
     else:
         starts = list(blocks)

@@ -251,3 +251,13 @@ def test_repr_names_the_settings_the_connections_and_the_trainable_count():
     assert text.endswith(f"trainable={method.num_trainable():,})")
     lora = apply_method(make_gpt2(), {"name": "lora"})
     assert repr(lora) == f"LoRA(rank=4, alpha=32, dropout=0.1, targets=['q', 'v'], trainable={lora.num_trainable():,})"
+
+
+def test_no_room_for_a_default_connection_names_only_fixes_that_exist():
+    from solo.methods.placement import connection_groups
+
+    with pytest.raises(SoloError, match=r"2-block model .*; set method\.blocks \(e\.g\. \[1\]\)$"):
+        connection_groups(2, None, 1)  # span 1 cannot go lower
+    with pytest.raises(SoloError, match=r"lower method\.span or set method\.blocks"):
+        connection_groups(3, None, 2)
+    assert connection_groups(2, [1], 1) == [(1, 1)]
