@@ -35,8 +35,19 @@ def read_run_config(run_dir: Path) -> Any:
         raise SoloError(f"{path}: unreadable ({str(err).splitlines()[0]}); the run dir is damaged") from None
 
 
-def trained_model(run_dir: Path, device: str = "auto") -> tuple[Any, Any, Any]:
-    """(model with the run's trained adapter, tokenizer, config) in eval mode on `device`."""
+def _device(cfg: Any, device: str | None) -> str:
+    """`device`, or the run's own trainer.device (a CUDA run on a machine without CUDA: auto)."""
+    import torch
+
+    if device is not None:
+        return device
+    own = str(cfg.trainer.get("device", "auto"))
+    return own if own == "cpu" or torch.cuda.is_available() else "auto"
+
+
+def trained_model(run_dir: Path, device: str | None = None) -> tuple[Any, Any, Any]:
+    """(model with the run's trained adapter, tokenizer, config) in eval mode on `device`
+    (None: the run's own trainer.device)."""
     from transformers.utils import logging as hf_logging
 
     from solo.atomic import readable_directory
@@ -54,10 +65,10 @@ def trained_model(run_dir: Path, device: str = "auto") -> tuple[Any, Any, Any]:
     hf_logging.disable_progress_bar()  # the sentences are the output; no loading bar beside them
     model, tokenizer = load_backbone(cfg.model)
     load_adapter(model, adapter)
-    return model.to(resolve_device(device)).eval(), tokenizer, cfg
+    return model.to(resolve_device(_device(cfg, device))).eval(), tokenizer, cfg
 
 
-def generate(run_dir: Path, mrs: list[str], *, device: str = "auto",
+def generate(run_dir: Path, mrs: list[str], *, device: str | None = None,
              decode_overrides: dict[str, Any] | None = None) -> list[str]:
     """One sentence per MR, decoded as the run decodes its test set (`decode_overrides` changes
     decode.* settings, e.g. {"num_beams": 4})."""
@@ -88,7 +99,7 @@ def _read_mrs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
         mrs = sys.stdin.read().splitlines()
     else:
         try:
-            mrs = Path(args.file).read_text(encoding="utf-8").splitlines()
+            mrs = Path(args.file).read_text(encoding="utf-8-sig").splitlines()
         except OSError as err:
             parser.error(f"--file {args.file}: {err.strerror or err}")
     mrs = [mr.strip() for mr in mrs if mr.strip()]
@@ -108,12 +119,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("mrs", nargs="*", metavar="MR", help='e.g. "name[The Eagle], eatType[coffee shop], food[French]"')
     parser.add_argument("--file", default=None, help="read MRs from this file, one per line (- for stdin)")
     parser.add_argument("--tsv", action="store_true", help="print MR<TAB>sentence instead of the sentence alone")
-    parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda, cuda:N or auto (default: the run's trainer.device, as its predictions.txt)")
     parser.add_argument("--num-beams", type=argparse_type(Number(integer=True, low=1)), default=None,
                         help="beam size (default: the run's decode.num_beams)")
     parser.add_argument("--max-new-tokens", type=argparse_type(Number(integer=True, low=1)), default=None,
                         help="longest sentence in tokens (default: the run's decode.max_new_tokens)")
     args = parser.parse_args(argv)
+    if args.device is not None:
+        import torch
+
+        from solo.train.settings import is_device_name
+
+        if not is_device_name(args.device):
+            parser.error(f"--device {args.device}: give cpu, cuda, cuda:N or auto")
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            parser.error(f"--device {args.device}: no CUDA device is visible here; use cpu")
     mrs = _read_mrs(args, parser)
     overrides = {key: value for key, value in
                  (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if value is not None}

@@ -23,10 +23,11 @@ _OFFICIAL_ITEM = re.compile(r"\s*([^\[\],]+?)\s*\[([^\]]*)\]\s*(?:,|$)")
 
 
 def notation(mr: str) -> str | None:
-    """"official", "lora", or None for text in neither (passed on as it is)."""
-    if re.match(r"\s*[^\[\],|]+?\s*\[[^\]]*\]", mr):
+    """"official" (starts `attribute[`), "lora" (starts `attribute :`), or None: text in neither,
+    passed on as it is."""
+    if re.match(r"\s*[^\[\],|:]+?\s*\[", mr):
         return "official"
-    if re.match(r"\s*[^:|]+? : ", mr):
+    if re.match(r"\s*[A-Za-z][A-Za-z ]*?\s*:", mr):
         return "lora"
     return None
 
@@ -44,9 +45,11 @@ def _parse_official(mr: str) -> list[tuple[str, str]]:
 
 def _parse_lora(mr: str) -> list[tuple[str, str]]:
     items = []
-    for part in mr.split(" | "):
-        name, sep, value = part.partition(" : ")
-        if not sep:
+    for part in re.split(r"\s*\|\s*", mr.strip()):
+        if not part:  # a trailing or doubled `|`
+            continue
+        name, sep, value = part.partition(":")
+        if not sep or not name.strip():
             raise SoloError(f"MR {mr!r}: {part!r} is not `attribute : value`; write attribute : value | attribute : value ...")
         items.append((name.strip(), value.strip()))
     return items
@@ -59,16 +62,19 @@ def _known(name: str, names: dict[str, str], mr: str) -> str:
 
 
 def in_notation(mr: str, target: str) -> str:
-    """`mr` written in `target` notation ("official" or "lora"); text in neither notation, or
-    already in `target`'s, comes back as it is (stripped)."""
+    """`mr` written in `target` notation ("official" or "lora"), spaced as the data files are and
+    with prices tokenised for "lora"; text in neither notation comes back as it is (stripped).
+    Across notations the attributes must be E2E's; within one, any name is kept (own data)."""
     source = notation(mr)
-    if source is None or source == target:
+    if source is None:
         return mr.strip()
+    items = _parse_official(mr) if source == "official" else _parse_lora(mr)
+    if source != target:
+        names = LORA_NAMES if target == "lora" else _OFFICIAL_NAMES
+        items = [(_known(name, names, mr), value) for name, value in items]
     if target == "lora":
-        return " | ".join(f"{_known(name, LORA_NAMES, mr)} : {_tokenise_price(value)}"
-                          for name, value in _parse_official(mr))
-    return ", ".join(f"{_known(name, _OFFICIAL_NAMES, mr)}[{_untokenise_price(value)}]"
-                     for name, value in _parse_lora(mr))
+        return " | ".join(f"{name} : {_tokenise_price(value)}" for name, value in items)
+    return ", ".join(f"{name}[{_untokenise_price(value)}]" for name, value in items)
 
 
 def _tokenise_price(value: str) -> str:

@@ -32,6 +32,18 @@ def test_prices_are_tokenised_as_the_lora_files_write_them():
     assert in_notation("name : Zizzi | price : less than £ 20", "official") == "name[Zizzi], priceRange[less than £20]"
 
 
+def test_spacing_is_free_and_the_target_notation_is_normalised():
+    """`name: X | Type: pub` was taken for free text, `name : X|Type : pub` for one attribute."""
+    for typed in ("name: The Eagle | Type: pub", "name : The Eagle|Type : pub", "name :The Eagle | Type : pub |"):
+        assert in_notation(typed, "official") == "name[The Eagle], eatType[pub]"
+        assert in_notation(typed, "lora") == "name : The Eagle | Type : pub"
+    # Already in the target's notation, still written as the run's data are: prices tokenised.
+    assert in_notation("name : X | price : £20-25", "lora") == "name : X | price : £ 20 - 25"
+    assert in_notation("name[X],priceRange[£ 20 - 25]", "official") == "name[X], priceRange[£20-25]"
+    # Within one notation any attribute is kept (a run trained on its own MR||ref files).
+    assert in_notation("dish: soup | spice : hot", "lora") == "dish : soup | spice : hot"
+
+
 def test_free_text_is_passed_on_and_bad_mrs_are_named():
     assert notation("Tell me about The Eagle") is None
     assert in_notation("  Tell me about The Eagle ", "lora") == "Tell me about The Eagle"

@@ -7,6 +7,7 @@ import shutil
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from solo.data.mr_notation import in_notation
 from solo.generate import generate, main
@@ -80,9 +81,24 @@ def test_bad_input_is_one_line_and_exit_2(finished_run, tmp_path, capsys):
         ([str(finished_run), "name[X], foood[Y]"], "'foood' is not an E2E attribute"),
         ([str(finished_run)], "no MR given"),
         ([str(finished_run), "name[X]", "--num-beams", "0"], "--num-beams: 0 is not allowed; give an integer >= 1"),
+        ([str(finished_run), "name[X]", "--device", "tpu"], "--device tpu: give cpu, cuda, cuda:N or auto"),
     ]
     for argv, line in cases:
         with pytest.raises(SystemExit) as exit_info:
-            main([*argv, "--device", "cpu"])
+            main(argv if "--device" in argv else [*argv, "--device", "cpu"])
         err = capsys.readouterr().err.strip().splitlines()
         assert exit_info.value.code == 2 and line in err[-1], (argv, err)
+
+
+def test_the_default_device_is_the_runs_own():
+    """The demo trains with trainer.device=cpu; on a GPU machine its sentences come from the CPU too."""
+    from omegaconf import OmegaConf
+
+    from solo.generate import _device
+
+    def cfg(device):
+        return OmegaConf.create({"trainer": {"device": device}})
+
+    assert _device(cfg("cpu"), None) == "cpu" and _device(cfg("auto"), None) == "auto"
+    assert _device(cfg("cuda"), None) == ("cuda" if torch.cuda.is_available() else "auto")
+    assert _device(cfg("cpu"), "auto") == "auto"  # the flag wins
