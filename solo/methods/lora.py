@@ -19,6 +19,7 @@ thirds. Trainable count, GPT-2: n_layer · 2 · (2·r·d) → S r=4: 147,456; M 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,8 @@ from transformers.pytorch_utils import Conv1D
 from solo.errors import SoloError
 from solo.methods.base import Method, check_dropout, check_positive_int, config_from_dict, freeze
 from solo.methods.packing import PackedTerm
+
+log = logging.getLogger(__name__)
 
 _SLICES = ("q", "k", "v")
 _LINEAR_NAMES = {"q": "q_proj", "k": "k_proj", "v": "v_proj"}
@@ -86,6 +89,10 @@ class FusedQKV:
         return slots[:, [i for i, r in enumerate(self.roles) if r == role]].reshape(-1)
 
 
+# The model types whose fused QKV row layout fused_qkv_layout knows.
+FUSED_LAYOUT_TYPES = ("gpt_neox", "bloom", "falcon", "gpt_bigcode", "phi3")
+
+
 def _concatenated(heads: int, kv_heads: int, head_dim: int) -> FusedQKV:
     return FusedQKV(1, ("q",) * heads + ("k",) * kv_heads + ("v",) * kv_heads, head_dim)
 
@@ -94,7 +101,7 @@ def fused_qkv_layout(config: Any) -> FusedQKV | None:
     """The Q/K/V row layout of a fused QKV `nn.Linear` in a model of this config, as its attention
     splits the output (transformers' modeling_<type>.py); None for a model type not known here."""
     kind = getattr(config, "model_type", None)
-    if kind not in ("gpt_neox", "bloom", "falcon", "gpt_bigcode", "phi3"):
+    if kind not in FUSED_LAYOUT_TYPES:
         return None
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
@@ -266,6 +273,7 @@ class LoRA(Method):
         self._replaced: list[tuple[nn.Module, str, nn.Module]] = []
         self.layers: list[LoRAFusedConv1D | LoRALinear | LoRAFusedLinear] = []
         targets = {_LINEAR_NAMES[t] for t in cfg.targets}
+        unknown_fused: list[str] = []  # fused QKV layers whose row layout is not known here
         for parent in list(model.modules()):
             for attr, child in list(parent.named_children()):
                 if attr == "c_attn" and isinstance(child, Conv1D):
@@ -273,13 +281,27 @@ class LoRA(Method):
                 elif attr in targets and isinstance(child, nn.Linear):
                     wrapped = LoRALinear(child, cfg)
                 elif attr in _FUSED_LINEAR_NAMES and isinstance(child, nn.Linear):
-                    wrapped = LoRAFusedLinear(child, _fused_layout(model, attr, child), cfg)
+                    layout = _fused_layout(model, attr, child)
+                    if layout is None:
+                        unknown_fused.append(attr)
+                        continue
+                    wrapped = LoRAFusedLinear(child, layout, cfg)
                 else:
                     continue
                 wrapped.train(child.training)
                 setattr(parent, attr, wrapped)
                 self._replaced.append((parent, attr, child))
                 self.layers.append(wrapped)  # type: ignore[arg-type]
+        kind = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+        if unknown_fused and not self.layers:
+            raise SoloError(
+                f"LoRA does not know which rows of {kind}'s fused `{unknown_fused[0]}` are Q, K and V (it "
+                f"knows {', '.join(FUSED_LAYOUT_TYPES)}); method=solo trains on this model"
+            )
+        if unknown_fused:  # e.g. MiniMax: q_proj/v_proj in its full-attention blocks, qkv_proj in the others
+            log.warning("LoRA: %d fused `%s` layers of %s left unadapted (their Q/K/V row layout is not "
+                        "known here); %d projections adapted", len(unknown_fused), unknown_fused[0], kind,
+                        len(self.layers))
         if not self.layers:
             raise SoloError(
                 f"LoRA found no attention projection in {type(model).__name__} (looked for GPT-2 "
@@ -309,18 +331,12 @@ class LoRA(Method):
         self._replaced.clear()
 
 
-def _fused_layout(model: nn.Module, attr: str, layer: nn.Linear) -> FusedQKV:
+def _fused_layout(model: nn.Module, attr: str, layer: nn.Linear) -> FusedQKV | None:
     config = getattr(model, "config", None)
     layout = fused_qkv_layout(config)
-    kind = getattr(config, "model_type", type(model).__name__)
-    if layout is None:
+    if layout is not None and layout.width != layer.out_features:
         raise SoloError(
-            f"LoRA does not know which rows of {kind}'s fused `{attr}` are Q, K and V (it knows "
-            f"gpt_neox, bloom, falcon, gpt_bigcode, phi3); method=solo trains on this model"
-        )
-    if layout.width != layer.out_features:
-        raise SoloError(
-            f"{kind}'s fused `{attr}` has {layer.out_features} outputs but its config gives "
+            f"{config.model_type}'s fused `{attr}` has {layer.out_features} outputs but its config gives "
             f"{layout.width} Q/K/V rows; LoRA cannot tell the slices apart"
         )
     return layout

@@ -2,8 +2,8 @@
 
 model_cfg keys: `name` (label), `pretrained` (hub name | local folder | `gguf:<package>/<file>`,
 see solo.models.gguf | null), `config_file` (architecture JSON, used when `pretrained` is null),
-`overrides` (config fields to change, for random and pretrained weights alike: e.g. n_layer for a
-tiny model, the dropout rates), `tokenizer` (hub name | local folder | `gguf:` spec), `format`
+`overrides` (config fields to change: for random weights any, e.g. n_layer for a
+tiny model; for pretrained weights the dropout rates only, checked), `tokenizer` (hub name | local folder | `gguf:` spec), `format`
 (the prompt/target format, see solo.data.tokenization; null = the GPT-2 recipe). The format is
 attached to the returned tokenizer, so every encoder of the run (training, dev loss, decoding
 prompts) uses the same one.
@@ -19,7 +19,7 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,7 @@ def _load_pretrained(pretrained: str, overrides: Mapping[str, Any] | None = None
     local = Path(pretrained).expanduser()
     if local.is_dir():
         try:
-            return _complete(*load(str(local)), str(local), overrides)
+            return _complete(*load(str(local)), str(local), overrides, lambda: AutoConfig.from_pretrained(str(local)))
         except TypeError as err:
             raise _bad_overrides(overrides, err, group) from None
         except RuntimeError as err:  # a weight of another shape than the overridden config's
@@ -145,17 +145,36 @@ def _load_pretrained(pretrained: str, overrides: Mapping[str, Any] | None = None
             f"Hugging Face hub/cache ({reason}); set model.pretrained to a local folder holding the "
             f"weights{instead}"
         )
-    return _complete(*loaded, pretrained, overrides)
+    def saved_config() -> PretrainedConfig:
+        with _hub_offline():  # the files are in the cache now
+            return AutoConfig.from_pretrained(pretrained)
+
+    return _complete(*loaded, pretrained, overrides, saved_config)
 
 
-def _complete(model: torch.nn.Module, info: Mapping[str, Any], where: str, overrides: Mapping[str, Any]) -> torch.nn.Module:
-    """The loaded model, if the weights filled all of it: an override of the architecture (the
-    tiny profile's n_layer: 8 on a 4-block checkpoint) would otherwise leave blocks random."""
+def _is_dropout(key: str) -> bool:
+    return "dropout" in key or "pdrop" in key
+
+
+def _complete(model: torch.nn.Module, info: Mapping[str, Any], where: str, overrides: Mapping[str, Any],
+              saved_config: Callable[[], PretrainedConfig]) -> torch.nn.Module:
+    """The loaded model, if `overrides` change only dropout rates of the weights' config and the
+    weights filled all of it: an override of the architecture (the tiny profile's n_layer: 8 on a
+    4-block checkpoint) would leave blocks random, or drop some (n_layer: 1), or split the heads
+    otherwise (n_head), without an error from transformers."""
+    changed = [key for key in overrides if not _is_dropout(key)]
+    if changed:
+        saved = saved_config()
+        for key in changed:
+            if getattr(saved, key, None) != overrides[key]:
+                raise _not_this_architecture(where, overrides, f"{key} is {getattr(saved, key, None)!r} "
+                                                               f"in the weights' config.json")
     missing = list(info.get("missing_keys") or ()) + [str(k[0]) if isinstance(k, tuple) else str(k)
                                                       for k in info.get("mismatched_keys") or ()]
     if missing:
-        raise _not_this_architecture(where, overrides, f"{len(missing)} tensors of the model are not in "
-                                                       f"the weights, e.g. {sorted(missing)[0]}")
+        raise SoloError(f"model.pretrained {where}: {len(missing)} tensors of the model are not in its weights "
+                        f"(e.g. {sorted(missing)[0]}), which would stay random; the checkpoint is incomplete "
+                        f"or of another architecture")
     return model
 
 
@@ -167,8 +186,8 @@ def _shape_error(err: RuntimeError, where: str, overrides: Mapping[str, Any]) ->
 
 def _not_this_architecture(where: str, overrides: Mapping[str, Any], why: str) -> SoloError:
     return SoloError(f"model.pretrained {where}: its weights do not fit the architecture model.overrides "
-                     f"{dict(overrides)} ask for ({why}); overrides may change settings such as dropout, "
-                     f"not the architecture (profile=tiny's model=tiny sets n_layer, n_embd, ...: with your "
+                     f"{dict(overrides)} ask for ({why}); on pretrained weights overrides may change the "
+                     f"dropout rates only (profile=tiny's model=tiny sets n_layer, n_embd, ...: with your "
                      f"own weights use model=hf)")
 
 

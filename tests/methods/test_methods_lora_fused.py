@@ -168,3 +168,20 @@ def test_a_fused_projection_of_an_unknown_layout_is_refused():
                                                        bos_token_id=0, eos_token_id=0))
     with pytest.raises(SoloError, match=r"mpt's fused `Wqkv`.*method=solo"):
         lora(model)
+
+
+def test_fused_layers_of_an_unknown_layout_beside_q_and_v_are_left_alone(caplog):
+    """MiniMax-like: q_proj/v_proj in its full-attention blocks, a fused qkv_proj in its
+    linear-attention ones; LoRA adapts the former (refusing the whole model was a regression)."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    model = nn.Module()
+    model.config = SimpleNamespace(model_type="minimax")
+    model.full = nn.ModuleDict({"q_proj": nn.Linear(8, 8), "k_proj": nn.Linear(8, 8), "v_proj": nn.Linear(8, 8)})
+    model.linear = nn.ModuleDict({"qkv_proj": nn.Linear(8, 24)})
+    with caplog.at_level("WARNING", logger="solo.methods.lora"):
+        method = lora(model)
+    assert len(method.layers) == 2 and not hasattr(model.linear.qkv_proj, "lora_A")
+    assert "1 fused `qkv_proj` layers of minimax left unadapted" in caplog.text

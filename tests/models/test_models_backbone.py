@@ -137,7 +137,10 @@ def test_a_folder_of_weights_without_tokenizer_files_is_no_tokenizer(shared_data
         load_backbone(_model_group("hf", f"model.pretrained={folder}"))
 
 
-@pytest.mark.parametrize(("change", "why"), [({"n_layer": 4}, r"\d+ tensors of the model are not in the weights, e\.g\. transformer\.h\.2\."),
+@pytest.mark.parametrize(("change", "why"), [({"n_layer": 4}, r"n_layer is 2 in the weights' config\.json"),
+                                             ({"n_layer": 1}, r"n_layer is 2 in"),
+                                             ({"n_head": 8}, r"n_head is 4 in"),
+                                             ({"activation_function": "relu"}, r"activation_function is 'gelu_new' in"),
                                              ({"n_positions": 32}, "weights of other shapes")])
 def test_architecture_overrides_on_pretrained_weights_are_refused(shared_data, tmp_path, change, why):
     """profile=tiny's n_layer: 8 on a 4-block checkpoint trained 4 random blocks without a word."""
@@ -156,3 +159,16 @@ def test_model_hf_offline_names_no_random_fallback(shared_data, monkeypatch):
     with pytest.raises(SoloError, match=r"cannot load pretrained weights 'some-org/some-model'") as err:
         load_backbone(_model_group("hf", "model.pretrained=some-org/some-model"))
     assert "config_file" not in str(err.value)  # model=hf has none to fall back on
+
+
+def test_a_checkpoint_missing_tensors_is_refused(shared_data, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = build_random_model(random_config(shared_data / "gpt2-configs" / "gpt2.json", TINY))
+    model.save_pretrained(tmp_path / "weights")
+    path = tmp_path / "weights" / "model.safetensors"
+    tensors = load_file(str(path))
+    del tensors["transformer.h.1.mlp.c_fc.weight"]
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    with pytest.raises(SoloError, match=r"1 tensors of the model are not in its weights \(e\.g\. transformer\.h\.1\.mlp\.c_fc\.weight\)"):
+        load_backbone(tiny_cfg(shared_data, pretrained=str(tmp_path / "weights"), overrides={}))
