@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from solo.schema import Number, argparse_type
+from solo.schema import COUNT_ARGUMENT
 
 OFFICIAL_SCORER_S = 37.0  # recorded anchor, see the docstring
 GOAL_FIRST_S, GOAL_FURTHER_S = 10.0, 3.0
@@ -188,7 +188,7 @@ def _anchor(predictions: list[str], references: list[list[str]]) -> dict[str, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=argparse_type(Number(integer=True, low=1)), default=3, help="fresh processes per goal row (the minimum is shown)")
+    parser.add_argument("--repeats", type=COUNT_ARGUMENT, default=3, help="fresh processes per goal row (the minimum is shown)")
     parser.add_argument("--breakdown", action="store_true", help="also time each part alone")
     parser.add_argument("--anchor", action="store_true", help="also time pycocoevalcap's own wrappers (COCO part only)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -18,14 +18,14 @@ from pathlib import Path
 import torch
 
 from solo.data.batching import TrainBatches
-from solo.schema import Number, argparse_type
+from solo.schema import COUNT_ARGUMENT, Number, argparse_type
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 # argparse types for the benchmarks' flags: a bad value is argparse's one line naming the flag.
-COUNT = argparse_type(Number(integer=True, low=1))  # a count, a size, a length
+COUNT = COUNT_ARGUMENT  # a count, a size, a length
 AT_LEAST_0 = argparse_type(Number(integer=True, low=0))  # a seed, warm-up steps, 0 = the default
 SECONDS = argparse_type(Number(low=0, open_low=True))
 

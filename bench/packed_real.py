@@ -23,7 +23,7 @@ import torch
 from solo.experiments.real import METHODS, Data, Settings, base_config, trainer_config
 from solo.methods import apply_method
 from solo.models import load_backbone
-from solo.schema import Number, argparse_type
+from solo.schema import COUNT_ARGUMENT
 from solo.train.lockstep import drive
 from solo.train.loop import train, train_steps
 from solo.train.metrics import MetricsFile
@@ -45,7 +45,7 @@ def _records(run_dir: Path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=argparse_type(Number(integer=True, low=1)), default=20)
+    parser.add_argument("--steps", type=COUNT_ARGUMENT, default=20)
     parser.add_argument("--markdown", default=None)
     args = parser.parse_args()
     settings = Settings(steps=args.steps, test_mrs=0, eval_every=max(1, args.steps // 2), log_every=1)

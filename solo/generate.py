@@ -110,7 +110,7 @@ def _read_mrs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
 
 @exit_on_solo_error
 def main(argv: list[str] | None = None) -> None:
-    from solo.schema import Number, argparse_type
+    from solo.schema import COUNT_ARGUMENT
 
     parser = argparse.ArgumentParser(
         prog="python -m solo.generate",
@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tsv", action="store_true", help="print MR<TAB>sentence instead of the sentence alone")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, cuda:N or auto (default: the run's trainer.device, as its predictions.txt)")
-    parser.add_argument("--num-beams", type=argparse_type(Number(integer=True, low=1)), default=None,
+    parser.add_argument("--num-beams", type=COUNT_ARGUMENT, default=None,
                         help="beam size (default: the run's decode.num_beams)")
-    parser.add_argument("--max-new-tokens", type=argparse_type(Number(integer=True, low=1)), default=None,
+    parser.add_argument("--max-new-tokens", type=COUNT_ARGUMENT, default=None,
                         help="longest sentence in tokens (default: the run's decode.max_new_tokens)")
     args = parser.parse_args(argv)
     if args.device is not None:

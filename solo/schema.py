@@ -78,6 +78,9 @@ def argparse_type(spec: Number) -> Callable[[str], int | float]:
     return parse
 
 
+COUNT_ARGUMENT = argparse_type(Number(integer=True, low=1))  # a flag's count, size or length: >= 1
+
+
 @dataclass(frozen=True)
 class Choice:
     """One of `options` (compared with ==, so True/False are options like any other)."""

@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from solo.errors import SoloError, exit_on_solo_error
 from solo.experiments.launch import STOP_CODES, launch
 from solo.paths import REPO_ROOT
-from solo.schema import Number, argparse_type
+from solo.schema import COUNT_ARGUMENT, Number, argparse_type
 from solo.train.interrupt import Interrupted, deferred, stop_on_signals
 
 # make real scores BLEU/NIST as the official scorer does by default (its Perl mteval, in Python).
@@ -240,7 +240,6 @@ def _batch_order(batches, steps: int) -> list[list[int]]:
     return order[:steps]
 
 
-_AT_LEAST_1 = argparse_type(Number(integer=True, low=1))
 _POSITIVE = argparse_type(Number(low=0, open_low=True))
 
 
@@ -253,15 +252,15 @@ def _run_name(text: str) -> str:
 
 def parse_args(argv: list[str] | None) -> tuple[Settings, list[str], bool]:
     parser = argparse.ArgumentParser(prog="python -m solo.experiments.real", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=_AT_LEAST_1, default=Settings.steps)
+    parser.add_argument("--steps", type=COUNT_ARGUMENT, default=Settings.steps)
     parser.add_argument("--test-mrs", type=argparse_type(Number(integer=True, low=0)), default=Settings.test_mrs, help="0: dev loss only, no decoding")
     parser.add_argument("--lanes", default=",".join(ALL_LANES))
     parser.add_argument("--lr-solo", type=_POSITIVE)
     parser.add_argument("--lr-lora", type=_POSITIVE)
-    parser.add_argument("--batch-size", type=_AT_LEAST_1, default=Settings.batch_size)
-    parser.add_argument("--dev-examples", type=_AT_LEAST_1, default=Settings.dev_examples)
-    parser.add_argument("--eval-every", type=_AT_LEAST_1, default=Settings.eval_every)
-    parser.add_argument("--threads", type=_AT_LEAST_1, help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
+    parser.add_argument("--batch-size", type=COUNT_ARGUMENT, default=Settings.batch_size)
+    parser.add_argument("--dev-examples", type=COUNT_ARGUMENT, default=Settings.dev_examples)
+    parser.add_argument("--eval-every", type=COUNT_ARGUMENT, default=Settings.eval_every)
+    parser.add_argument("--threads", type=COUNT_ARGUMENT, help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
     parser.add_argument("--solo", action="append", default=[], metavar="KEY=VALUE",
                         help="change a Solo Connection setting, e.g. --solo lambda_init=0.01")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -11,9 +11,9 @@ starts exactly at the backbone. Bias stays frozen (loralib's `mark_only_lora_as_
 Llama-style models have separate `q_proj`/`k_proj`/`v_proj` `nn.Linear`s; each target gets a
 plain LoRA pair there. Models that fuse Q, K and V into one `nn.Linear` (GPT-NeoX/Pythia, Bloom,
 Falcon, GPT-BigCode, Phi-3) get loralib's merged form on it as on GPT-2, on the output rows their
-attention reads as Q, K or V: those rows are interleaved per head (or per key/value group) in most
-of them, so the slices are index sets read from the model's config (`fused_qkv_layout`), not
-thirds. Trainable count, GPT-2: n_layer · 2 · (2·r·d) → S r=4: 147,456; M r=4: 393,216.
+attention reads as Q, K or V: interleaved per head (GPT-NeoX, Bloom), per key/value group (Falcon's
+new architecture) or concatenated (Phi-3, multi-query Falcon and BigCode), so the slices are index
+sets read from the model's config (`fused_qkv_layout`), not thirds. Trainable count, GPT-2: n_layer · 2 · (2·r·d) → S r=4: 147,456; M r=4: 393,216.
 """
 
 from __future__ import annotations
