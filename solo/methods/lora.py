@@ -118,7 +118,38 @@ def fused_qkv_layout(config: Any) -> FusedQKV | None:
     return per_head
 
 
-class LoRAFusedConv1D(nn.Module):
+class _LoRAWrapper(nn.Module):
+    """What the wrappers share: the frozen projection plus `delta(x)`, and merging
+    `delta_weight()` (scaled, in the frozen weight's layout) into the frozen weight."""
+
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    merged: bool
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def delta_weight(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def frozen(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.frozen(x)
+        if self.merged:
+            return out
+        return out + self.delta(x)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold B·A into the frozen weight (changes the backbone weight in place)."""
+        if not self.merged:
+            self.weight += self.delta_weight()
+            self.merged = True
+
+
+class LoRAFusedConv1D(_LoRAWrapper):
     """A GPT-2 fused QKV `Conv1D` plus LoRA on the enabled slices.
 
     It takes over the original `weight` and `bias` Parameters (same objects, same state-dict keys)
@@ -170,21 +201,11 @@ class LoRAFusedConv1D(nn.Module):
                 pieces.append(slices.new_zeros(()).expand(*x.shape[:-1], self.width))
         return torch.cat(pieces, dim=-1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.addmm(self.bias, x.reshape(-1, self.nx), self.weight).view(*x.shape[:-1], self.nf)
-        if self.merged:
-            return out
-        return out + self.delta(x)
-
-    @torch.no_grad()
-    def merge(self) -> None:
-        """Fold B·A into the frozen weight (changes the backbone weight in place)."""
-        if not self.merged:
-            self.weight += self.delta_weight()
-            self.merged = True
+    def frozen(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, x.reshape(-1, self.nx), self.weight).view(*x.shape[:-1], self.nf)
 
 
-class LoRALinear(nn.Module):
+class LoRALinear(_LoRAWrapper):
     """An `nn.Linear` projection (Llama-style q_proj/v_proj) plus one LoRA pair."""
 
     def __init__(self, base: nn.Linear, cfg: LoRAConfig) -> None:
@@ -201,20 +222,11 @@ class LoRALinear(nn.Module):
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B) * self.scaling
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(x, self.weight, self.bias)
-        if self.merged:
-            return out
-        return out + self.delta(x)
-
-    @torch.no_grad()
-    def merge(self) -> None:
-        if not self.merged:
-            self.weight += (self.lora_B @ self.lora_A) * self.scaling
-            self.merged = True
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_B @ self.lora_A) * self.scaling
 
 
-class LoRAFusedLinear(nn.Module):
+class LoRAFusedLinear(_LoRAWrapper):
     """A fused QKV `nn.Linear` plus LoRA on the enabled slices (loralib's `MergedLinear`), each slice
     being the rows `layout` gives it: A is [n·r, in], B is [Σ slice widths, r] (the widths differ
     under grouped-query attention)."""
@@ -248,19 +260,10 @@ class LoRAFusedLinear(nn.Module):
         pieces = [F.linear(a, b) for a, b in zip(after_a, self.lora_B.split(self.widths), strict=True)]
         return self._spread(torch.cat(pieces, dim=-1), -1) * self.scaling
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(x, self.weight, self.bias)
-        if self.merged:
-            return out
-        return out + self.delta(x)
-
-    @torch.no_grad()
-    def merge(self) -> None:
-        if not self.merged:
-            a = self.lora_A.split(self.rank)
-            per_slice = [b @ a_s for a_s, b in zip(a, self.lora_B.split(self.widths), strict=True)]
-            self.weight += self._spread(torch.cat(per_slice), 0) * self.scaling
-            self.merged = True
+    def delta_weight(self) -> torch.Tensor:
+        a = self.lora_A.split(self.rank)
+        per_slice = [b @ a_s for a_s, b in zip(a, self.lora_B.split(self.widths), strict=True)]
+        return self._spread(torch.cat(per_slice), 0) * self.scaling
 
 
 class LoRA(Method):

@@ -24,6 +24,30 @@ def make_llama(seed: int = 0) -> LlamaForCausalLM:
     return LlamaForCausalLM(config).eval()
 
 
+def lora(model, **overrides):
+    """LoRA r=4, α=32 without dropout (overrides change any setting)."""
+    from solo.methods import apply_method
+
+    return apply_method(model, {"name": "lora", "rank": 4, "alpha": 32, "dropout": 0.0, **overrides})
+
+
+def randomise_b(method) -> None:
+    """Nonzero B, so every LoRA term shows (B starts at zero)."""
+    with torch.no_grad():
+        for layer in method.layers:
+            layer.lora_B.normal_(std=0.05)
+
+
+def assert_only_the_adapter_changed(model, before: dict, added: set[str], method) -> None:
+    """After training: the state dict gained exactly `added` (the adapter), every backbone tensor
+    is bitwise what it was in `before`, and each LoRA B moved off zero."""
+    after = model.state_dict()
+    assert set(after) - set(before) == added
+    for key, value in before.items():
+        assert torch.equal(after[key], value), key
+    assert all(layer.lora_B.abs().sum() > 0 for layer in method.layers)
+
+
 def adamw_step(method, model, tokens, lr: float = 1e-2, weight_decay: float = 0.1) -> None:
     """One real training step: LM loss, backward, AdamW with weight decay, method projection."""
     optimizer = torch.optim.AdamW(method.trainable_parameters(), lr=lr, weight_decay=weight_decay)

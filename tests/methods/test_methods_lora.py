@@ -8,20 +8,17 @@ import pytest
 import torch
 
 from solo.errors import SoloError
-from solo.methods import LoRA, apply_method
+from solo.methods import apply_method
 from solo.models.backbone import build_random_model, random_config
 from solo.paths import shared_data_dir
-from tests.methods.methods_helpers import adamw_step, make_gpt2, make_llama
-
-
-def lora(model, **overrides) -> LoRA:
-    return apply_method(model, {"name": "lora", "rank": 4, "alpha": 32, "dropout": 0.0, **overrides})  # type: ignore[return-value]
-
-
-def randomise_b(method: LoRA) -> None:
-    with torch.no_grad():
-        for layer in method.layers:
-            layer.lora_B.normal_(std=0.05)
+from tests.methods.methods_helpers import (
+    adamw_step,
+    assert_only_the_adapter_changed,
+    lora,
+    make_gpt2,
+    make_llama,
+    randomise_b,
+)
 
 
 @pytest.mark.parametrize(("name", "expected"), [("gpt2", 147_456), ("gpt2-medium", 393_216)])
@@ -81,11 +78,8 @@ def test_backbone_bitwise_unchanged_after_training_step(gpt2, tokens):
     before = {k: v.clone() for k, v in gpt2.state_dict().items()}
     method = lora(gpt2, dropout=0.1)
     adamw_step(method, gpt2, tokens)
-    after = gpt2.state_dict()
-    assert set(after) - set(before) == {f"transformer.h.{i}.attn.c_attn.lora_{m}" for i in range(6) for m in "AB"}
-    for key, value in before.items():
-        assert torch.equal(after[key], value), key
-    assert all(layer.lora_B.abs().sum() > 0 for layer in method.layers)
+    added = {f"transformer.h.{i}.attn.c_attn.lora_{m}" for i in range(6) for m in "AB"}
+    assert_only_the_adapter_changed(gpt2, before, added, method)
 
 
 def test_detach_restores_original_modules(gpt2, tokens):

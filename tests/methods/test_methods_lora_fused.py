@@ -18,9 +18,14 @@ from transformers import (
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from solo.errors import SoloError
-from solo.methods import LoRA, apply_method, load_adapter, save_adapter
+from solo.methods import load_adapter, save_adapter
 from solo.methods.packing import PackedForward, shared_copy
-from tests.methods.methods_helpers import adamw_step
+from tests.methods.methods_helpers import (
+    adamw_step,
+    assert_only_the_adapter_changed,
+    lora,
+    randomise_b,
+)
 
 VOCAB = 97
 CONFIGS = {
@@ -77,15 +82,6 @@ def first_layer_qkv(model, ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return _captured[0]
 
 
-def lora(model, **overrides) -> LoRA:
-    return apply_method(model, {"name": "lora", "rank": 4, "alpha": 32, "dropout": 0.0, **overrides})  # type: ignore[return-value]
-
-
-def randomise_b(method: LoRA) -> None:
-    with torch.no_grad():
-        for layer in method.layers:
-            layer.lora_B.normal_(std=0.05)
-
 
 @pytest.fixture()
 def ids():
@@ -128,11 +124,8 @@ def test_grouped_query_counts_and_a_training_step_leave_the_backbone_alone(ids):
     # 2 blocks × (A: 2 slices · r · d, B: r · (q rows 4·8 + v rows 2·8))
     assert method.num_trainable() == 2 * (2 * 4 * 32 + 4 * (32 + 16))
     adamw_step(method, model, ids)
-    after = model.state_dict()
-    assert set(after) - set(before) == {f"model.layers.{i}.self_attn.qkv_proj.lora_{m}" for i in range(2) for m in "AB"}
-    for key, value in before.items():
-        assert torch.equal(after[key], value), key
-    assert all(layer.lora_B.abs().sum() > 0 for layer in method.layers)
+    added = {f"model.layers.{i}.self_attn.qkv_proj.lora_{m}" for i in range(2) for m in "AB"}
+    assert_only_the_adapter_changed(model, before, added, method)
 
 
 def test_adapter_round_trip(tmp_path, ids):
