@@ -6,8 +6,8 @@ seed, as the run built it), loads its trained adapter (adapter/) and decodes wit
 decoding settings, so an MR of the test set gets the run's own predictions.txt line. An MR may
 be written as the E2E release does (`name[The Eagle], eatType[pub]`) or as microsoft/LoRA's files
 do (`name : The Eagle | Type : pub`): it is given to the model in the notation of the run's data
-setup (solo.data.mr_notation). MRs come from the command line, or one per line from `--file` (`-` for stdin); one sentence per MR is
-printed per line, in order (`--tsv`: the MR, a tab, the sentence).
+setup (solo.data.mr_notation). MRs come from the command line, or one per line from `--file`
+(`-` for stdin); one sentence per MR is printed per line, in order (`--tsv`: MR, tab, sentence).
 """
 
 from __future__ import annotations
@@ -79,10 +79,12 @@ def generate(run_dir: Path, mrs: list[str], *, device: str | None = None,
     from solo.decode import decode_mrs_with_stats
     from solo.train.precision import apply_precision
 
-    model, tokenizer, cfg = trained_model(run_dir, device)
-    # The prompt the run was trained on: its setup's MR notation, whichever the user wrote.
+    # The prompt the run was trained on: its setup's MR notation, whichever the user wrote
+    # (a bad MR is named before the weights load).
+    cfg = read_run_config(run_dir)
     target = "lora" if str(cfg.data.setup) == "lora" else "official"
     prompts = [in_notation(mr, target) for mr in mrs]
+    model, tokenizer, cfg = trained_model(run_dir, device)
     decode_cfg = {**OmegaConf.to_container(cfg.decode, resolve=True), **(decode_overrides or {})}  # type: ignore[dict-item]
     apply_precision(str(cfg.trainer.precision), next(model.parameters()).device)
     with torch.no_grad():
@@ -138,7 +140,12 @@ def main(argv: list[str] | None = None) -> None:
     mrs = _read_mrs(args, parser)
     overrides = {key: value for key, value in
                  (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if value is not None}
-    for mr, text in zip(mrs, generate(args.run_dir, mrs, device=args.device, decode_overrides=overrides), strict=True):
+    try:
+        texts = generate(args.run_dir, mrs, device=args.device, decode_overrides=overrides)
+    except KeyboardInterrupt:
+        print("interrupted; nothing decoded", file=sys.stderr)
+        raise SystemExit(130) from None
+    for mr, text in zip(mrs, texts, strict=True):
         print(f"{mr}\t{text}" if args.tsv else text, flush=True)
 
 

@@ -102,3 +102,21 @@ def test_the_default_device_is_the_runs_own():
     assert _device(cfg("cpu"), None) == "cpu" and _device(cfg("auto"), None) == "auto"
     assert _device(cfg("cuda"), None) == ("cuda" if torch.cuda.is_available() else "auto")
     assert _device(cfg("cpu"), "auto") == "auto"  # the flag wins
+
+
+def test_a_bad_mr_is_named_before_the_weights_load_and_ctrl_c_is_one_line(finished_run, monkeypatch, capsys):
+    import solo.generate
+    import solo.models
+    from solo.errors import SoloError
+
+    monkeypatch.setattr(solo.models, "load_backbone", lambda *a: pytest.fail("weights loaded for a bad MR"))
+    with pytest.raises(SoloError, match="'foood' is not an E2E attribute"):
+        generate(finished_run, ["name[X], foood[Y]"], device="cpu")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(solo.generate, "generate", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(finished_run), "name[X]", "--device", "cpu"])
+    assert exit_info.value.code == 130 and capsys.readouterr().err.strip() == "interrupted; nothing decoded"
