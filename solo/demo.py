@@ -44,7 +44,8 @@ DEMO_OVERRIDES: tuple[str, ...] = (
     "decode.num_beams=4",
     "decode.max_new_tokens=48",
 )
-OWN_MR = "name[The Golden Goose], eatType[pub], food[Italian], area[riverside], familyFriendly[yes]"
+# A new name in the kind of MR the 40 steps saw most (coffee shops); `make generate` takes any.
+OWN_MR = "name[The Golden Goose], eatType[coffee shop], customer rating[5 out of 5], near[Burger King]"
 BANNER = ("DEMO — real pretrained weights (SmolLM2-135M, Q4_1), Solo Connection trained "
           f"{STEPS} steps on dev-set pairs on the CPU; not the paper's setup")
 
