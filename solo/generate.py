@@ -36,13 +36,21 @@ def read_run_config(run_dir: Path) -> Any:
 
 
 def _device(cfg: Any, device: str | None) -> str:
-    """`device`, or the run's own trainer.device (a CUDA run on a machine without CUDA: auto)."""
-    import torch
-
+    """`device`, or the run's own trainer.device (auto where that CUDA device is not here)."""
     if device is not None:
         return device
     own = str(cfg.trainer.get("device", "auto"))
-    return own if own == "cpu" or torch.cuda.is_available() else "auto"
+    return own if own == "cpu" or _visible(own) else "auto"
+
+
+def _visible(device: str) -> bool:
+    """Whether a cuda[:N] device is there."""
+    import torch
+
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return False
+    index = device.partition(":")[2]
+    return not index or int(index) < torch.cuda.device_count()
 
 
 def trained_model(run_dir: Path, device: str | None = None) -> tuple[Any, Any, Any]:
@@ -129,18 +137,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="longest sentence in tokens (default: the run's decode.max_new_tokens)")
     args = parser.parse_args(argv)
     if args.device is not None:
-        import torch
-
         from solo.train.settings import is_device_name
 
         if not is_device_name(args.device):
             parser.error(f"--device {args.device}: give cpu, cuda, cuda:N or auto")
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
-            parser.error(f"--device {args.device}: no CUDA device is visible here; use cpu")
-    mrs = _read_mrs(args, parser)
-    overrides = {key: value for key, value in
-                 (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if value is not None}
+        if args.device.startswith("cuda") and not _visible(args.device):
+            parser.error(f"--device {args.device}: no such CUDA device is visible here; use cpu or auto")
     try:
+        mrs = _read_mrs(args, parser)  # from a terminal's stdin, Ctrl-C can come here too
+        overrides = {key: value for key, value in
+                     (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if value is not None}
         texts = generate(args.run_dir, mrs, device=args.device, decode_overrides=overrides)
     except KeyboardInterrupt:
         print("interrupted; nothing decoded", file=sys.stderr)

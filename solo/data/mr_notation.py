@@ -27,7 +27,9 @@ def notation(mr: str) -> str | None:
     passed on as it is."""
     if re.match(r"\s*[^\[\],|:]+?\s*\[", mr):
         return "official"
-    if re.match(r"\s*[A-Za-z][A-Za-z ]*?\s*:", mr):
+    # `name : X` or `a : b | c : d`; a sentence with a colon ("Tell me: ...") is no MR.
+    first = re.match(r"\s*([A-Za-z][A-Za-z ]*?)\s*:", mr)
+    if first and (first[1] in _OFFICIAL_NAMES or first[1] in LORA_NAMES or "|" in mr):
         return "lora"
     return None
 
@@ -49,8 +51,9 @@ def _parse_lora(mr: str) -> list[tuple[str, str]]:
         if not part:  # a trailing or doubled `|`
             continue
         name, sep, value = part.partition(":")
-        if not sep or not name.strip():
-            raise SoloError(f"MR {mr!r}: {part!r} is not `attribute : value`; write attribute : value | attribute : value ...")
+        if not sep or not name.strip() or re.search(r"[\[\]]", part):
+            raise SoloError(f"MR {mr!r}: {part!r} is not `attribute : value`; write attribute : value | "
+                            f"attribute : value ... (or attribute[value], ... throughout)")
         items.append((name.strip(), value.strip()))
     return items
 

@@ -19,7 +19,7 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -119,21 +119,29 @@ def _load_pretrained(pretrained: str, overrides: Mapping[str, Any] | None = None
     if is_gguf_spec(pretrained):
         pretrained = str(ensure_converted(pretrained))
     local = Path(pretrained).expanduser()
+    source = str(local) if local.is_dir() else pretrained
+
+    def checked_load(name: str) -> tuple[torch.nn.Module, dict]:
+        # The saved config first: a refused override costs no weight loading.
+        if any(not _free_to_override(key) for key in overrides):
+            _check_overrides(AutoConfig.from_pretrained(name), overrides, source)
+        return load(name)
+
     if local.is_dir():
         try:
-            return _complete(*load(str(local)), str(local), overrides, lambda: AutoConfig.from_pretrained(str(local)))
+            return _complete(*checked_load(str(local)), source)
         except TypeError as err:
             raise _bad_overrides(overrides, err, group) from None
         except RuntimeError as err:  # a weight of another shape than the overridden config's
-            raise _shape_error(err, str(local), overrides) from None
+            raise _shape_error(err, source, overrides) from None
         except (OSError, ValueError) as err:
             raise SoloError(f"model.pretrained folder {local} has no loadable weights ({str(err).splitlines()[0]}); fix the folder or set model.pretrained") from None
     try:
-        loaded = _from_hub_or_cache(load, pretrained, "config.json")
+        loaded = _from_hub_or_cache(checked_load, pretrained, "config.json")
     except TypeError as err:
         raise _bad_overrides(overrides, err, group) from None
     except RuntimeError as err:
-        raise _shape_error(err, pretrained, overrides) from None
+        raise _shape_error(err, source, overrides) from None
     except (OSError, ValueError) as err:
         loaded, reason = None, str(err).splitlines()[0]
     else:
@@ -145,30 +153,32 @@ def _load_pretrained(pretrained: str, overrides: Mapping[str, Any] | None = None
             f"Hugging Face hub/cache ({reason}); set model.pretrained to a local folder holding the "
             f"weights{instead}"
         )
-    def saved_config() -> PretrainedConfig:
-        with _hub_offline():  # the files are in the cache now
-            return AutoConfig.from_pretrained(pretrained)
-
-    return _complete(*loaded, pretrained, overrides, saved_config)
+    return _complete(*loaded, source)
 
 
-def _is_dropout(key: str) -> bool:
-    return "dropout" in key or "pdrop" in key
+# Settings that may differ from a checkpoint's config.json: they change no tensor and no arithmetic
+# the weights were trained for (dropout rates, layer drop, MoE jitter) or only how it is loaded.
+_LOADING_SETTINGS = ("attn_implementation", "dtype", "torch_dtype", "use_cache")
 
 
-def _complete(model: torch.nn.Module, info: Mapping[str, Any], where: str, overrides: Mapping[str, Any],
-              saved_config: Callable[[], PretrainedConfig]) -> torch.nn.Module:
-    """The loaded model, if `overrides` change only dropout rates of the weights' config and the
-    weights filled all of it: an override of the architecture (the tiny profile's n_layer: 8 on a
-    4-block checkpoint) would leave blocks random, or drop some (n_layer: 1), or split the heads
-    otherwise (n_head), without an error from transformers."""
-    changed = [key for key in overrides if not _is_dropout(key)]
-    if changed:
-        saved = saved_config()
-        for key in changed:
-            if getattr(saved, key, None) != overrides[key]:
-                raise _not_this_architecture(where, overrides, f"{key} is {getattr(saved, key, None)!r} "
-                                                               f"in the weights' config.json")
+def _free_to_override(key: str) -> bool:
+    return any(word in key for word in ("dropout", "pdrop", "layerdrop", "jitter")) or key in _LOADING_SETTINGS
+
+
+def _check_overrides(saved: PretrainedConfig, overrides: Mapping[str, Any], where: str) -> None:
+    """profile=tiny's n_layer: 8 on a 4-block checkpoint would leave blocks random, n_layer: 1 drop
+    some, n_head split them otherwise, and transformers says nothing of the last two."""
+    for key, value in overrides.items():
+        if _free_to_override(key):
+            continue
+        if not hasattr(saved, key):
+            raise _not_this_architecture(where, overrides, f"{key} is absent from its config.json")
+        if getattr(saved, key) != value:
+            raise _not_this_architecture(where, overrides, f"{key} is {getattr(saved, key)!r} in its config.json")
+
+
+def _complete(model: torch.nn.Module, info: Mapping[str, Any], where: str) -> torch.nn.Module:
+    """The loaded model, if the weights filled all of it (else some tensors would stay random)."""
     missing = list(info.get("missing_keys") or ()) + [str(k[0]) if isinstance(k, tuple) else str(k)
                                                       for k in info.get("mismatched_keys") or ()]
     if missing:
@@ -185,10 +195,10 @@ def _shape_error(err: RuntimeError, where: str, overrides: Mapping[str, Any]) ->
 
 
 def _not_this_architecture(where: str, overrides: Mapping[str, Any], why: str) -> SoloError:
-    return SoloError(f"model.pretrained {where}: its weights do not fit the architecture model.overrides "
-                     f"{dict(overrides)} ask for ({why}); on pretrained weights overrides may change the "
-                     f"dropout rates only (profile=tiny's model=tiny sets n_layer, n_embd, ...: with your "
-                     f"own weights use model=hf)")
+    return SoloError(f"model.pretrained {where}: model.overrides {dict(overrides)} change its architecture ({why}); "
+                     f"on pretrained weights only dropout rates and loading settings ({', '.join(_LOADING_SETTINGS)}) "
+                     f"may be overridden (profile=tiny's model=tiny sets n_layer, n_embd, ...: with your own "
+                     f"weights use model=hf)")
 
 
 def _bad_overrides(overrides: Mapping[str, Any], err: Exception | None, group: str) -> SoloError:

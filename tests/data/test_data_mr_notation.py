@@ -47,6 +47,10 @@ def test_spacing_is_free_and_the_target_notation_is_normalised():
 def test_free_text_is_passed_on_and_bad_mrs_are_named():
     assert notation("Tell me about The Eagle") is None
     assert in_notation("  Tell me about The Eagle ", "lora") == "Tell me about The Eagle"
+    for text in ("Tell me: what is The Eagle?", "Menu: soup"):  # a colon makes no MR
+        assert in_notation(text, "official") == in_notation(text, "lora") == text
+    with pytest.raises(SoloError, match=r"is not `attribute : value`.*or attribute\[value\], \.\.\. throughout"):
+        in_notation("name: X, eatType[pub]", "official")  # the two notations mixed
     with pytest.raises(SoloError, match=r"'foood' is not an E2E attribute; known: name, eatType"):
         in_notation("name[The Eagle], foood[French]", "lora")
     with pytest.raises(SoloError, match=r"cannot read it from ' food French' on"):

@@ -137,20 +137,26 @@ def test_a_folder_of_weights_without_tokenizer_files_is_no_tokenizer(shared_data
         load_backbone(_model_group("hf", f"model.pretrained={folder}"))
 
 
-@pytest.mark.parametrize(("change", "why"), [({"n_layer": 4}, r"n_layer is 2 in the weights' config\.json"),
+@pytest.mark.parametrize(("change", "why"), [({"n_layer": 4}, r"n_layer is 2 in its config\.json"),
                                              ({"n_layer": 1}, r"n_layer is 2 in"),
                                              ({"n_head": 8}, r"n_head is 4 in"),
                                              ({"activation_function": "relu"}, r"activation_function is 'gelu_new' in"),
-                                             ({"n_positions": 32}, "weights of other shapes")])
-def test_architecture_overrides_on_pretrained_weights_are_refused(shared_data, tmp_path, change, why):
+                                             ({"n_positions": 32}, r"n_positions is 64 in"),
+                                             ({"rope_theta": 1e4}, r"rope_theta is absent from its config\.json")])
+def test_architecture_overrides_on_pretrained_weights_are_refused(shared_data, tmp_path, monkeypatch, change, why):
     """profile=tiny's n_layer: 8 on a 4-block checkpoint trained 4 random blocks without a word."""
     model = build_random_model(random_config(shared_data / "gpt2-configs" / "gpt2.json", TINY))
     model.save_pretrained(tmp_path / "weights")
     cfg = tiny_cfg(shared_data, pretrained=str(tmp_path / "weights"))
     cfg["overrides"] = {"resid_pdrop": 0.0, **change}
-    with pytest.raises(SoloError, match=rf"weights do not fit the architecture model\.overrides .*\({why}"):
+    loads = []
+    monkeypatch.setattr(backbone.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, _real=backbone.AutoModelForCausalLM.from_pretrained, **k: loads.append(1) or _real(*a, **k))
+    with pytest.raises(SoloError, match=rf"model\.overrides .* change its architecture \({why}"):
         load_backbone(cfg)
-    cfg["overrides"] = {"resid_pdrop": 0.0}  # a setting, not the architecture: fine
+    assert not loads  # refused from config.json, before any weight is read
+    # Dropout rates, layer drop and loading settings are no architecture: fine.
+    cfg["overrides"] = {"resid_pdrop": 0.0, "use_cache": False, "attn_implementation": "eager"}
     assert load_backbone(cfg)[0].config.resid_pdrop == 0.0
 
 

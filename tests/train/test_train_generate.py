@@ -101,6 +101,7 @@ def test_the_default_device_is_the_runs_own():
 
     assert _device(cfg("cpu"), None) == "cpu" and _device(cfg("auto"), None) == "auto"
     assert _device(cfg("cuda"), None) == ("cuda" if torch.cuda.is_available() else "auto")
+    assert _device(cfg("cuda:99"), None) == "auto"  # a GPU index this machine does not have
     assert _device(cfg("cpu"), "auto") == "auto"  # the flag wins
 
 
