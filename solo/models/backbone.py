@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 from collections.abc import Mapping
@@ -35,6 +36,8 @@ from solo.data.tokenization import attach_format
 from solo.errors import SoloError
 from solo.models.gguf import ensure_converted, is_gguf_spec
 from solo.paths import shared_data_dir
+
+log = logging.getLogger(__name__)
 
 # The GPT-2 family shares one vocabulary; the shared data ships it for offline machines.
 _GPT2_TOKENIZER_NAMES = {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "openai-community/gpt2"}
@@ -242,6 +245,18 @@ def _load_tokenizer(spec: str | None) -> Any:
     return tokenizer
 
 
+def _warn_if_foreign(model: torch.nn.Module, tokenizer: Any, spec: Any) -> None:
+    """A warning, not an error (some fine-tunes end on another token than their config names): a
+    tokenizer whose end token is none of the model's is most likely another model's, e.g. GPT-2's
+    beside Pythia weights, whose vocabulary is large enough for the size check above."""
+    eos = getattr(model.config, "eos_token_id", None)
+    ends = set(eos) if isinstance(eos, (list, tuple)) else {eos}
+    if tokenizer.eos_token_id is not None and None not in ends and tokenizer.eos_token_id not in ends:
+        log.warning("model.tokenizer %s ends text with token %d, but the model's config names %s as its end: "
+                    "is it this model's tokenizer? (model=hf takes both from model.pretrained)",
+                    spec, tokenizer.eos_token_id, sorted(ends))
+
+
 def load_backbone(model_cfg: Any) -> tuple[torch.nn.Module, Any]:
     """(model, tokenizer) for `model_cfg` (DictConfig or mapping); see the module docstring."""
     pretrained = config_value(model_cfg, "pretrained")
@@ -258,5 +273,6 @@ def load_backbone(model_cfg: Any) -> tuple[torch.nn.Module, Any]:
             f"model vocabulary ({model.config.vocab_size}) is smaller than the tokenizer's ({len(tokenizer)}); "
             f"use a matching model.tokenizer"
         )
+    _warn_if_foreign(model, tokenizer, config_value(model_cfg, "tokenizer"))
     attach_format(tokenizer, config_value(model_cfg, "format"))
     return model, tokenizer

@@ -178,3 +178,21 @@ def test_a_checkpoint_missing_tensors_is_refused(shared_data, tmp_path):
     save_file(tensors, str(path), metadata={"format": "pt"})
     with pytest.raises(SoloError, match=r"1 tensors of the model are not in its weights \(e\.g\. transformer\.h\.1\.mlp\.c_fc\.weight\)"):
         load_backbone(tiny_cfg(shared_data, pretrained=str(tmp_path / "weights"), overrides={}))
+
+
+def test_a_tokenizer_whose_end_token_is_not_the_models_is_warned_of(shared_data, tmp_path, caplog):
+    """GPT-2's tokenizer beside Pythia weights passes the vocabulary-size check (50257 <= 50304)."""
+    from transformers import AutoModelForCausalLM, GPTNeoXConfig
+
+    config = GPTNeoXConfig(vocab_size=50304, hidden_size=32, num_attention_heads=4, num_hidden_layers=2,
+                           intermediate_size=64, bos_token_id=0, eos_token_id=0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "pythia")
+    cfg = {"name": "hf", "pretrained": str(tmp_path / "pythia"), "overrides": {},
+           "tokenizer": str(shared_data / "gpt2-tokenizer")}
+    with caplog.at_level("WARNING", logger="solo.models.backbone"):
+        load_backbone(cfg)
+    assert "ends text with token 50256, but the model's config names [0] as its end" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="solo.models.backbone"):
+        load_backbone(tiny_cfg(shared_data))  # GPT-2 with its own tokenizer: no word
+    assert "ends text" not in caplog.text
