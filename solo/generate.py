@@ -36,26 +36,22 @@ def read_run_config(run_dir: Path) -> Any:
 
 
 def _device(cfg: Any, device: str | None) -> str:
-    """`device`, or the run's own trainer.device (auto where that CUDA device is not here)."""
+    """`device`, or the run's own trainer.device (auto where that device is not here)."""
+    from solo.train.loop import resolve_device
+
     if device is not None:
         return device
     own = str(cfg.trainer.get("device", "auto"))
-    return own if own == "cpu" or _visible(own) else "auto"
+    try:
+        resolve_device(own)
+    except SoloError:
+        return "auto"
+    return own
 
 
-def _visible(device: str) -> bool:
-    """Whether a cuda[:N] device is there."""
-    import torch
-
-    if not device.startswith("cuda") or not torch.cuda.is_available():
-        return False
-    index = device.partition(":")[2]
-    return not index or int(index) < torch.cuda.device_count()
-
-
-def trained_model(run_dir: Path, device: str | None = None) -> tuple[Any, Any, Any]:
+def trained_model(run_dir: Path, device: str | None = None, cfg: Any = None) -> tuple[Any, Any, Any]:
     """(model with the run's trained adapter, tokenizer, config) in eval mode on `device`
-    (None: the run's own trainer.device)."""
+    (None: the run's own trainer.device); `cfg`: the run's config if already read."""
     from transformers.utils import logging as hf_logging
 
     from solo.atomic import readable_directory
@@ -64,7 +60,7 @@ def trained_model(run_dir: Path, device: str | None = None) -> tuple[Any, Any, A
     from solo.train.loop import resolve_device
     from solo.train.rng import seed_everything
 
-    cfg = read_run_config(run_dir)
+    cfg = cfg if cfg is not None else read_run_config(run_dir)
     adapter = readable_directory(run_dir / "adapter")
     if adapter is None:
         raise SoloError(f"{run_dir} has no trained adapter yet (adapter/ is written when training ends); "
@@ -92,7 +88,7 @@ def generate(run_dir: Path, mrs: list[str], *, device: str | None = None,
     cfg = read_run_config(run_dir)
     target = "lora" if str(cfg.data.setup) == "lora" else "official"
     prompts = [in_notation(mr, target) for mr in mrs]
-    model, tokenizer, cfg = trained_model(run_dir, device)
+    model, tokenizer, cfg = trained_model(run_dir, device, cfg)
     decode_cfg = {**OmegaConf.to_container(cfg.decode, resolve=True), **(decode_overrides or {})}  # type: ignore[dict-item]
     apply_precision(str(cfg.trainer.precision), next(model.parameters()).device)
     with torch.no_grad():
@@ -137,11 +133,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="longest sentence in tokens (default: the run's decode.max_new_tokens)")
     args = parser.parse_args(argv)
     if args.device is not None:
+        from solo.train.loop import resolve_device
         from solo.train.settings import is_device_name
 
         if not is_device_name(args.device):
             parser.error(f"--device {args.device}: give cpu, cuda, cuda:N or auto")
-        if args.device.startswith("cuda") and not _visible(args.device):
+        try:
+            resolve_device(args.device)
+        except SoloError:
             parser.error(f"--device {args.device}: no such CUDA device is visible here; use cpu or auto")
     try:
         mrs = _read_mrs(args, parser)  # from a terminal's stdin, Ctrl-C can come here too
