@@ -13,7 +13,8 @@ plain LoRA pair there. Models that fuse Q, K and V into one `nn.Linear` (GPT-Neo
 Falcon, GPT-BigCode, Phi-3) get loralib's merged form on it as on GPT-2, on the output rows their
 attention reads as Q, K or V: interleaved per head (GPT-NeoX, Bloom), per key/value group (Falcon's
 new architecture) or concatenated (Phi-3, multi-query Falcon and BigCode), so the slices are index
-sets read from the model's config (`fused_qkv_layout`), not thirds. Trainable count, GPT-2: n_layer · 2 · (2·r·d) → S r=4: 147,456; M r=4: 393,216.
+sets read from the model's config (`fused_qkv_layout`), not thirds.
+Trainable count, GPT-2: n_layer · 2 · (2·r·d) → S r=4: 147,456; M r=4: 393,216.
 """
 
 from __future__ import annotations
@@ -276,6 +277,8 @@ class LoRA(Method):
         self._replaced: list[tuple[nn.Module, str, nn.Module]] = []
         self.layers: list[LoRAFusedConv1D | LoRALinear | LoRAFusedLinear] = []
         targets = {_LINEAR_NAMES[t] for t in cfg.targets}
+        kind = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+        layout = fused_qkv_layout(getattr(model, "config", None))  # one for all its blocks
         unknown_fused: list[str] = []  # fused QKV layers whose row layout is not known here
         for parent in list(model.modules()):
             for attr, child in list(parent.named_children()):
@@ -284,10 +287,14 @@ class LoRA(Method):
                 elif attr in targets and isinstance(child, nn.Linear):
                     wrapped = LoRALinear(child, cfg)
                 elif attr in _FUSED_LINEAR_NAMES and isinstance(child, nn.Linear):
-                    layout = _fused_layout(model, attr, child)
                     if layout is None:
                         unknown_fused.append(attr)
                         continue
+                    if layout.width != child.out_features:
+                        raise SoloError(
+                            f"{kind}'s fused `{attr}` has {child.out_features} outputs but its config gives "
+                            f"{layout.width} Q/K/V rows; LoRA cannot tell the slices apart"
+                        )
                     wrapped = LoRAFusedLinear(child, layout, cfg)
                 else:
                     continue
@@ -295,7 +302,6 @@ class LoRA(Method):
                 setattr(parent, attr, wrapped)
                 self._replaced.append((parent, attr, child))
                 self.layers.append(wrapped)  # type: ignore[arg-type]
-        kind = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
         if unknown_fused and not self.layers:
             raise SoloError(
                 f"LoRA does not know which rows of {kind}'s fused `{unknown_fused[0]}` are Q, K and V (it "
@@ -332,17 +338,6 @@ class LoRA(Method):
         for parent, attr, original in self._replaced:
             setattr(parent, attr, original)
         self._replaced.clear()
-
-
-def _fused_layout(model: nn.Module, attr: str, layer: nn.Linear) -> FusedQKV | None:
-    config = getattr(model, "config", None)
-    layout = fused_qkv_layout(config)
-    if layout is not None and layout.width != layer.out_features:
-        raise SoloError(
-            f"{config.model_type}'s fused `{attr}` has {layer.out_features} outputs but its config gives "
-            f"{layout.width} Q/K/V rows; LoRA cannot tell the slices apart"
-        )
-    return layout
 
 
 def apply_lora(model: nn.Module, cfg: dict[str, Any]) -> LoRA:
