@@ -60,9 +60,9 @@ sweep: install ## a sweep's runs as one table: make sweep RUNS=runs/table2/solo_
 	$(PY) -m solo.experiments.sweep $(RUNS) $(if $(OUT),--out $(OUT))
 
 # make generate RUN=runs/demo/table2/solo_r128_s0.6/lora-<hash> MR="name[The Eagle], eatType[pub], food[French]"
-# (or MRS=<file>, one MR per line; ARGS="--tsv --num-beams 4")
+# (or MRS=<file>, one MR per line; no MR: type them one by one; ARGS="--tsv --num-beams 4")
 generate: install ## sentences for your own MRs from a trained run: make generate RUN=<run dir> MR="name[The Eagle], food[French]"
-	@test -n "$(RUN)" -a -n "$(MR)$(MRS)" || { echo "error: make generate needs RUN=<run dir> and MR=\"name[...], ...\" (or MRS=<file of MRs>), e.g. the run dir make demo printed" >&2; exit 2; }
+	@test -n "$(RUN)" || { echo "error: make generate needs RUN=<run dir> [MR=\"name[...], ...\" or MRS=<file of MRs>; none: type them], e.g. the run dir make demo printed" >&2; exit 2; }
 	$(PY) -m solo.generate $(RUN) $(if $(MR),"$(MR)") $(if $(MRS),--file $(MRS)) $(ARGS)
 
 # make train ARGS="experiment=table2/solo_r8_s0 profile=tiny"

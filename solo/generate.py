@@ -7,7 +7,8 @@ decoding settings, so an MR of the test set gets the run's own predictions.txt l
 be written as the E2E release does (`name[The Eagle], eatType[pub]`) or as microsoft/LoRA's files
 do (`name : The Eagle | Type : pub`): it is given to the model in the notation of the run's data
 setup (solo.data.mr_notation). MRs come from the command line, or one per line from `--file`
-(`-` for stdin); one sentence per MR is printed per line, in order (`--tsv`: MR, tab, sentence).
+(`-` for stdin) or piped in; one sentence per MR is printed per line, in order (`--tsv`: MR, tab,
+sentence). With no MR and a terminal, it loads the model once and answers each MR as it is typed.
 """
 
 from __future__ import annotations
@@ -72,36 +73,78 @@ def trained_model(run_dir: Path, device: str | None = None, cfg: Any = None) -> 
     return model.to(resolve_device(_device(cfg, device))).eval(), tokenizer, cfg
 
 
+class Generator:
+    """A finished run's model, loaded once, that turns MRs into sentences as the run decodes its
+    test set (`decode_overrides` changes decode.* settings, e.g. {"num_beams": 4})."""
+
+    def __init__(self, run_dir: Path, *, device: str | None = None,
+                 decode_overrides: dict[str, Any] | None = None, cfg: Any = None) -> None:
+        from omegaconf import OmegaConf
+
+        from solo.train.precision import apply_precision
+
+        self.cfg = cfg if cfg is not None else read_run_config(run_dir)
+        self.model, self.tokenizer, _ = trained_model(run_dir, device, self.cfg)
+        self.decode_cfg = {**OmegaConf.to_container(self.cfg.decode, resolve=True),  # type: ignore[dict-item]
+                           **(decode_overrides or {})}
+        apply_precision(str(self.cfg.trainer.precision), next(self.model.parameters()).device)
+
+    def __call__(self, mrs: list[str]) -> list[str]:
+        import torch
+
+        from solo.decode import decode_mrs_with_stats
+
+        prompts = prompts_for(self.cfg, mrs)
+        with torch.no_grad():
+            texts, _ = decode_mrs_with_stats(self.model, self.tokenizer, prompts, self.decode_cfg)
+        return texts
+
+
+def prompts_for(cfg: Any, mrs: list[str]) -> list[str]:
+    """`mrs` in the notation of the run's data setup, the prompt it was trained on, whichever
+    notation the user wrote (a bad MR raises SoloError naming it)."""
+    from solo.data.mr_notation import in_notation
+
+    target = "lora" if str(cfg.data.setup) == "lora" else "official"
+    return [in_notation(mr, target) for mr in mrs]
+
+
 def generate(run_dir: Path, mrs: list[str], *, device: str | None = None,
              decode_overrides: dict[str, Any] | None = None) -> list[str]:
-    """One sentence per MR, decoded as the run decodes its test set (`decode_overrides` changes
-    decode.* settings, e.g. {"num_beams": 4})."""
-    import torch
-    from omegaconf import OmegaConf
-
-    from solo.data.mr_notation import in_notation
-    from solo.decode import decode_mrs_with_stats
-    from solo.train.precision import apply_precision
-
-    # The prompt the run was trained on: its setup's MR notation, whichever the user wrote
-    # (a bad MR is named before the weights load).
+    """One sentence per MR, decoded as the run decodes its test set."""
     cfg = read_run_config(run_dir)
-    target = "lora" if str(cfg.data.setup) == "lora" else "official"
-    prompts = [in_notation(mr, target) for mr in mrs]
-    model, tokenizer, cfg = trained_model(run_dir, device, cfg)
-    decode_cfg = {**OmegaConf.to_container(cfg.decode, resolve=True), **(decode_overrides or {})}  # type: ignore[dict-item]
-    apply_precision(str(cfg.trainer.precision), next(model.parameters()).device)
-    with torch.no_grad():
-        texts, _ = decode_mrs_with_stats(model, tokenizer, prompts, decode_cfg)
-    return texts
+    prompts_for(cfg, mrs)  # a bad MR is named before the weights load
+    return Generator(run_dir, device=device, decode_overrides=decode_overrides, cfg=cfg)(mrs)
+
+
+def interactive(generator: Generator, tsv: bool) -> None:
+    """One MR per line from a terminal, each answered as it is typed; Ctrl-D ends. A bad MR is
+    one error line and the session goes on (the model stays loaded)."""
+    print("type an MR per line, e.g. name[The Eagle], eatType[pub], food[French]; Ctrl-D ends",
+          file=sys.stderr, flush=True)
+    while True:
+        print("MR> ", end="", file=sys.stderr, flush=True)
+        try:
+            mr = input().strip()
+        except EOFError:
+            print(file=sys.stderr)
+            return
+        if not mr:
+            continue
+        try:
+            (text,) = generator([mr])
+        except SoloError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            continue
+        print(f"{mr}\t{text}" if tsv else text, flush=True)
 
 
 def _read_mrs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
     if args.file is not None and args.mrs:
         parser.error("give MRs on the command line or with --file, not both")
-    if args.file is None:
+    if args.file is None and args.mrs:
         mrs = list(args.mrs)
-    elif args.file == "-":
+    elif args.file in (None, "-"):  # no MR given and stdin is no terminal: the MRs are piped in
         mrs = sys.stdin.read().splitlines()
     else:
         try:
@@ -122,7 +165,9 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m solo.generate",
         description="Sentences for your own MRs from a trained run (its backbone, adapter and decoding settings).")
     parser.add_argument("run_dir", type=Path, help="a run dir (runs/<name>/<setup>-<hash>) whose training finished")
-    parser.add_argument("mrs", nargs="*", metavar="MR", help='e.g. "name[The Eagle], eatType[coffee shop], food[French]"')
+    parser.add_argument("mrs", nargs="*", metavar="MR",
+                        help='e.g. "name[The Eagle], eatType[coffee shop], food[French]" (none: read stdin, '
+                             'or ask for MRs one by one on a terminal)')
     parser.add_argument("--file", default=None, help="read MRs from this file, one per line (- for stdin)")
     parser.add_argument("--tsv", action="store_true", help="print MR<TAB>sentence instead of the sentence alone")
     parser.add_argument("--device", default=None,
@@ -142,10 +187,17 @@ def main(argv: list[str] | None = None) -> None:
             resolve_device(args.device)
         except SoloError:
             parser.error(f"--device {args.device}: no such CUDA device is visible here; use cpu or auto")
+    overrides = {key: value for key, value in
+                 (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if value is not None}
+    if args.file is None and not args.mrs and sys.stdin.isatty():
+        try:
+            interactive(Generator(args.run_dir, device=args.device, decode_overrides=overrides), args.tsv)
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            raise SystemExit(130) from None
+        return
     try:
         mrs = _read_mrs(args, parser)  # from a terminal's stdin, Ctrl-C can come here too
-        overrides = {key: value for key, value in
-                     (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if value is not None}
         texts = generate(args.run_dir, mrs, device=args.device, decode_overrides=overrides)
     except KeyboardInterrupt:
         print("interrupted; nothing decoded", file=sys.stderr)

@@ -70,6 +70,49 @@ def test_cli_prints_one_sentence_per_mr_from_args_or_stdin(finished_run, capsys,
     assert capsys.readouterr().out.splitlines() == [f"{m}\t{p}" for m, p in zip(mrs, expected, strict=True)]
 
 
+class _Terminal(io.StringIO):
+    """stdin as a terminal: what a user types, line by line."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_each_mr_is_answered_as_typed_and_a_bad_one_does_not_end_it(finished_run, capsys, monkeypatch):
+    import solo.models
+
+    mrs = _test_mrs(finished_run)[:2]
+    expected = (finished_run / "predictions.txt").read_text(encoding="utf-8").splitlines()[:2]
+    loads = []
+    load_backbone = solo.models.load_backbone
+    monkeypatch.setattr(solo.models, "load_backbone", lambda *a: loads.append(1) or load_backbone(*a))
+    monkeypatch.setattr("sys.stdin", _Terminal(f"{mrs[0]}\n\nname[X], foood[Y]\n{mrs[1]}\n"))
+    main([str(finished_run), "--device", "cpu"])  # ends at end of input (Ctrl-D)
+    out, err = capsys.readouterr()
+    assert out.splitlines() == expected and len(loads) == 1  # the model loads once for the session
+    assert "'foood' is not an E2E attribute" in err and "error: MR 'name[X]" in err and err.count("MR> ") == 5
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("builtins.input", interrupted)
+    monkeypatch.setattr("sys.stdin", _Terminal(""))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(finished_run), "--device", "cpu"])
+    assert exit_info.value.code == 130 and capsys.readouterr().err.strip().endswith("interrupted")
+
+
+def test_piped_mrs_need_no_flag_and_an_empty_pipe_is_one_line(finished_run, capsys, monkeypatch):
+    mrs = _test_mrs(finished_run)[:2]
+    expected = (finished_run / "predictions.txt").read_text(encoding="utf-8").splitlines()[:2]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(mrs)))
+    main([str(finished_run), "--device", "cpu"])
+    assert capsys.readouterr().out.splitlines() == expected
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n \n"))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(finished_run), "--device", "cpu"])
+    assert exit_info.value.code == 2 and "no MR given" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def test_bad_input_is_one_line_and_exit_2(finished_run, tmp_path, capsys):
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
@@ -79,7 +122,6 @@ def test_bad_input_is_one_line_and_exit_2(finished_run, tmp_path, capsys):
         ([str(tmp_path), "name[X]"], "config.yaml is missing"),
         ([str(unfinished), "name[X]"], "has no trained adapter yet"),
         ([str(finished_run), "name[X], foood[Y]"], "'foood' is not an E2E attribute"),
-        ([str(finished_run)], "no MR given"),
         ([str(finished_run), "name[X]", "--num-beams", "0"], "--num-beams: 0 is not allowed; give an integer >= 1"),
         ([str(finished_run), "name[X]", "--device", "tpu"], "--device tpu: give cpu, cuda, cuda:N or auto"),
     ]
