@@ -10,40 +10,14 @@ converts the GGUF file into the cache (~40 s). Measured: dev loss 2.351 -> 1.848
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from solo.paths import REPO_ROOT
+from tests.real.conftest import BATCH, STEPS, trainer_config
 
 pytestmark = pytest.mark.slow
 
-STEPS = 30
-BATCH = 4
 LR = 5e-3  # Solo's tiny gate (λ starts at 0.001) needs a larger step than LoRA: see results/real/
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    from solo.models import load_backbone
-
-    torch.manual_seed(0)
-    return load_backbone(OmegaConf.load(REPO_ROOT / "configs" / "model" / "smollm2-135m.yaml"))
-
-
-@pytest.fixture(scope="module")
-def pairs(shared_data: Path):
-    """(train, held out): the shortest references of the first dev MRs, split by MR."""
-    from solo.data import read_lora_txt
-
-    pairs = read_lora_txt(shared_data / "lora-format" / "valid.txt")[:400]
-    mrs = list(dict.fromkeys(p.mr for p in pairs))
-    held = set(mrs[-4:])
-    train = sorted((p for p in pairs if p.mr not in held), key=lambda p: len(p.mr) + len(p.ref))
-    dev = sorted((p for p in pairs if p.mr in held), key=lambda p: len(p.ref))
-    return train[: STEPS * BATCH], dev[:8]
 
 
 def test_examples_follow_the_chat_format_and_mask_only_the_reply(backbone, pairs):
@@ -74,10 +48,7 @@ def test_solo_learns_on_real_weights(backbone, pairs, tmp_path):
     assert before < 3.2, f"zero-shot dev loss {before:.2f}: the prompt is not the model's chat format"
 
     method = apply_method(model, {"name": "solo", "rank": 128, "sparsity": 0.6, "init_seed": 0})
-    trainer = OmegaConf.merge(OmegaConf.load(REPO_ROOT / "configs" / "trainer" / "default.yaml"), {
-        "max_steps": STEPS, "batch_size": BATCH, "lr": LR, "weight_decay": 0.1, "warmup_steps": 3,
-        "eval_every": None, "ckpt_every": None, "log_every": 10, "device": "cpu", "fast_step": False,
-    })
+    trainer = trainer_config(max_steps=STEPS, lr=LR, weight_decay=0.1, warmup_steps=3, log_every=10)
     try:
         train(model=model, params=method.trainable_parameters(), after_optimizer_step=method.after_optimizer_step,
               train_batches=train_batches, dev_batches=None, trainer_cfg=trainer, run_dir=tmp_path,
