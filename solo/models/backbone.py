@@ -132,19 +132,23 @@ def _load_pretrained(pretrained: str, overrides: Mapping[str, Any] | None = None
 
     if local.is_dir():
         try:
-            return _complete(*checked_load(str(local)), source)
+            with _load_report_held():
+                return _complete(*checked_load(str(local)), source)
         except TypeError as err:
             raise _bad_overrides(overrides, err, group) from None
-        except RuntimeError as err:  # a weight of another shape than the overridden config's
-            raise _shape_error(err, source, overrides) from None
+        except RuntimeError as err:  # a weight of another shape than its config's
+            raise _shape_error(err, source) from None
         except (OSError, ValueError) as err:
             raise SoloError(f"model.pretrained folder {local} has no loadable weights ({str(err).splitlines()[0]}); fix the folder or set model.pretrained") from None
     try:
-        loaded = _from_hub_or_cache(checked_load, pretrained, "config.json")
+        with _load_report_held():
+            loaded = _from_hub_or_cache(checked_load, pretrained, "config.json")
+            if loaded is not None:
+                loaded = _complete(*loaded, source)
     except TypeError as err:
         raise _bad_overrides(overrides, err, group) from None
     except RuntimeError as err:
-        raise _shape_error(err, source, overrides) from None
+        raise _shape_error(err, source) from None
     except (OSError, ValueError) as err:
         loaded, reason = None, str(err).splitlines()[0]
     else:
@@ -156,7 +160,7 @@ def _load_pretrained(pretrained: str, overrides: Mapping[str, Any] | None = None
             f"Hugging Face hub/cache ({reason}); set model.pretrained to a local folder holding the "
             f"weights{instead}"
         )
-    return _complete(*loaded, source)
+    return loaded
 
 
 # Settings that may differ from a checkpoint's config.json: they change no tensor and no arithmetic
@@ -191,9 +195,34 @@ def _complete(model: torch.nn.Module, info: Mapping[str, Any], where: str) -> to
     return model
 
 
-def _shape_error(err: RuntimeError, where: str, overrides: Mapping[str, Any]) -> Exception:
+@contextlib.contextmanager
+def _load_report_held():
+    """transformers' log lines while loading (its LOAD REPORT table) are held back, then shown if
+    the load succeeds; when it fails, the SoloError that replaces its exception says it in a line."""
+    library = logging.getLogger("transformers")
+    held: list[logging.LogRecord] = []
+
+    class Hold(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            held.append(record)
+
+    handlers = library.handlers[:]
+    library.handlers = [Hold()]
+    try:
+        yield
+    finally:
+        library.handlers = handlers
+    for record in held:  # only reached when the body raised nothing
+        library.handle(record)
+
+
+def _shape_error(err: RuntimeError, where: str) -> Exception:
+    # Overrides that change shapes were refused from config.json before loading: here the
+    # checkpoint's own config.json and weight files disagree.
     if "mismatched_sizes" in str(err) or "size mismatch" in str(err):
-        return _not_this_architecture(where, overrides, "weights of other shapes")
+        return SoloError(f"model.pretrained {where}: its weights have other shapes than its config.json describes; "
+                         f"the folder's config.json and weight files disagree: save the model again, or fix "
+                         f"config.json")
     return err
 
 

@@ -196,3 +196,35 @@ def test_a_tokenizer_whose_end_token_is_not_the_models_is_warned_of(shared_data,
     with caplog.at_level("WARNING", logger="solo.models.backbone"):
         load_backbone(tiny_cfg(shared_data))  # GPT-2 with its own tokenizer: no word
     assert "ends text" not in caplog.text
+
+
+def test_weights_that_disagree_with_their_config_json_are_one_line_and_other_reports_still_show(
+        shared_data, tmp_path, monkeypatch):
+    """transformers logs its LOAD REPORT table, then raises; the line that replaces its error is
+    all that shows. A load that succeeds still shows the table (here: a tensor the model lacks)."""
+    import logging
+
+    from safetensors.torch import load_file, save_file
+
+    shown: list[str] = []
+
+    class Shown(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            shown.append(record.getMessage())
+
+    library = logging.getLogger("transformers")  # where transformers' own handler prints from
+    monkeypatch.setattr(library, "handlers", [*library.handlers, Shown()])
+    model = build_random_model(random_config(shared_data / "gpt2-configs" / "gpt2.json", TINY))
+    model.save_pretrained(tmp_path / "weights")
+    config = json.loads((tmp_path / "weights" / "config.json").read_text())
+    (tmp_path / "weights" / "config.json").write_text(json.dumps({**config, "n_embd": 2 * config["n_embd"]}))
+    with pytest.raises(SoloError, match=r"weights .*have other shapes than its config\.json describes; .*save the model again"):
+        load_backbone(tiny_cfg(shared_data, pretrained=str(tmp_path / "weights"), overrides={}))
+    assert not any("LOAD REPORT" in line for line in shown), shown
+
+    (tmp_path / "weights" / "config.json").write_text(json.dumps(config))
+    path = tmp_path / "weights" / "model.safetensors"
+    tensors = load_file(str(path))
+    save_file({**tensors, "transformer.extra.weight": torch.zeros(2)}, str(path), metadata={"format": "pt"})
+    load_backbone(tiny_cfg(shared_data, pretrained=str(tmp_path / "weights"), overrides={}))
+    assert any("LOAD REPORT" in line and "transformer.extra.weight" in line for line in shown), shown
