@@ -130,37 +130,32 @@ def _load_pretrained(pretrained: str, overrides: Mapping[str, Any] | None = None
             _check_overrides(AutoConfig.from_pretrained(name), overrides, source)
         return load(name)
 
-    if local.is_dir():
-        try:
-            with _load_report_held():
-                return _complete(*checked_load(str(local)), source)
-        except TypeError as err:
-            raise _bad_overrides(overrides, err, group) from None
-        except RuntimeError as err:  # a weight of another shape than its config's
-            raise _shape_error(err, source) from None
-        except (OSError, ValueError) as err:
-            raise SoloError(f"model.pretrained folder {local} has no loadable weights ({str(err).splitlines()[0]}); fix the folder or set model.pretrained") from None
     try:
         with _load_report_held():
-            loaded = _from_hub_or_cache(checked_load, pretrained, "config.json")
-            if loaded is not None:
-                loaded = _complete(*loaded, source)
+            if local.is_dir():
+                loaded = checked_load(str(local))
+            else:
+                loaded = _from_hub_or_cache(checked_load, pretrained, "config.json")
+            model = None if loaded is None else _complete(*loaded, source)
     except TypeError as err:
         raise _bad_overrides(overrides, err, group) from None
-    except RuntimeError as err:
+    except RuntimeError as err:  # a weight of another shape than its config's
         raise _shape_error(err, source) from None
     except (OSError, ValueError) as err:
-        loaded, reason = None, str(err).splitlines()[0]
+        if local.is_dir():
+            raise SoloError(f"model.pretrained folder {local} has no loadable weights ({str(err).splitlines()[0]}); "
+                            f"fix the folder or set model.pretrained") from None
+        model, reason = None, str(err).splitlines()[0]
     else:
         reason = "not in the local Hugging Face cache and huggingface.co is unreachable"
-    if loaded is None:
+    if model is None:
         instead = ", or to null for random weights from model.config_file" if random_fallback else ""
         raise SoloError(
             f"cannot load pretrained weights {pretrained!r}: tried local folder {local} (absent) and the "
             f"Hugging Face hub/cache ({reason}); set model.pretrained to a local folder holding the "
             f"weights{instead}"
         )
-    return loaded
+    return model
 
 
 # Settings that may differ from a checkpoint's config.json: they change no tensor and no arithmetic
