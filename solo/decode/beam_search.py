@@ -61,6 +61,7 @@ fixed-shape step that reads the host only every decode.sync_every steps (the fas
 from __future__ import annotations
 
 import inspect
+import math
 import operator
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -116,6 +117,10 @@ class BeamSettings:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SoloError(f"decode.{field}={value!r} must be an integer >= {low}")
+        penalty = self.length_penalty
+        if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not math.isfinite(penalty):
+            raise SoloError(f"decode.length_penalty={penalty!r} must be a finite number (scores are "
+                            "divided by length ** length_penalty; the paper's recipe: 0.8)")
         if self.engine not in ENGINES:
             raise SoloError(f"decode.engine={self.engine!r} must be one of {', '.join(ENGINES)}")
         if self.style not in STYLES:

@@ -58,6 +58,7 @@ def _snapshot(root: Path) -> dict[Path, bytes]:
     ("override", "line"),
     [
         ("decode.num_beams=0", "decode.num_beams=0 must be an integer >= 1"),
+        ("decode.length_penalty=abc", "decode.length_penalty='abc' must be a finite number"),
         ("decode.max_new_tokens=0", "decode.max_new_tokens=0 would make every prediction empty"),
         ("seed=-1", "seed=-1 is not allowed; allowed: an integer >= 0 and <= 4294967295"),
         ("seed=abc", "seed='abc' is not allowed; allowed: an integer >= 0 and <= 4294967295"),
@@ -74,6 +75,9 @@ def _snapshot(root: Path) -> dict[Path, bytes]:
         ("method.rank=0", "method.rank must be a positive integer, got 0"),
         ("method.blocks=5", "method.blocks must be a list (e.g. [5]) or null, got 5"),
         ("logger.mode=bogus", "logger.mode='bogus' is not allowed; allowed: one of online, offline, disabled"),
+        ("+sed=3", "sed is not a setting; known: cited, data, decode, experiment_id, logger"),
+        ("+model.tokeniser=gpt2", "model.tokeniser is not a model setting; known: config_file, format"),
+        ("+score.meteval=perl", "score.meteval is not a score setting; known: mteval"),
         ("+logger.grup=x", "logger.grup is not a logger setting; known: entity, group, mode, project, tags"),
         # Fits a Python float, not the float32 AdamW's first step turns it into.
         ("trainer.lr=1e300", "trainer.lr=1e+300 is too large: AdamW's first step"),
