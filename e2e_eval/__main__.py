@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from e2e_eval.errors import E2EEvalError
@@ -47,7 +48,14 @@ def run(argv: list[str] | None = None) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        run(argv)
+        # A command line's warning is one line, not Python's source location and code.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            try:
+                run(argv)
+            finally:
+                for warning in caught:
+                    print(f"warning: {warning.message}", file=sys.stderr)
     except E2EEvalError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

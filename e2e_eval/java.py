@@ -269,6 +269,8 @@ class _LineProcess:
             _close_quietly(self._process.stdin)
             self._process.kill()
         self._process.wait()
+        _close_quietly(self._process.stdin)
+        _close_quietly(self._process.stdout)
         if not self._stderr.closed:
             self._stderr.close()
 

@@ -83,3 +83,21 @@ def test_a_ctrl_c_is_one_line_and_writes_no_scores(tmp_path, capsys, monkeypatch
     code, err = _run([refs, preds, "--json", str(tmp_path / "scores.json")], capsys)
     assert code == 130 and err == "e2e_eval: interrupted; no scores written\n"
     assert not (tmp_path / "scores.json").exists()
+
+
+def test_a_warning_is_one_line_beside_the_error(tmp_path, capsys):
+    code, err = _run(list(_files(tmp_path, "a\n\nb\n", "\ufeffx\n")), capsys)
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 2
+    assert lines[0].startswith("warning: ") and "byte-order mark" in lines[0]
+    assert lines[1].startswith("error: ") and "1 predictions" in lines[1]
+
+
+def test_a_helper_process_closes_its_pipes(tmp_path):
+    from e2e_eval.java import _LineProcess
+
+    helper = _LineProcess(["cat"], failure="cat stopped")
+    assert helper.exchange(["a line", "another"], expected=2) == ["a line", "another"]
+    helper.close()
+    # Left open, each is a ResourceWarning per helper JVM when the scorer is collected.
+    assert helper._process.stdin.closed and helper._process.stdout.closed

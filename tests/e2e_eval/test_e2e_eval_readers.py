@@ -121,3 +121,14 @@ def test_headerless_two_column_csv_is_mr_then_text(tmp_path):
     refs = _write(tmp_path / "refs.csv", "A,a1\nA,a2\nB,b1\n")
     inputs = load_inputs(refs, _write(tmp_path / "p.txt", "x\ny\n"))
     assert inputs.references == [["a1", "a2"], ["b1"]]
+
+
+def test_a_byte_order_mark_is_kept_as_the_official_reader_keeps_it_and_said(tmp_path):
+    refs = _write(tmp_path / "refs.txt", "a b\n\nc d\n")
+    preds = _write(tmp_path / "preds.txt", "\ufeffa b\nc d\n")
+    with pytest.warns(UserWarning, match=r"preds\.txt starts with a UTF-8 byte-order mark"):
+        inputs = load_inputs(refs, preds)
+    assert inputs.predictions == ["\ufeffa b", "c d"]
+    bom_refs = _write(tmp_path / "bom_refs.txt", "\ufeffa b\n\nc d\n")
+    with pytest.warns(UserWarning, match=r"bom_refs\.txt starts with a UTF-8 byte-order mark"):
+        load_inputs(bom_refs, _write(tmp_path / "p.txt", "a b\nc d\n"))
