@@ -61,6 +61,7 @@ def check_config(cfg: DictConfig) -> None:
     from solo.methods import check_method_config
 
     check_complete(cfg)
+    check_known_keys(cfg)
     check_seed(cfg.get("seed"))
     check_trainer_config(cfg.trainer)
     data_settings(cfg.data)
@@ -71,6 +72,28 @@ def check_config(cfg: DictConfig) -> None:
     check_method_config(cfg.method)
     check_mteval(str(OmegaConf.select(cfg, "score.mteval", default="perl")))
     logger_settings(cfg.get("logger"))
+
+
+# The keys no group schema checks (trainer, data, decode, method and logger check their own): an
+# added `+sed=3` or `+model.tokeniser=...` would otherwise change the run hash and nothing else.
+KNOWN_KEYS = {
+    "": ("name", "seed", "run_root", "experiment_id", "smoke", "cited", "model", "method", "data",
+         "trainer", "decode", "score", "logger", "hydra"),
+    "model": ("name", "pretrained", "config_file", "overrides", "tokenizer", "format"),
+    "score": ("mteval",),
+}
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    for group, known in KNOWN_KEYS.items():
+        node = OmegaConf.select(cfg, group) if group else cfg
+        if not isinstance(node, DictConfig):
+            continue
+        unknown = sorted(set(node.keys()) - set(known))
+        if unknown:
+            what = f"{group}.{unknown[0]} is not a {group} setting" if group else f"{unknown[0]} is not a setting"
+            shown = ", ".join(sorted(k for k in known if k != "hydra"))
+            raise SoloError(f"{what}; known: {shown} (python -m solo.train --cfg job lists every setting)")
 
 
 # torch, numpy and Python's random take the run's seed; numpy's legacy seeding only up to 2**32 - 1.
