@@ -80,12 +80,13 @@ def test_launcher_never_changes_the_run_dir(launcher):
 
 def _sbatch_script(tmp_path, overrides: list[str], jobs: int) -> str:
     """The sbatch script submitit would submit for a sweep of `jobs` jobs with these overrides:
-    the Hydra launcher is launched for real, only the submission is intercepted."""
+    the Hydra launcher is launched for real, only the submission is intercepted (so no Slurm is
+    needed: submitit's check for `srun` on PATH is answered as on a cluster)."""
     import submitit
     from hydra import compose, initialize_config_dir
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
     from omegaconf import OmegaConf
-    from submitit.slurm.slurm import _make_sbatch_string
+    from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
 
     from solo.train.compose import CONFIG_DIR
 
@@ -102,12 +103,13 @@ def _sbatch_script(tmp_path, overrides: list[str], jobs: int) -> str:
         submitted.append(executor._executor.parameters)
         return []
 
-    original = submitit.AutoExecutor.map_array
+    original, affinity = submitit.AutoExecutor.map_array, SlurmExecutor.__dict__["affinity"]
     submitit.AutoExecutor.map_array = map_array
+    SlurmExecutor.affinity = classmethod(lambda cls: 1)
     try:
         launcher.launch([[f"seed={i}"] for i in range(jobs)], initial_job_idx=0)
     finally:
-        submitit.AutoExecutor.map_array = original
+        submitit.AutoExecutor.map_array, SlurmExecutor.affinity = original, affinity
     (parameters,) = submitted
     return _make_sbatch_string(command="true", folder=str(tmp_path), map_count=jobs, **parameters)
 
