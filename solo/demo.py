@@ -20,6 +20,7 @@ from solo.errors import SoloError, exit_on_solo_error
 from solo.experiments.launch import STOP_CODES, launch
 from solo.experiments.tables import METRICS, PERCENT_METRICS
 from solo.paths import REPO_ROOT
+from solo.train.rundir import read_run_json
 
 EXPERIMENT = "table2/solo_r128_s0.6"
 STEPS = 40
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     scores_path = run_dir / "scores.json"
     if not scores_path.exists():
         raise SoloError(f"{scores_path} missing after the run; rerun `make demo` to finish it")
-    scores = json.loads(scores_path.read_text())
+    scores = read_run_json(scores_path)
     print("\n" + render_demo_table(scores, run_dir.relative_to(REPO_ROOT), STEPS, int(cfg.data.max_test_mrs),
                                    _losses(run_dir)))
     predictions = (run_dir / "predictions.txt").read_text(encoding="utf-8").splitlines()

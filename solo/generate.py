@@ -19,21 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from solo.errors import SoloError, exit_on_solo_error
-
-
-def read_run_config(run_dir: Path) -> Any:
-    """The run's resolved config, as it trained."""
-    from omegaconf import OmegaConf
-
-    if not run_dir.is_dir():
-        raise SoloError(f"{run_dir}: no such run dir; give a folder under runs/ that holds config.yaml and adapter/")
-    path = run_dir / "config.yaml"
-    if not path.exists():
-        raise SoloError(f"{path} is missing: {run_dir} is not a run dir (give the folder that holds config.yaml)")
-    try:
-        return OmegaConf.load(path)
-    except Exception as err:  # noqa: BLE001  (yaml and OmegaConf raise several kinds)
-        raise SoloError(f"{path}: unreadable ({str(err).splitlines()[0]}); the run dir is damaged") from None
+from solo.train.rundir import read_run_config
 
 
 def _device(cfg: Any, device: str | None) -> str:

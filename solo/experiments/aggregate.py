@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import csv
 import io
-import json
 import os
 import statistics
 import sys
@@ -53,7 +52,7 @@ from solo.experiments.tables import (
 )
 from solo.paper import parse_printed_count
 from solo.paths import REPO_ROOT
-from solo.train.rundir import config_hash, run_dir_for
+from solo.train.rundir import config_hash, read_run_config, read_run_json, run_dir_for
 
 PLOTTED_TABLES = frozenset({2, 3})
 NO_FINISHED_RUN = "no finished run under"  # aggregate's message when it wrote nothing
@@ -134,17 +133,17 @@ def read_run(run_dir: Path) -> RunRecord | None:
     config_path = run_dir / "config.yaml"
     if not config_path.exists():
         raise SoloError(f"{config_path} missing in a finished run dir; the run dir is damaged, move it out of the run root")
-    cfg = OmegaConf.load(config_path)
+    cfg = read_run_config(run_dir)
     scores_path, params_path, meta_path = (run_dir / n for n in ("scores.json", "params.json", "meta.json"))
     scores = None
     if scores_path.exists():
-        raw = json.loads(scores_path.read_text())
+        raw = read_run_json(scores_path)
         missing = [m for m in METRICS if m not in raw]
         if missing:
             raise SoloError(f"{scores_path} lacks {', '.join(missing)}; rescore the run (python -m e2e_eval)")
         scores = _to_paper_scale(raw)
-    trainable = json.loads(params_path.read_text()).get("trainable") if params_path.exists() else None
-    finished = json.loads(meta_path.read_text()).get("finished", "") if meta_path.exists() else ""
+    trainable = read_run_json(params_path).get("trainable") if params_path.exists() else None
+    finished = read_run_json(meta_path).get("finished", "") if meta_path.exists() else ""
     experiment_id = cfg.get("experiment_id")
     return RunRecord(
         run_dir=run_dir,
@@ -166,7 +165,7 @@ def _recipe_of(run_dir: Path, scores_path: Path) -> str:
     if recipe is not None:
         return recipe_line(recipe)
     # A run dir from before recipe files: only its scores may say how BLEU/NIST were computed.
-    mteval = json.loads(scores_path.read_text()).get("mteval") if scores_path.exists() else None
+    mteval = read_run_json(scores_path).get("mteval") if scores_path.exists() else None
     return f"not recorded (BLEU/NIST by mteval {mteval or 'perl'})"
 
 

@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from solo.errors import SoloError, exit_on_solo_error
 from solo.experiments.aggregate import RunRecord, display_path, find_runs, format_metric, publish
 from solo.experiments.tables import METRICS
-from solo.train.rundir import semantic_config
+from solo.train.rundir import read_run_config, semantic_config
 
 
 @dataclass
@@ -59,7 +57,7 @@ def sweep_points(runs: list[RunRecord]) -> list[SweepPoint]:
     points: dict[str, SweepPoint] = {}
     for run in sorted(runs, key=lambda r: str(r.run_dir)):
         if run.config_key not in points:
-            settings = _flatten(semantic_config(OmegaConf.load(run.run_dir / "config.yaml")))
+            settings = _flatten(semantic_config(read_run_config(run.run_dir)))
             settings.pop("seed", None)
             points[run.config_key] = SweepPoint(settings)
         points[run.config_key].runs.append(run)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import subprocess
@@ -13,6 +12,7 @@ import torch
 
 from solo.atomic import write_json_atomic
 from solo.paths import REPO_ROOT
+from solo.train.rundir import read_run_json
 
 
 def utc_now() -> str:
@@ -53,7 +53,7 @@ def device_description(device: torch.device) -> str:
 
 def update_meta(path: Path, **fields: object) -> dict:
     """Merge `fields` into meta.json (creating it); `started` keeps the first start time."""
-    meta = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    meta = read_run_json(path) if path.exists() else {}
     for key, value in fields.items():
         if key == "started" and "started" in meta:
             meta.setdefault("resumed", []).append(value)

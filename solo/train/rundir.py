@@ -110,6 +110,43 @@ def run_dir_for(cfg: DictConfig) -> Path:
     return Path(str(cfg.run_root)) / str(cfg.name) / f"{cfg.data.setup}-{config_hash(cfg)}"
 
 
+# The groups a run's config.yaml always has: a file without them is not one (or was damaged).
+RUN_CONFIG_GROUPS = ("model", "method", "data", "trainer", "decode")
+_DAMAGED = "the run dir is damaged; move it out of the run root (or delete it) and rerun its command"
+
+
+def read_run_config(run_dir: Path) -> DictConfig:
+    """`run_dir`'s config.yaml as it trained; one line naming the folder or file when it is no run
+    dir or the file is damaged."""
+    if not run_dir.is_dir():
+        raise SoloError(f"{run_dir}: no such run dir; give a folder under runs/ that holds config.yaml and adapter/")
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        raise SoloError(f"{path} is missing: {run_dir} is not a run dir (give the folder that holds config.yaml)")
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # noqa: BLE001  (yaml and OmegaConf raise several kinds)
+        raise SoloError(f"{path}: unreadable ({str(err).splitlines()[0]}); {_DAMAGED}") from None
+    missing = [g for g in RUN_CONFIG_GROUPS if not isinstance(cfg, DictConfig) or g not in cfg]
+    if missing:
+        raise SoloError(f"{path} is not a run's config (no {', '.join(missing)}); {_DAMAGED}")
+    return cfg  # type: ignore[return-value]
+
+
+def read_run_json(path: Path) -> dict:
+    """A run dir's JSON record (scores.json, params.json, meta.json) as a dict; one line naming
+    the file when it is not one."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = f":{err.lineno}" if isinstance(err, json.JSONDecodeError) else ""
+        reason = err.msg if isinstance(err, json.JSONDecodeError) else "not UTF-8"
+        raise SoloError(f"{path}{where}: damaged ({reason}); {_DAMAGED}") from None
+    if not isinstance(value, dict):
+        raise SoloError(f"{path}: damaged (not a JSON object); {_DAMAGED}")
+    return value
+
+
 def is_finished(run_dir: Path) -> bool:
     return (run_dir / DONE_FILE).exists()
 

@@ -20,6 +20,7 @@ def write_run(
         "experiment_id": experiment_id, "seed": seed, "smoke": smoke, "name": experiment_id,
         "model": {"name": "tiny" if smoke else "gpt2"},
         "data": {"setup": "lora", "train_split": train_split},
+        "method": {"name": "solo"}, "trainer": {}, "decode": {},
         **(settings or {}),  # e.g. {"trainer": {"lr": 1e-3}}: a sweep's other config
     }
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))

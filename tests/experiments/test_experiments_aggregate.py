@@ -133,6 +133,29 @@ def test_failure_leaves_results_untouched(tmp_path: Path, run_root: Path):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == snapshot
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "line"),
+    [
+        ("scores.json", "{bad", r"scores\.json:1: damaged \(Expecting property name"),
+        ("params.json", "[1, 2]", r"params\.json: damaged \(not a JSON object\)"),
+        ("meta.json", "\udcff", r"meta\.json: damaged \(not UTF-8\)"),
+        ("config.yaml", "a: [1", r"config\.yaml: unreadable \(while parsing a flow sequence\)"),
+        ("config.yaml", "::\n", r"config\.yaml is not a run's config \(no model, method, data, trainer, decode\)"),
+    ],
+)
+def test_a_damaged_record_in_a_finished_run_dir_is_one_line_naming_it(
+    name, content, line, tmp_path: Path, run_root: Path
+):
+    out = tmp_path / "results"
+    write_run(run_root, HOMOTOPY_ID, 1, scores(0.60))
+    broken = write_run(run_root, PLAIN_ID, 1, scores(0.1))
+    (broken / name).write_bytes(content.encode("utf-8", "surrogateescape"))
+    with pytest.raises(SoloError, match=line) as err:
+        agg.aggregate(TABLE, run_root, out)
+    assert "move it out of the run root" in str(err.value) and "\n" not in str(err.value)
+    assert not out.exists()
+
+
 def test_no_finished_run_writes_nothing_and_keeps_the_earlier_table(tmp_path: Path, run_root: Path):
     """A launch that failed whole (no weights offline, a refused sbatch) must not leave an
     all-missing table as the newest results, nor new untracked files in results/."""

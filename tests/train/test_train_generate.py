@@ -117,7 +117,11 @@ def test_bad_input_is_one_line_and_exit_2(finished_run, tmp_path, capsys):
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     shutil.copy(finished_run / "config.yaml", unfinished / "config.yaml")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.yaml").write_text("lr: 0.1\n", encoding="utf-8")  # some other tool's config
     cases = [
+        ([str(foreign), "name[X]"], "config.yaml is not a run's config (no model, method, data, trainer, decode)"),
         ([str(tmp_path / "nope"), "name[X]"], "no such run dir"),
         ([str(tmp_path), "name[X]"], "config.yaml is missing"),
         ([str(unfinished), "name[X]"], "has no trained adapter yet"),

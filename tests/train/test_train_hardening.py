@@ -190,6 +190,19 @@ def test_damaged_checkpoint_without_an_intact_copy_is_one_line_and_kept(
     assert _snapshot(run_dir) == before  # nothing deleted, nothing rewritten
 
 
+def test_damaged_meta_json_stops_a_resume_with_one_line_and_is_kept(
+    shared_data, tmp_path, capsys, monkeypatch, fake_scorer
+):
+    cfg = compose_cfg(tiny_overrides(shared_data, tmp_path))
+    run_dir = _crash_after_first_checkpoint(monkeypatch, cfg)
+    _truncate(run_dir / "meta.json")
+    before = _snapshot(run_dir)
+    code, printed = _exit_line(capsys, cfg)
+    assert code == 2 and re.match(rf"error: {re.escape(str(run_dir / 'meta.json'))}:\d+: damaged \(", printed)
+    assert "move it out of the run root" in printed
+    assert _snapshot(run_dir) == before
+
+
 def test_damaged_checkpoint_falls_back_to_the_intact_old_copy(
     shared_data, tmp_path, capsys, monkeypatch, fake_scorer
 ):
