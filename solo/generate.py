@@ -145,7 +145,7 @@ def _read_mrs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
 
 @exit_on_solo_error
 def main(argv: list[str] | None = None) -> None:
-    from solo.schema import COUNT_ARGUMENT
+    from solo.schema import COUNT_ARGUMENT, Number, argparse_type
 
     parser = argparse.ArgumentParser(
         prog="python -m solo.generate",
@@ -162,6 +162,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="beam size (default: the run's decode.num_beams)")
     parser.add_argument("--max-new-tokens", type=COUNT_ARGUMENT, default=None,
                         help="longest sentence in tokens (default: the run's decode.max_new_tokens)")
+    parser.add_argument("--length-penalty", type=argparse_type(Number()), default=None,
+                        help="a hypothesis scores log p / length ** this (default: the run's decode.length_penalty)")
+    parser.add_argument("--no-repeat-ngram", type=argparse_type(Number(integer=True, low=0)), default=None,
+                        help="no n-gram of this size twice in a sentence, 0 for none "
+                             "(default: the run's decode.no_repeat_ngram_size)")
     args = parser.parse_args(argv)
     if args.device is not None:
         from solo.train.loop import resolve_device
@@ -174,7 +179,9 @@ def main(argv: list[str] | None = None) -> None:
         except SoloError:
             parser.error(f"--device {args.device}: no such CUDA device is visible here; use cpu or auto")
     overrides = {key: value for key, value in
-                 (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if value is not None}
+                 (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens),
+                  ("length_penalty", args.length_penalty), ("no_repeat_ngram_size", args.no_repeat_ngram))
+                 if value is not None}
     if args.file is None and not args.mrs and sys.stdin.isatty():
         try:
             interactive(Generator(args.run_dir, device=args.device, decode_overrides=overrides), args.tsv)

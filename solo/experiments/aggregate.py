@@ -135,7 +135,7 @@ def read_run(run_dir: Path) -> RunRecord | None:
         raise SoloError(f"{config_path} missing in a finished run dir; the run dir is damaged, move it out of the run root")
     cfg = read_run_config(run_dir)
     scores_path, params_path, meta_path = (run_dir / n for n in ("scores.json", "params.json", "meta.json"))
-    scores = None
+    scores, raw = None, None
     if scores_path.exists():
         raw = read_run_json(scores_path)
         missing = [m for m in METRICS if m not in raw]
@@ -155,17 +155,17 @@ def read_run(run_dir: Path) -> RunRecord | None:
         trainable=int(trainable) if trainable is not None else None,
         scores=scores,
         finished=str(finished or ""),
-        recipe=_recipe_of(run_dir, scores_path),
+        recipe=_recipe_of(run_dir, raw),
         config_key=config_hash(cfg, without=("seed",)),
     )
 
 
-def _recipe_of(run_dir: Path, scores_path: Path) -> str:
+def _recipe_of(run_dir: Path, raw_scores: dict | None) -> str:
     recipe = read_recipe(run_dir)
     if recipe is not None:
         return recipe_line(recipe)
     # A run dir from before recipe files: only its scores may say how BLEU/NIST were computed.
-    mteval = read_run_json(scores_path).get("mteval") if scores_path.exists() else None
+    mteval = raw_scores.get("mteval") if raw_scores is not None else None
     return f"not recorded (BLEU/NIST by mteval {mteval or 'perl'})"
 
 

@@ -70,6 +70,26 @@ def test_cli_prints_one_sentence_per_mr_from_args_or_stdin(finished_run, capsys,
     assert capsys.readouterr().out.splitlines() == [f"{m}\t{p}" for m, p in zip(mrs, expected, strict=True)]
 
 
+def test_decoding_flags_override_the_runs_settings_and_only_those(finished_run, capsys, monkeypatch):
+    from omegaconf import OmegaConf
+
+    import solo.decode
+
+    own = OmegaConf.to_container(OmegaConf.load(finished_run / "config.yaml").decode, resolve=True)
+    seen = []
+    decode = solo.decode.decode_mrs_with_stats
+    monkeypatch.setattr(solo.decode, "decode_mrs_with_stats",
+                        lambda model, tok, prompts, cfg: seen.append(dict(cfg)) or decode(model, tok, prompts, cfg))
+    mr = _test_mrs(finished_run)[0]
+    main([str(finished_run), mr, "--device", "cpu"])
+    main([str(finished_run), mr, "--device", "cpu", "--num-beams", "3", "--max-new-tokens", "5",
+          "--length-penalty", "-0.5", "--no-repeat-ngram", "0"])
+    assert seen[0] == own
+    changed = {"num_beams": 3, "max_new_tokens": 5, "length_penalty": -0.5, "no_repeat_ngram_size": 0}
+    assert seen[1] == {**own, **changed} and all(own[key] != value for key, value in changed.items())
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
 class _Terminal(io.StringIO):
     """stdin as a terminal: what a user types, line by line."""
 
@@ -128,6 +148,8 @@ def test_bad_input_is_one_line_and_exit_2(finished_run, tmp_path, capsys):
         ([str(finished_run), "name[X], foood[Y]"], "'foood' is not an E2E attribute"),
         ([str(finished_run), "name[X]", "--num-beams", "0"], "--num-beams: 0 is not allowed; give an integer >= 1"),
         ([str(finished_run), "name[X]", "--device", "tpu"], "--device tpu: give cpu, cuda, cuda:N or auto"),
+        ([str(finished_run), "name[X]", "--length-penalty", "nan"], "--length-penalty: nan is not allowed"),
+        ([str(finished_run), "name[X]", "--no-repeat-ngram", "-1"], "--no-repeat-ngram: -1 is not allowed"),
     ]
     for argv, line in cases:
         with pytest.raises(SystemExit) as exit_info:
