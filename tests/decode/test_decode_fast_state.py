@@ -10,8 +10,10 @@ from solo.decode import beam_search
 from solo.decode.beam_search import HFCacheState
 from solo.decode.engine import fast_beam_search
 from solo.decode.gpt2_state import SharedPromptGPT2State, unsupported_reason
+from solo.decode.static_search import StaticSearchReport
 from solo.methods import apply_method
 from tests.decode.decode_models import small_gpt2, tied_bigram
+from tests.decode.decode_reference import lora_reference_beam_search
 from tests.decode.test_decode_beam_search import case, prompts_for, reference, settings
 
 EOS = 127
@@ -97,13 +99,22 @@ def test_methods_act_in_the_fast_state_as_in_the_model(method):
     assert beam_search(model, prompts, batch_size=2, **kwargs) != exact  # the method mattered
 
 
-def test_other_models_fall_back_to_the_plain_state():
+def test_other_models_fall_back_to_the_plain_state(monkeypatch):
+    import solo.decode.engine as engine
+
+    def no_static_search(*args, **kwargs):
+        raise AssertionError("the GPT-2 state was used on a model it does not support")
+
+    monkeypatch.setattr(engine, "static_beam_search", no_static_search)
     model = tied_bigram(12, seed=3)
-    assert unsupported_reason(model) is not None
-    kwargs = dict(eos_id=11, pad_id=0, num_beams=3, length_penalty=0.5, no_repeat_ngram_size=2,
-                  max_new_tokens=8)
+    reason = unsupported_reason(model)
+    assert reason is not None
+    kwargs = dict(eos_id=11, num_beams=3, length_penalty=0.5, no_repeat_ngram_size=2, max_new_tokens=8)
     prompts = [[1, 2], [3], [4, 5, 6]]
-    assert fast_beam_search(model, prompts, **kwargs) == beam_search(model, prompts, **kwargs)
+    report = StaticSearchReport()
+    out = fast_beam_search(model, prompts, pad_id=0, report=report, **kwargs)
+    assert [list(o) for o in out] == [lora_reference_beam_search(model, p, **kwargs) for p in prompts]
+    assert report.fallback is not None and report.fallback.startswith(reason)
 
 
 def test_block_forwards_are_swapped_during_the_search_and_restored_after():
@@ -136,9 +147,11 @@ def test_block_forwards_are_swapped_during_the_search_and_restored_after():
 
 
 def test_batch_sizes():
+    from solo.decode.beam_search import DEFAULT_BATCH_SIZE
     from solo.decode.engine import decode_batch_size, even_batch_size
 
-    assert decode_batch_size(_fp64_gpt2(layers=1), [[1, 2, 3]], num_beams=10, max_new_tokens=8) == 32
+    # Off CUDA nothing is memory-sized: the CPU default.
+    assert decode_batch_size(_fp64_gpt2(layers=1), [[1, 2, 3]], num_beams=10, max_new_tokens=8) == DEFAULT_BATCH_SIZE
     assert even_batch_size(630, 256) == 210
     assert even_batch_size(630, 1000) == 630
     assert even_batch_size(7, 3) == 3

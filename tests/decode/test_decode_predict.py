@@ -51,7 +51,8 @@ def test_unique_mrs_decoded_once_and_texts_stripped(never_ending_model, gpt2_tok
                           max_new_tokens=4)
     expected = [prediction_text(gpt2_tokenizer, o) for o in outputs]
     assert texts == [expected[0], expected[1], expected[0]]
-    assert all(texts)
+    assert texts[0] != texts[1]  # the two MRs' sentences differ, so a mix-up of the order would show
+    assert all(text and text == text.strip() and "\n" not in text for text in texts)
     assert (stats.mrs, stats.unique_mrs, stats.generated_tokens) == (3, 2, 8)
     assert stats.mrs_per_s > 0 and stats.as_dict()["mrs_per_s"] == stats.mrs_per_s
 

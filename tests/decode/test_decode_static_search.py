@@ -85,7 +85,6 @@ def test_rows_where_every_token_is_banned(style):
     model = small_gpt2(6, seed=3, eos_bias=-6.0)
     prompts = [[0], [1, 2, 3, 4, 0], [2, 2]]
     kwargs = dict(eos_id=5, num_beams=3, length_penalty=0.8, no_repeat_ngram_size=1, max_new_tokens=9)
-    assert kwargs["max_new_tokens"] > 6
     search = lora_reference_beam_search if style == "lora" else reference_beam_search
     expected = [search(model, p, **kwargs) for p in prompts]
     report = StaticSearchReport()

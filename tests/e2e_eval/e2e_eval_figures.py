@@ -10,10 +10,15 @@ OFFICIAL = {
 }
 
 # The e2e-metrics example (devel-conc.txt vs baseline-output.txt), and the same with prediction 4
-# emptied and prediction 6 replaced by EXAMPLE_ODD_PREDICTION. BLEU/NIST were derived once with a
-# line-by-line Perl transcription of the E2E copy of mteval-v13a-sig.pl run on SGML written as
-# measure_scores.py writes it; METEOR/ROUGE_L/CIDEr with pycocoevalcap's own PTBTokenizer,
-# Meteor, Rouge and Cider wrapper classes (the code path of the official scorer).
+# emptied and prediction 6 replaced by EXAMPLE_ODD_PREDICTION. BLEU/NIST: the official scorer's
+# own Perl mteval (tuetschek/e2e-metrics at commit 1b9c4d8, mteval/mteval-v13a-sig.pl with Debian's
+# libxml-twig-perl), driven as measure_scores.py drives it: `src, refs, outs =
+# measure_scores.load_data(REFS, PREDS)` (outs edited as above for "odd"), then
+# `measure_scores.run_mteval(refs, outs, src)`, with the script's final printf (line 1096) widened
+# from %.4f to %.12f; its unwidened output is NIST 7.8212 / BLEU 0.7203 and NIST 6.7705 / BLEU
+# 0.5875. The OFFICIAL BLEU/NIST above come out of the same run to the last printed digit.
+# METEOR/ROUGE_L/CIDEr: pycocoevalcap's own PTBTokenizer, Meteor, Rouge and Cider wrapper classes
+# (the code path of the official scorer).
 EXAMPLE = {"BLEU": 0.720292849432, "NIST": 7.821151927456, "METEOR": 0.4800716745732023,
            "ROUGE_L": 0.7909526131515365, "CIDEr": 2.303943135258847}
 EXAMPLE_ODD_PREDICTION = 'Le Café Über costs £20-25 &amp; "more" (ÉCOLE) |||  x'

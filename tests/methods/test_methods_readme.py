@@ -41,4 +41,6 @@ def test_the_readme_snippet_runs_and_prints_its_comment(shared_data, tmp_path, m
     assert len(built) == 2 and built[0].training  # trained in train mode, as the snippet says
     assert (tmp_path / "my-adapter" / "adapter.safetensors").is_file()
     loaded = scope["method"]
-    assert loaded.model is built[1] and loaded.num_trainable() == 83_129
+    # Appendix B's count plus λ: the shared encoder and decoder keep round(0.4 * 768 * 128) = 39,322
+    # entries each; each of the 5 connections has its encoding vector (128), v (768) and λ (1).
+    assert loaded.model is built[1] and loaded.num_trainable() == 2 * round(0.4 * 768 * 128) + 5 * (128 + 768 + 1)

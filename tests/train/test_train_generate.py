@@ -44,9 +44,17 @@ def _test_mrs(run_dir):
     return [g.mr for g in group_by_mr(load_split(OmegaConf.load(run_dir / "config.yaml").data, "test"))]
 
 
+def _predictions(run_dir) -> list[str]:
+    """The run's own test-set sentences; each differs from the others, so equal lists mean the
+    same MR got the same sentence."""
+    texts = (run_dir / "predictions.txt").read_text(encoding="utf-8").splitlines()
+    assert all(texts) and len(set(texts)) == len(texts), texts
+    return texts
+
+
 def test_the_test_mrs_give_the_runs_own_predictions_in_either_notation(finished_run):
     mrs = _test_mrs(finished_run)
-    expected = (finished_run / "predictions.txt").read_text(encoding="utf-8").splitlines()
+    expected = _predictions(finished_run)
     assert generate(finished_run, mrs, device="cpu") == expected
     # A user writes the E2E release's notation; the lora-setup run gets LoRA's, as it trained.
     official = [in_notation(mr, "official") for mr in mrs]
@@ -55,14 +63,14 @@ def test_the_test_mrs_give_the_runs_own_predictions_in_either_notation(finished_
 
 def test_an_official_setup_run_gets_the_release_notation(official_run):
     mrs = _test_mrs(official_run)
-    expected = (official_run / "predictions.txt").read_text(encoding="utf-8").splitlines()
+    expected = _predictions(official_run)
     lora = [in_notation(mr, "lora") for mr in mrs]
     assert lora != mrs and generate(official_run, lora, device="cpu") == expected
 
 
 def test_cli_prints_one_sentence_per_mr_from_args_or_stdin(finished_run, capsys, monkeypatch):
     mrs = _test_mrs(finished_run)
-    expected = (finished_run / "predictions.txt").read_text(encoding="utf-8").splitlines()
+    expected = _predictions(finished_run)
     main([str(finished_run), *mrs, "--device", "cpu"])
     assert capsys.readouterr().out.splitlines() == expected
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(mrs) + "\n\n"))
@@ -101,7 +109,7 @@ def test_on_a_terminal_each_mr_is_answered_as_typed_and_a_bad_one_does_not_end_i
     import solo.models
 
     mrs = _test_mrs(finished_run)[:2]
-    expected = (finished_run / "predictions.txt").read_text(encoding="utf-8").splitlines()[:2]
+    expected = _predictions(finished_run)[:2]
     loads = []
     load_backbone = solo.models.load_backbone
     monkeypatch.setattr(solo.models, "load_backbone", lambda *a: loads.append(1) or load_backbone(*a))
@@ -123,7 +131,7 @@ def test_on_a_terminal_each_mr_is_answered_as_typed_and_a_bad_one_does_not_end_i
 
 def test_piped_mrs_need_no_flag_and_an_empty_pipe_is_one_line(finished_run, capsys, monkeypatch):
     mrs = _test_mrs(finished_run)[:2]
-    expected = (finished_run / "predictions.txt").read_text(encoding="utf-8").splitlines()[:2]
+    expected = _predictions(finished_run)[:2]
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(mrs)))
     main([str(finished_run), "--device", "cpu"])
     assert capsys.readouterr().out.splitlines() == expected

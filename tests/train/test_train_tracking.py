@@ -80,11 +80,19 @@ def test_online_without_credentials_is_one_line_before_the_run_dir(
 
 
 def test_online_with_a_key_in_the_environment_passes_the_check(no_wandb_credentials, monkeypatch):
+    import wandb
+
     from solo.train.tracking import check_login
 
+    calls = []
+    login = wandb.login
+    monkeypatch.setattr(wandb, "login", lambda **kwargs: calls.append(kwargs) or login(**kwargs))
+    for mode in ("offline", "disabled"):  # no credentials, and none needed
+        check_login(OmegaConf.create({"mode": mode}))
+    assert calls == []
     monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
     check_login(OmegaConf.create({"mode": "online"}))  # no network: the key is not verified
-    check_login(OmegaConf.create({"mode": "offline"}))
+    assert calls == [{"verify": False}]
 
 
 def test_a_wandb_init_that_fails_is_one_line(tmp_path, monkeypatch):
