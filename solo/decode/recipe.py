@@ -5,6 +5,7 @@ it. README.md ("Reproduction notes") gives the source of each choice in microsof
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from solo.decode.predict import settings_from_config
 from solo.errors import SoloError
-from solo.train.rundir import read_run_json
 
 RECIPE_FILE = "recipe.json"
 TEXT_RULE = "decoded without special tokens, cut at the first blank line, one line, stripped"
@@ -67,7 +67,10 @@ def read_recipe(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / RECIPE_FILE
     if not path.exists():
         return None
-    return read_run_json(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise SoloError(f"{path}:{err.lineno}: damaged recipe file ({err.msg}); move the run dir out of the run root") from None
 
 
 def recorded_mteval(run_dir: Path) -> str:

@@ -134,7 +134,7 @@ def read_run_config(run_dir: Path) -> DictConfig:
 
 
 def read_run_json(path: Path) -> dict:
-    """A run dir's JSON record (scores.json, params.json, meta.json, recipe.json) as a dict; one line naming
+    """A run dir's JSON record (scores.json, params.json, meta.json) as a dict; one line naming
     the file when it is not one."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))

@@ -62,5 +62,5 @@ def test_recorded_recipe_is_read_back_and_a_missing_one_is_an_error(tmp_path, ba
     with pytest.raises(SoloError, match="recipe.json is missing"):
         recorded_mteval(tmp_path / "elsewhere")
     (tmp_path / RECIPE_FILE).write_text('{"score": {"mteval": "python"')  # a write cut short
-    with pytest.raises(SoloError, match=r"recipe.json:1: damaged .*move it out of the run root"):
+    with pytest.raises(SoloError, match=r"recipe.json:1: damaged recipe file .*out of the run root"):
         recorded_mteval(tmp_path)
