@@ -79,6 +79,7 @@ class RunRecord:
     finished: str
     recipe: str = "not recorded"  # decoding/scoring recipe (solo.decode.recipe), one line
     config_key: str = ""  # rundir.config_hash without the seed: equal for the seeds of one config
+    train_split: str = "train"  # data.train_split: "valid" where the dev set stood in (make demo)
 
 
 @dataclass
@@ -89,6 +90,7 @@ class RowResult:
     superseded: list[RunRecord] = field(default_factory=list)
     unscored: list[RunRecord] = field(default_factory=list)  # DONE but no scores.json
     other_configs: list[RunRecord] = field(default_factory=list)  # the experiment, not the row's config
+    stand_ins: list[RunRecord] = field(default_factory=list)  # trained on another split (make demo's run)
 
     @property
     def mixed_configs(self) -> int:
@@ -157,6 +159,7 @@ def read_run(run_dir: Path) -> RunRecord | None:
         finished=str(finished or ""),
         recipe=_recipe_of(run_dir, raw),
         config_key=config_hash(cfg, without=("seed",)),
+        train_split=str(OmegaConf.select(cfg, "data.train_split", default="train")),
     )
 
 
@@ -191,7 +194,9 @@ def match_row(row: PaperRow, runs: list[RunRecord], smoke: bool, config: Any = N
     by_seed: dict[int, list[RunRecord]] = {}
     for run in runs:
         if run.experiment_id == result.experiment_id and run.smoke == smoke:
-            if config is not None and not _of_config(run, config):
+            if not smoke and run.train_split != "train":  # smoke runs all train on the dev set
+                result.stand_ins.append(run)
+            elif config is not None and not _of_config(run, config):
                 result.other_configs.append(run)
             elif run.scores is None:
                 result.unscored.append(run)
@@ -290,6 +295,9 @@ def render_markdown(table: int, results: list[RowResult], run_root: Path, smoke:
         for run in res.other_configs:
             lines.append(f"   - another config of this experiment (a sweep's?), not used: "
                          f"`{display_path(run.run_dir)}` (seed {run.seed})")
+        for run in res.stand_ins:
+            lines.append(f"   - trained on the {run.train_split} split, not the training set (make demo's "
+                         f"run?), so no paper result, not used: `{display_path(run.run_dir)}` (seed {run.seed})")
     return "\n".join(lines) + "\n"
 
 

@@ -74,6 +74,20 @@ def test_smoke_and_real_runs_never_mix(run_root: Path):
     assert "lora, valid as train, smoke (tiny)" in md
 
 
+def test_a_run_trained_on_the_dev_set_is_never_a_paper_result(run_root: Path):
+    """make demo's run has a paper row's experiment_id but trains SmolLM2 on the dev set; finished
+    last with seed 1, it took the real seed-1 run's place in `python -m solo.experiments.aggregate`."""
+    real = [write_run(run_root, HOMOTOPY_ID, seed, scores(bleu)) for seed, bleu in ((1, 0.676), (2, 0.678))]
+    demo = write_run(run_root, HOMOTOPY_ID, 1, scores(0.573), train_split="valid", tag="demo",
+                     finished="2026-12-03T00:00:00", settings={"model": {"name": "smollm2-135m"}})
+    row = agg.aggregate_table(TABLE, run_root, smoke=False)[0]
+    assert [r.run_dir for r in row.runs] == real and not row.superseded and [r.run_dir for r in row.stand_ins] == [demo]
+    assert row.mean("BLEU") == pytest.approx(67.7)
+    md = agg.render_markdown(TABLE, [row], run_root, smoke=False)
+    assert f"trained on the valid split, not the training set (make demo's run?), so no paper result, not used: `{demo}`" in md
+    assert "67.70 ± 0.14" in md and "valid as train" not in md.split("## Sources")[0]
+
+
 def test_every_number_names_its_run_dirs(run_root: Path):
     dirs = [write_run(run_root, HOMOTOPY_ID, s, scores(0.6)) for s in (1, 2)]
     results = agg.aggregate_table(TABLE, run_root, smoke=False)
