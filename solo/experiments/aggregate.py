@@ -233,7 +233,7 @@ def display_path(path: Path) -> str:
 
 def _metric_cell(result: RowResult, metric: str) -> str:
     paper = result.row.metrics[metric]
-    printed = f"{paper:g}"  # as the paper prints it
+    printed = result.row.printed.get(metric) or f"{paper:g}"  # as the paper prints it: 45.70, not 45.7
     if result.status == "cited":
         return f"cited / {printed}"
     mean = result.mean(metric)
@@ -332,7 +332,8 @@ def render_csv(table: int, results: list[RowResult], smoke: bool) -> str:
                len(res.runs), " ".join(str(r.seed) for r in res.runs), res.row.params_printed, res.params]
         for m in METRICS:
             mean, std, paper = res.mean(m), res.std(m), res.row.metrics[m]
-            row += ["" if mean is None else round(mean, 4), "" if std is None else round(std, 4), paper,
+            row += ["" if mean is None else round(mean, 4), "" if std is None else round(std, 4),
+                    res.row.printed.get(m) or paper,
                     "" if mean is None else round(mean - paper, 4)]
         row += ["; ".join(sorted({r.setup for r in res.runs})),
                 " | ".join(sorted({r.recipe for r in res.runs})),

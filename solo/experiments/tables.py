@@ -10,7 +10,7 @@ rows read the same run dirs and nothing is trained twice.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from solo.errors import SoloError
@@ -100,6 +100,7 @@ class PaperRow:
     params_printed: str
     metrics: dict[str, float]  # as printed: BLEU/METEOR/ROUGE_L in percent, NIST/CIDEr raw
     note: str
+    printed: dict[str, str] = field(default_factory=dict)  # metrics' text in tables.csv ("45.70")
 
     @property
     def cited(self) -> bool:
@@ -148,6 +149,7 @@ def load_paper_rows(path: Path | None = None) -> list[PaperRow]:
                 table=table, experiment=configs[index], model=rec["model"], method=rec["method"],
                 rank=rec["rank"], sparsity=rec["sparsity"], span=rec["span"], variant=rec["variant"],
                 params_printed=rec["params_printed"], metrics=metrics, note=rec["note"],
+                printed={m: rec[m].strip() for m in METRICS},
             )
         )
     for table, configs in TABLE_CONFIGS.items():

@@ -59,7 +59,7 @@ def test_missing_and_unfinished_runs_show_as_missing(run_root: Path):
     line = csv_rows(agg.render_csv(TABLE, results, smoke=False))[1]
     assert line["status"] == "missing" and line["BLEU_ours_mean"] == "" and line["run_dirs"] == ""
     md = agg.render_markdown(TABLE, results, run_root, smoke=False)
-    assert "missing / 0 |" in md  # the paper's printed 0.0 BLEU beside "missing", no invented number
+    assert "missing / 0.0 |" in md  # the paper's printed 0.0 BLEU beside "missing", no invented number
     assert "missing — no finished run dir" in md
 
 
@@ -86,6 +86,15 @@ def test_a_run_trained_on_the_dev_set_is_never_a_paper_result(run_root: Path):
     md = agg.render_markdown(TABLE, [row], run_root, smoke=False)
     assert f"trained on the valid split, not the training set (make demo's run?), so no paper result, not used: `{demo}`" in md
     assert "67.70 ± 0.14" in md and "valid as train" not in md.split("## Sources")[0]
+
+
+def test_the_paper_column_is_the_number_as_printed(run_root: Path):
+    write_run(run_root, HOMOTOPY_ID, 1, scores(0.66, meteor=0.46))
+    results = agg.aggregate_table(TABLE, run_root, smoke=False)
+    assert results[0].row.printed["METEOR"] == "45.70"  # tables.csv, as the paper prints it
+    assert "46.00 / 45.70 (+0.30)" in agg.render_markdown(TABLE, results, run_root, smoke=False)
+    line = csv_rows(agg.render_csv(TABLE, results, smoke=False))[0]
+    assert line["METEOR_paper"] == "45.70" and float(line["METEOR_diff"]) == pytest.approx(0.3)
 
 
 def test_every_number_names_its_run_dirs(run_root: Path):
