@@ -282,6 +282,8 @@ def render_markdown(table: int, results: list[RowResult], run_root: Path, smoke:
             lines.append(head + "missing — no finished run dir")
         else:
             lines.append(head + ", ".join(f"`{display_path(r.run_dir)}` (seed {r.seed})" for r in res.runs))
+        if res.row.note:
+            lines.append(f"   - note on the paper's row (tables.csv): {res.row.note}")
         if res.mixed_configs > 1:
             lines.append(f"   - **warning: these runs are of {res.mixed_configs} different configs** (a sweep "
                          f"over this experiment?): the mean mixes them; `make table{table} ARGS=--no-launch` "
@@ -323,7 +325,7 @@ def render_csv(table: int, results: list[RowResult], smoke: bool) -> str:
               "params_printed", "params_ours"]
     for m in METRICS:
         header += [f"{m}_ours_mean", f"{m}_ours_std", f"{m}_paper", f"{m}_diff"]
-    header += ["setup", "recipe", "run_dirs"]
+    header += ["setup", "recipe", "run_dirs", "paper_note"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -337,7 +339,7 @@ def render_csv(table: int, results: list[RowResult], smoke: bool) -> str:
                     "" if mean is None else round(mean - paper, 4)]
         row += ["; ".join(sorted({r.setup for r in res.runs})),
                 " | ".join(sorted({r.recipe for r in res.runs})),
-                " ".join(display_path(r.run_dir) for r in res.runs)]
+                " ".join(display_path(r.run_dir) for r in res.runs), res.row.note]
         writer.writerow(row)
     return buffer.getvalue()
 

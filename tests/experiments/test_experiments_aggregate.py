@@ -95,6 +95,10 @@ def test_the_paper_column_is_the_number_as_printed(run_root: Path):
     assert "46.00 / 45.70 (+0.30)" in agg.render_markdown(TABLE, results, run_root, smoke=False)
     line = csv_rows(agg.render_csv(TABLE, results, smoke=False))[0]
     assert line["METEOR_paper"] == "45.70" and float(line["METEOR_diff"]) == pytest.approx(0.3)
+    # The paper's own remark on a row travels with it (Table 6, case 2: "training collapses").
+    plain = csv_rows(agg.render_csv(TABLE, results, smoke=False))[1]
+    assert plain["paper_note"] == results[1].row.note == "training collapses"
+    assert "note on the paper's row (tables.csv): training collapses" in agg.render_markdown(TABLE, results, run_root, smoke=False)
 
 
 def test_every_number_names_its_run_dirs(run_root: Path):
